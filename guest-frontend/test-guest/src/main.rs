@@ -1,0 +1,2 @@
+//! Bare-metal EL1 test guest for oxen
+fn main() {}

@@ -1,0 +1,2 @@
+//! Device-tree reading (boot information) and writing (guest device trees)
+#![cfg_attr(not(test), no_std)]
