@@ -70,7 +70,8 @@ if [ $apt_changed = 1 ] || [ ! -e $stamp ] || ! apt-cache show busybox-static:ar
 fi
 
 need=()
-for t in cpio:cpio gzip:gzip depmod:kmod dtc:device-tree-compiler mke2fs:e2fsprogs; do
+for t in cpio:cpio gzip:gzip depmod:kmod dtc:device-tree-compiler mke2fs:e2fsprogs \
+         aarch64-linux-gnu-objcopy:binutils-aarch64-linux-gnu; do
     command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
