@@ -1,0 +1,285 @@
+//! Bare-metal runtime of the test guest: arm64 `Image` header, entry code,
+//! self-relocation, exception vectors, panic handler, and the few register
+//! and raw-memory accesses the scenarios need. The only module with asm.
+//!
+//! Boot contract (Linux arm64 boot protocol, as oxen and QEMU provide it):
+//! entered at offset 0 of the image at EL1h, MMU and D-cache off, DAIF
+//! masked, x0 = IPA of the DTB. The image is linked at 0 as a static PIE;
+//! the entry code adds its run-time address to every `R_AARCH64_RELATIVE`
+//! entry of `.rela.dyn` before any Rust code runs, so it runs wherever it is
+//! loaded (a 1:1 Dom0 sits at host RAM base + text_offset).
+//!
+//! The MMU stays off: all data accesses are Device-nGnRnE, so unaligned
+//! accesses fault (the target is strict-align, so Rust never emits them)
+//! and exclusives are avoided (no atomics RMW, no locks). VA == IPA, which
+//! is what hypercall pointer arguments must be.
+//!
+//! Image header: text_offset 0x8_0000 (the value design.md assumes for
+//! kernels without a header, and what QEMU honours for `-kernel`), flags =
+//! little endian, 4 KiB pages, "may be placed anywhere" (bit 3), and
+//! image_size = file + .bss + stack (`__image_size` from the linker script).
+#![allow(unsafe_code)]
+
+use core::arch::{asm, global_asm};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use xen_guest::{Console, Hvc, ShutdownReason};
+
+/// `R_AARCH64_RELATIVE` (ELF for the Arm 64-bit Architecture, table 4-18).
+const R_AARCH64_RELATIVE: u64 = 1027;
+/// `CPACR_EL1.FPEN = 0b11`: no FP/SIMD traps (the compiler uses NEON).
+const CPACR_FPEN: u64 = 3 << 20;
+
+global_asm!(
+    r#"
+    .section .text.head, "ax"
+    .global _start
+_start:
+    b       0f                      // code0: branch to the entry code
+    .long   0                       // code1
+    .quad   0x80000                 // text_offset
+    .quad   __image_size            // image_size, incl. .bss and stack
+    .quad   0xa                     // flags: LE, 4K pages, anywhere in RAM
+    .quad   0                       // res2
+    .quad   0                       // res3
+    .quad   0                       // res4
+    .ascii  "ARM\x64"               // magic
+    .long   0                       // res5 (no PE header)
+
+0:  msr     daifset, #0xf
+    mov     x19, x0                 // x19 = DTB IPA, kept for rust_main
+    adr     x20, _start             // x20 = load address = relocation bias
+
+    // Apply .rela.dyn: *(bias + r_offset) = bias + r_addend.
+    adrp    x1, __rela_start
+    add     x1, x1, :lo12:__rela_start
+    adrp    x2, __rela_end
+    add     x2, x2, :lo12:__rela_end
+1:  cmp     x1, x2
+    b.hs    3f
+    ldp     x3, x4, [x1], #16       // r_offset, r_info
+    ldr     x5, [x1], #8            // r_addend
+    cmp     x4, #{r_relative}       // type RELATIVE, symbol 0
+    b.ne    2f
+    add     x5, x5, x20
+    str     x5, [x20, x3]
+    b       1b
+2:  wfe                             // unsupported relocation: cannot run
+    b       2b
+
+    // Zero .bss (16-byte aligned at both ends by the linker script).
+3:  adrp    x1, __bss_start
+    add     x1, x1, :lo12:__bss_start
+    adrp    x2, __bss_end
+    add     x2, x2, :lo12:__bss_end
+4:  cmp     x1, x2
+    b.hs    5f
+    stp     xzr, xzr, [x1], #16
+    b       4b
+
+5:  adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
+    mov     x1, #{cpacr}
+    msr     cpacr_el1, x1
+    adrp    x1, __vectors
+    add     x1, x1, :lo12:__vectors
+    msr     vbar_el1, x1
+    isb
+    mov     x0, x19
+    bl      {main}
+    b       2b
+
+    // EL1 exception vectors: 16 entries of 0x80 bytes. Every exception is
+    // fatal: x0 = entry index, and the handler runs on a fresh stack.
+    .section .text.vectors, "ax"
+    .balign 2048
+    .global __vectors
+__vectors:
+    .set    .Lvec_index, 0
+    .rept   16
+    .balign 0x80
+    mov     x0, #.Lvec_index
+    b       6f
+    .set    .Lvec_index, .Lvec_index + 1
+    .endr
+6:  adrp    x1, __stack_top
+    add     x1, x1, :lo12:__stack_top
+    mov     sp, x1
+    mrs     x1, esr_el1
+    mrs     x2, elr_el1
+    mrs     x3, far_el1
+    bl      {exception}
+    b       2b
+    "#,
+    r_relative = const R_AARCH64_RELATIVE,
+    cpacr = const CPACR_FPEN,
+    main = sym crate::run::rust_main,
+    exception = sym exception,
+);
+
+/// Set while a fatal report is being written, so a fault inside the report
+/// (e.g. `hvc` without a hypervisor) parks the CPU instead of recursing.
+/// Plain load/store only: no exclusives with the MMU off.
+static REPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Claim the right to report a fatal event; false if one is in progress.
+fn begin_report() -> bool {
+    if REPORTING.load(Ordering::Relaxed) {
+        return false;
+    }
+    REPORTING.store(true, Ordering::Relaxed);
+    true
+}
+
+const VECTOR_NAMES: [&str; 16] = [
+    "sync (EL1t)",
+    "irq (EL1t)",
+    "fiq (EL1t)",
+    "serror (EL1t)",
+    "sync",
+    "irq",
+    "fiq",
+    "serror",
+    "sync (EL0)",
+    "irq (EL0)",
+    "fiq (EL0)",
+    "serror (EL0)",
+    "sync (EL0 AArch32)",
+    "irq (EL0 AArch32)",
+    "fiq (EL0 AArch32)",
+    "serror (EL0 AArch32)",
+];
+
+/// Every EL1 exception ends here: report it and crash the domain.
+extern "C" fn exception(index: u64, esr: u64, elr: u64, far: u64) -> ! {
+    if begin_report() {
+        let name = VECTOR_NAMES
+            .get(index as usize)
+            .copied()
+            .unwrap_or("unknown");
+        let mut h = Hvc;
+        let mut c = Console::new(&mut h);
+        let _ = writeln!(
+            c,
+            "TEST-GUEST exception: {name} ESR={esr:#x} ELR={elr:#x} FAR={far:#x}"
+        );
+        drop(c);
+        let _ = xen_guest::sched_shutdown(&mut h, ShutdownReason::Crash);
+    }
+    halt()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    if begin_report() {
+        let mut h = Hvc;
+        let mut c = Console::new(&mut h);
+        let _ = write!(c, "TEST-GUEST panic: {}", info.message());
+        if let Some(l) = info.location() {
+            let _ = write!(c, " at {}:{}", l.file(), l.line());
+        }
+        let _ = writeln!(c);
+        drop(c);
+        let _ = xen_guest::sched_shutdown(&mut h, ShutdownReason::Crash);
+    }
+    halt()
+}
+
+/// Park the CPU for good.
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: `wfe` only waits for an event; no memory or register
+        // effects visible to Rust.
+        unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// The virtual counter (`CNTVCT_EL0`, readable at EL1).
+pub fn counter() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTVCT_EL0 has no side effects; `isb` orders it
+    // after earlier instructions so delays are measured from now.
+    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// The counter frequency in Hz (`CNTFRQ_EL0`), or 62.5 MHz (QEMU's value)
+/// if firmware left it 0.
+pub fn counter_freq() -> u64 {
+    let v: u64;
+    // SAFETY: reading CNTFRQ_EL0 has no side effects.
+    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack)) };
+    if v == 0 { 62_500_000 } else { v }
+}
+
+/// One byte load from `addr` (`ldrb`: a single access with a valid ISS, so
+/// a hypervisor can decode the fault).
+///
+/// # Safety
+///
+/// `addr` must be safe to read for the caller's purpose: either readable
+/// memory/MMIO or an address whose fault is the point of the test (the
+/// exception vectors turn an EL1 fault into a crash report).
+pub unsafe fn read_u8(addr: u64) -> u8 {
+    let v: u32;
+    // SAFETY: per the contract above; one `ldrb`, no other effects.
+    unsafe {
+        asm!("ldrb {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+    };
+    v as u8
+}
+
+/// One 32-bit load from `addr` (`ldr w`), for MMIO registers.
+///
+/// # Safety
+///
+/// As [`read_u8`]; `addr` must also be 4-byte aligned.
+pub unsafe fn read_u32(addr: u64) -> u32 {
+    let v: u32;
+    // SAFETY: per the contract above; one `ldr`, no other effects.
+    unsafe {
+        asm!("ldr {v:w}, [{a}]", a = in(reg) addr, v = out(reg) v, options(nostack, readonly))
+    };
+    v
+}
+
+/// One 32-bit store of `val` to `addr` (`str w`).
+///
+/// # Safety
+///
+/// `addr` must be 4-byte aligned and must not be memory any Rust object
+/// (image, stack, DTB in use) lives in, unless the fault is the test.
+pub unsafe fn write_u32(addr: u64, val: u32) {
+    // SAFETY: per the contract above; one `str`.
+    unsafe { asm!("str {v:w}, [{a}]", a = in(reg) addr, v = in(reg) val, options(nostack)) };
+}
+
+/// One byte store of `val` to `addr` (`strb`).
+///
+/// # Safety
+///
+/// As [`write_u32`], without the alignment requirement.
+pub unsafe fn write_u8(addr: u64, val: u8) {
+    // SAFETY: per the contract above; one `strb`.
+    unsafe {
+        asm!("strb {v:w}, [{a}]", a = in(reg) addr, v = in(reg) u32::from(val), options(nostack))
+    };
+}
+
+/// The DTB handed over in x0, as a byte slice bounded by its header's
+/// `totalsize`; `None` if the pointer is null, misaligned or no DTB.
+pub fn dtb(addr: usize) -> Option<&'static [u8]> {
+    if addr == 0 || !addr.is_multiple_of(8) {
+        return None;
+    }
+    // SAFETY: the boot protocol puts an 8-byte aligned DTB at `addr` in
+    // guest RAM, outside the image, never written afterwards; its first 8
+    // bytes are readable (checked non-null above).
+    let head: [u8; 8] = unsafe { core::ptr::read(addr as *const [u8; 8]) };
+    let size = xen_guest::dt::dtb_size(head).ok()?;
+    // SAFETY: as above, and `totalsize` bytes form the blob (magic checked,
+    // size bounded by MAX_DTB_SIZE); it lives for the rest of the run.
+    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, size) })
+}

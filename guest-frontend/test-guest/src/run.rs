@@ -1,0 +1,151 @@
+//! The scenario runner: reads the DTB, prints `TEST-GUEST <name> start`,
+//! then performs the scenario (docs/design.md "Test guest scenarios").
+//!
+//! Every line goes out through `console_io` (one hypercall per line). Lines
+//! beyond the ones design.md lists only appear when something unexpected
+//! happens (an access that should have been stopped returned, a shutdown
+//! failed) so that tests see why.
+
+use core::fmt::{self, Write};
+
+use oxen_types::Ipa;
+use xen_guest::dt::GuestDt;
+use xen_guest::{Console, Hvc, Hypercall, ShutdownReason};
+
+use crate::rt;
+use crate::scenario::{self, Scenario};
+
+/// Delay between `tick` lines of the `count` scenario.
+const TICK_MS: u64 = 100;
+/// What `touch` writes ("OXEN" in ASCII).
+const TOUCH_VALUE: u32 = 0x4f58_454e;
+
+/// Print one line through `console_io`.
+fn line(args: fmt::Arguments<'_>) {
+    let mut h = Hvc;
+    let mut c = Console::new(&mut h);
+    let _ = c.write_fmt(args);
+    let _ = c.write_str("\n");
+}
+
+macro_rules! say {
+    ($($t:tt)*) => { line(format_args!($($t)*)) };
+}
+
+/// Shut the domain down with `reason` and never come back. If the
+/// hypervisor refuses a poweroff, PSCI SYSTEM_OFF is tried as well.
+fn finish(reason: ShutdownReason) -> ! {
+    let mut h = Hvc;
+    if let Err(e) = xen_guest::sched_shutdown(&mut h, reason) {
+        say!(
+            "TEST-GUEST shutdown({}) failed: {}",
+            reason.name(),
+            e.name()
+        );
+        if reason == ShutdownReason::Poweroff {
+            let e = xen_guest::psci_system_off(&mut h);
+            say!("TEST-GUEST PSCI SYSTEM_OFF failed: {e}");
+        }
+    }
+    rt::halt()
+}
+
+/// Report a setup error and crash.
+fn fail(what: fmt::Arguments<'_>) -> ! {
+    say!("TEST-GUEST error: {what}");
+    finish(ShutdownReason::Crash)
+}
+
+/// Busy-wait `ms` milliseconds on the virtual counter.
+fn delay_ms(ms: u64) {
+    let ticks = rt::counter_freq().saturating_mul(ms) / 1000;
+    let start = rt::counter();
+    while rt::counter().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+}
+
+/// Entered from the boot code with the DTB's IPA; never returns.
+pub extern "C" fn rust_main(dtb: usize) -> ! {
+    let Some(blob) = rt::dtb(dtb) else {
+        fail(format_args!("no valid DTB at {dtb:#x}"))
+    };
+    let dt = match GuestDt::new(blob) {
+        Ok(dt) => dt,
+        Err(e) => fail(format_args!("DTB at {dtb:#x}: {e}")),
+    };
+    let cmdline = dt.bootargs().unwrap_or("");
+    let name = match scenario::name(cmdline) {
+        Ok(n) => n,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    say!("TEST-GUEST {name} start");
+    match scenario::parse(cmdline) {
+        Ok(s) => run(s, &dt),
+        Err(e) => fail(format_args!("{e}")),
+    }
+}
+
+fn run(s: Scenario, dt: &GuestDt<'_>) -> ! {
+    match s {
+        Scenario::Hello => {
+            say!("hello from test guest");
+            finish(ShutdownReason::Poweroff)
+        }
+        Scenario::Count(n) => {
+            let mut i = 0u64;
+            while n.is_none_or(|n| i < n) {
+                say!("tick {i}");
+                i += 1;
+                if n.is_none_or(|n| i < n) {
+                    delay_ms(TICK_MS);
+                }
+            }
+            finish(ShutdownReason::Poweroff)
+        }
+        Scenario::Oob => {
+            let end: Ipa = match dt.ram_end() {
+                Ok(e) => e,
+                Err(e) => fail(format_args!("{e}")),
+            };
+            // SAFETY: `end` is the first byte past RAM: no Rust object lives
+            // there, and a fault is what the scenario is for.
+            let v = unsafe { rt::read_u8(end.as_u64()) };
+            say!("read {end} = {v:#x}");
+            finish(ShutdownReason::Poweroff)
+        }
+        Scenario::Touch(addr) => {
+            if addr.is_multiple_of(4) {
+                // SAFETY: the tester chose `addr` as a target outside this
+                // guest's own memory; a fault is what the scenario is for.
+                unsafe { rt::write_u32(addr, TOUCH_VALUE) };
+            } else {
+                // SAFETY: as above (a byte store, as the address is unaligned).
+                unsafe { rt::write_u8(addr, TOUCH_VALUE as u8) };
+            }
+            say!("wrote {addr:#x}");
+            finish(ShutdownReason::Poweroff)
+        }
+        Scenario::Gicd(addr) => {
+            if !addr.is_multiple_of(4) {
+                fail(format_args!("oxen.addr={addr:#x} is not 4-byte aligned"));
+            }
+            // SAFETY: a 32-bit read of a GIC distributor register has no side
+            // effects; if the address is not mapped the fault is the test.
+            let v = unsafe { rt::read_u32(addr) };
+            say!("GICD_TYPER {addr:#x} = {v:#x}");
+            finish(ShutdownReason::Poweroff)
+        }
+        Scenario::Spin => loop {
+            core::hint::spin_loop();
+        },
+        Scenario::Enosys => {
+            // SAFETY: hypercall 63 is unassigned in Xen; all arguments are 0,
+            // so no memory is named even if a hypervisor implements it.
+            let ret = unsafe { Hvc.hypercall(63, [0; 5]) };
+            say!("hypercall 63 returned {ret}");
+            finish(ShutdownReason::Poweroff)
+        }
+        Scenario::Crash => finish(ShutdownReason::Crash),
+    }
+}

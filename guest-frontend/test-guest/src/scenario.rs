@@ -1,0 +1,157 @@
+//! Which scenario to run, decoded from the guest's command line
+//! (`oxen.test=<name>`, `oxen.count=<n>`, `oxen.addr=<hex>`; see
+//! docs/design.md "Test guest scenarios"). Pure parsing, tested on the host.
+
+use core::fmt;
+
+use xen_guest::bootargs::{self, NumError};
+
+/// Default `oxen.addr` of the `gicd` scenario: `GICD_TYPER` of QEMU virt's
+/// GIC distributor (0x0800_0000 + 4).
+pub const DEFAULT_GICD_TYPER: u64 = 0x0800_0004;
+
+/// A scenario and its parameters.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scenario {
+    /// Print a greeting, power off.
+    Hello,
+    /// Print `tick <i>` `count` times (forever if `None`), then power off.
+    Count(Option<u64>),
+    /// Read the first byte past the end of RAM.
+    Oob,
+    /// Write to this IPA.
+    Touch(u64),
+    /// Read `GICD_TYPER` at this IPA.
+    Gicd(u64),
+    /// Spin forever without hypercalls.
+    Spin,
+    /// Call hypercall 63 and print what it returned.
+    Enosys,
+    /// Shut down with reason crash.
+    Crash,
+}
+
+/// Why the command line does not name a runnable scenario.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConfigError<'a> {
+    /// No (or an empty) `oxen.test=`.
+    NoTest,
+    /// `oxen.test=` names no known scenario.
+    Unknown(&'a str),
+    /// A numeric parameter does not parse.
+    BadNumber(&'static str, &'a str, NumError),
+    /// A parameter the scenario needs is missing.
+    Missing(&'static str),
+}
+
+impl fmt::Display for ConfigError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoTest => f.write_str("no oxen.test= in bootargs"),
+            Self::Unknown(name) => write!(f, "unknown scenario '{name}'"),
+            Self::BadNumber(key, v, e) => write!(f, "bad {key}={v}: {e}"),
+            Self::Missing(key) => write!(f, "missing {key}="),
+        }
+    }
+}
+
+/// The scenario name from the command line.
+pub fn name(cmdline: &str) -> Result<&str, ConfigError<'_>> {
+    match bootargs::arg(cmdline, "oxen.test") {
+        Some(n) if !n.is_empty() => Ok(n),
+        _ => Err(ConfigError::NoTest),
+    }
+}
+
+fn number<'a>(
+    cmdline: &'a str,
+    key: &'static str,
+    parse: fn(&str) -> Result<u64, NumError>,
+) -> Result<Option<u64>, ConfigError<'a>> {
+    match bootargs::arg(cmdline, key) {
+        None => Ok(None),
+        Some(v) => parse(v)
+            .map(Some)
+            .map_err(|e| ConfigError::BadNumber(key, v, e)),
+    }
+}
+
+/// Decode the scenario and its parameters. `oxen.count` is decimal (or
+/// `0x` hex); `oxen.addr` is hex with or without `0x`.
+pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError<'_>> {
+    let addr = || number(cmdline, "oxen.addr", bootargs::parse_hex);
+    Ok(match name(cmdline)? {
+        "hello" => Scenario::Hello,
+        "count" => Scenario::Count(number(cmdline, "oxen.count", bootargs::parse_u64)?),
+        "oob" => Scenario::Oob,
+        "touch" => Scenario::Touch(addr()?.ok_or(ConfigError::Missing("oxen.addr"))?),
+        "gicd" => Scenario::Gicd(addr()?.unwrap_or(DEFAULT_GICD_TYPER)),
+        "spin" => Scenario::Spin,
+        "enosys" => Scenario::Enosys,
+        "crash" => Scenario::Crash,
+        other => return Err(ConfigError::Unknown(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_scenarios() {
+        for (n, s) in [
+            ("hello", Scenario::Hello),
+            ("oob", Scenario::Oob),
+            ("spin", Scenario::Spin),
+            ("enosys", Scenario::Enosys),
+            ("crash", Scenario::Crash),
+            ("count", Scenario::Count(None)),
+            ("gicd", Scenario::Gicd(0x0800_0004)),
+        ] {
+            let cmd = format!("console=hvc0 oxen.test={n} quiet");
+            assert_eq!(parse(&cmd), Ok(s), "{cmd}");
+            assert_eq!(name(&cmd), Ok(n));
+        }
+    }
+
+    #[test]
+    fn parameters() {
+        assert_eq!(
+            parse("oxen.test=count oxen.count=5"),
+            Ok(Scenario::Count(Some(5)))
+        );
+        assert_eq!(
+            parse("oxen.test=touch oxen.addr=0x48000000"),
+            Ok(Scenario::Touch(0x4800_0000))
+        );
+        assert_eq!(
+            parse("oxen.addr=3fff000 oxen.test=touch"),
+            Ok(Scenario::Touch(0x03ff_f000))
+        );
+        assert_eq!(
+            parse("oxen.test=gicd oxen.addr=0x3001004"),
+            Ok(Scenario::Gicd(0x300_1004))
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(parse("console=hvc0"), Err(ConfigError::NoTest));
+        assert_eq!(parse("oxen.test="), Err(ConfigError::NoTest));
+        assert_eq!(parse("oxen.test=bogus"), Err(ConfigError::Unknown("bogus")));
+        assert_eq!(
+            parse("oxen.test=touch"),
+            Err(ConfigError::Missing("oxen.addr"))
+        );
+        let e = parse("oxen.test=count oxen.count=ten").unwrap_err();
+        assert_eq!(
+            e,
+            ConfigError::BadNumber("oxen.count", "ten", NumError::InvalidDigit)
+        );
+        assert_eq!(e.to_string(), "bad oxen.count=ten: invalid digit");
+        assert_eq!(
+            ConfigError::Unknown("x").to_string(),
+            "unknown scenario 'x'"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! The thin architecture layer: everything that touches assembly, system
+//! registers or MMIO lives below this module. The rest of the hypervisor
+//! calls these functions and never writes `asm!` itself.
+
+pub mod context;
+pub mod gic;
+pub mod head;
+pub mod mmu;
+pub mod pl011;
+pub mod smc;
+pub mod sysreg;
+pub mod timer;
+
+use aarch64_cpu::registers::HCR_EL2;
+use tock_registers::LocalRegisterCopy;
+use tock_registers::interfaces::{Readable, Writeable};
+
+
+/// HCR_EL2 while a guest runs: stage 2 on; physical IRQ/FIQ/SError routed
+/// to EL2; WFI, SMC, set/way cache maintenance, ACTLR and implementation
+/// defined registers trapped; TLB/cache maintenance broadcast; EL1 is
+/// AArch64 (Arm ARM D23.2.48).
+pub fn guest_hcr() -> u64 {
+    let mut h: LocalRegisterCopy<u64, HCR_EL2::Register> = LocalRegisterCopy::new(0);
+    h.write(
+        HCR_EL2::VM::Enable
+            + HCR_EL2::SWIO::SET
+            + HCR_EL2::FMO::EnableVirtualFIQ
+            + HCR_EL2::IMO::EnableVirtualIRQ
+            + HCR_EL2::AMO::SET
+            + HCR_EL2::FB::SET
+            + HCR_EL2::BSU::InnerShareable
+            + HCR_EL2::TWI::SET
+            + HCR_EL2::TSC::SET
+            + HCR_EL2::TSW::SET
+            + HCR_EL2::TACR::SET
+            + HCR_EL2::TIDCP::SET
+            + HCR_EL2::RW::EL1IsAarch64,
+    );
+    h.get()
+}
+
+/// CPTR_EL2 with nothing trapped: FP/SIMD belongs to the guest (oxen is
+/// soft-float); RES1 bits 13:12 and 9:0 (Arm ARM D23.2.31, non-VHE).
+const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+
+/// Per-CPU EL2 configuration for running guests.
+///
+/// # Safety
+/// Called once per CPU during bring-up, before the first guest entry.
+pub unsafe fn init_cpu_for_guests(vtcr: u64) {
+    // SAFETY: configures this CPU's guest traps and stage-2 format; no
+    // guest is running yet.
+    unsafe {
+        sysreg::set_hcr_el2(guest_hcr());
+        sysreg::set_cptr_el2(CPTR_EL2_NO_TRAPS);
+        sysreg::set_vtcr_el2(vtcr);
+        sysreg::set_vpidr_el2(sysreg::midr_el1());
+    }
+    sysreg::isb();
+    timer::init_cpu();
+    let _ = HCR_EL2.get();
+}
+
+/// Load a domain's stage-2 translation (VTTBR_EL2 = VMID | root).
+///
+/// # Safety
+/// `vttbr` holds a valid stage-2 root for the domain about to run.
+pub unsafe fn load_stage2(vttbr: u64) {
+    // SAFETY: per this function's contract.
+    unsafe { sysreg::set_vttbr_el2(vttbr) };
+    sysreg::isb();
+}
+
+/// Drop every TLB entry of the VMID in `vttbr` on all CPUs, then restore
+/// the previously loaded VTTBR_EL2.
+pub fn flush_guest_tlb(vttbr: u64) {
+    let old = sysreg::vttbr_el2();
+    // SAFETY: temporarily selects the VMID to flush; the previous value is
+    // put back before any guest runs again on this CPU.
+    unsafe {
+        sysreg::set_vttbr_el2(vttbr);
+        sysreg::isb();
+        sysreg::tlbi_vmalls12e1is();
+        sysreg::set_vttbr_el2(old);
+    }
+    sysreg::isb();
+}
+
+/// Copy `len` bytes between identity-mapped physical addresses.
+///
+/// # Safety
+/// Both ranges are RAM owned by the caller's purpose (a domain being built,
+/// a guest buffer validated by `guest_mem`), mapped Normal in the EL2 map,
+/// and do not overlap.
+pub unsafe fn copy_phys(dst: u64, src: u64, len: usize) {
+    // SAFETY: per this function's contract.
+    unsafe { core::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len) };
+}
+
+/// Fill `len` bytes at identity-mapped physical address `dst` with zero.
+///
+/// # Safety
+/// As for [`copy_phys`].
+pub unsafe fn zero_phys(dst: u64, len: usize) {
+    // SAFETY: per this function's contract.
+    unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len) };
+}
+
+/// A mutable view of an identity-mapped physical page (translation tables).
+///
+/// # Safety
+/// `pa` is a page the caller owns exclusively (a table page it allocated).
+pub unsafe fn phys_page_mut<'a>(pa: u64) -> &'a mut [u64; 512] {
+    // SAFETY: per this function's contract; pages are 4 KiB-aligned.
+    unsafe { &mut *(pa as *mut [u64; 512]) }
+}
+
+/// This CPU's MPIDR affinity value (Aff3..Aff0).
+pub fn mpidr() -> u64 {
+    sysreg::mpidr_el1() & 0xff_00ff_ffff
+}

@@ -1,0 +1,158 @@
+//! The hypervisor console: the `log` backend, guest console output and
+//! console input.
+//!
+//! Hypervisor lines are prefixed `(oxen) `, with `WARNING: ` / `ERROR: ` for
+//! those levels. Dom0's `console_io` output goes out raw (as on Xen); other
+//! domains' output is collected per domain and printed a line at a time as
+//! `(d<N>) <line>`, so two guests never interleave inside one line.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+use spin::Mutex;
+
+use crate::arch::pl011::Pl011;
+
+static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+/// UART base for the lock-free panic path (0 = none).
+static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+static LOGGER_SET: AtomicBool = AtomicBool::new(false);
+
+struct Out<'a>(&'a Pl011);
+
+impl Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.0.putc(b'\r');
+            }
+            self.0.putc(b);
+        }
+        Ok(())
+    }
+}
+
+/// Start the console on the PL011 at `base` (identity-mapped).
+pub fn init(base: usize) {
+    // SAFETY: `base` is the PL011 named by /chosen/stdout-path, which oxen
+    // keeps for itself (it is removed from Dom0's device tree).
+    let uart = unsafe { Pl011::new(base) };
+    *UART.lock() = Some(uart);
+    UART_BASE.store(base, Ordering::Release);
+}
+
+/// Print formatted text with the console lock held.
+pub fn print(args: fmt::Arguments<'_>) {
+    if let Some(u) = UART.lock().as_ref() {
+        let _ = Out(u).write_fmt(args);
+    }
+}
+
+/// Write raw guest bytes (Dom0's console output), turning `\n` into `\r\n`.
+pub fn write_raw(bytes: &[u8]) {
+    if let Some(u) = UART.lock().as_ref() {
+        for &b in bytes {
+            if b == b'\n' {
+                u.putc(b'\r');
+            }
+            u.putc(b);
+        }
+    }
+}
+
+/// One byte of console input, if any.
+pub fn getc() -> Option<u8> {
+    UART.lock().as_ref().and_then(|u| u.getc())
+}
+
+/// Print without taking the lock: for the panic handler only, when the
+/// lock may be held by the CPU that panicked.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    let base = UART_BASE.load(Ordering::Acquire);
+    if base != 0 {
+        // SAFETY: the console UART, already initialised; concurrent use can
+        // only garble output, which is acceptable while dying.
+        let u = unsafe { Pl011::new(base) };
+        let _ = Out(&u).write_fmt(args);
+    }
+}
+
+/// Per-domain line buffer for guest console output.
+pub struct LineBuf {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl LineBuf {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        Self { buf: [0; 256], len: 0 }
+    }
+
+    /// Append guest bytes, printing every completed line as `(d<id>) line`.
+    /// Over-long lines are split; non-printable bytes become '.'.
+    pub fn push(&mut self, domid: u16, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\n' => self.flush(domid),
+                b'\r' => {}
+                _ => {
+                    let c = if b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'.' };
+                    self.buf[self.len] = c;
+                    self.len += 1;
+                    if self.len == self.buf.len() {
+                        self.flush(domid);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Print a partial line, if any (the domain is going away).
+    pub fn flush_if_pending(&mut self, domid: u16) {
+        if self.len > 0 {
+            self.flush(domid);
+        }
+    }
+
+    /// Print what is buffered as one line.
+    pub fn flush(&mut self, domid: u16) {
+        let line = core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?");
+        print(format_args!("(d{domid}) {line}\n"));
+        self.len = 0;
+    }
+}
+
+struct Logger;
+static LOGGER: Logger = Logger;
+
+impl Log for Logger {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &Record<'_>) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let tag = match r.level() {
+            Level::Error => "ERROR: ",
+            Level::Warn => "WARNING: ",
+            Level::Info => "",
+            Level::Debug => "debug: ",
+            Level::Trace => "trace: ",
+        };
+        print(format_args!("(oxen) {tag}{}\n", r.args()));
+    }
+
+    fn flush(&self) {}
+}
+
+/// Install the `log` backend (MMU on: it uses atomics) at `level`.
+pub fn init_logger(level: LevelFilter) {
+    if !LOGGER_SET.swap(true, Ordering::AcqRel) {
+        let _ = log::set_logger(&LOGGER);
+    }
+    log::set_max_level(level);
+}

@@ -1,0 +1,133 @@
+//! The Xen hypercall dispatcher (`HVC #0xEA1`, number in x16, arguments in
+//! x0..x4, result in x0).
+//!
+//! Every handler returns `Result<i64, Errno>`; this is the one place that
+//! turns errors into Xen's negative errno values. Registers other than x0
+//! are preserved (Linux keeps x18 and callee-saved registers live across
+//! the call).
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+
+use xen_abi::hypercall::{self as hc, consoleio, schedop, xenver};
+use xen_abi::hypercall::ShutdownReason;
+use xen_abi::{Errno, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
+
+use crate::arch::head::TrapFrame;
+use crate::domain::Domain;
+use crate::guest_mem::{self, GuestMemError};
+use crate::{console, sched, shutdown};
+
+impl From<GuestMemError> for Errno {
+    fn from(e: GuestMemError) -> Self {
+        e.errno()
+    }
+}
+
+/// Most bytes one `console_io(write)` call prints (Xen also bounds a chunk).
+const CONSOLE_WRITE_MAX: usize = 4096;
+
+/// Handle the hypercall in `frame` for vCPU `vcpu` of `dom`.
+pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
+    let nr = frame.x[16];
+    let a = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+    let r = match nr {
+        hc::CONSOLE_IO => console_io(dom, a),
+        hc::XEN_VERSION => xen_version(dom, a),
+        hc::SCHED_OP => sched_op(dom, vcpu, a),
+        _ => {
+            log::info!(
+                "{}v{vcpu}: hypercall {nr} ({}) not implemented: -ENOSYS",
+                dom.id,
+                hc::name(nr).unwrap_or("unknown")
+            );
+            Err(Errno::ENOSYS)
+        }
+    };
+    frame.x[0] = match r {
+        Ok(v) => v as u64,
+        Err(e) => e.as_ret() as u64,
+    };
+}
+
+fn console_io(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
+    match a[0] {
+        consoleio::WRITE => {
+            let count = usize::try_from(a[1]).map_err(|_| Errno::EINVAL)?.min(CONSOLE_WRITE_MAX);
+            let mut buf = [0u8; 256];
+            let mut done = 0usize;
+            while done < count {
+                let n = (count - done).min(buf.len());
+                guest_mem::copy_from_guest(dom, a[2] + done as u64, &mut buf[..n])?;
+                if dom.is_dom0 {
+                    console::write_raw(&buf[..n]);
+                } else {
+                    dom.console.lock().push(dom.id.0, &buf[..n]);
+                }
+                done += n;
+            }
+            Ok(count as i64)
+        }
+        consoleio::READ => {
+            if !dom.is_dom0 {
+                return Err(Errno::EPERM);
+            }
+            let count = usize::try_from(a[1]).map_err(|_| Errno::EINVAL)?.min(256);
+            let mut buf = [0u8; 256];
+            let mut n = 0;
+            while n < count {
+                match console::getc() {
+                    Some(c) => {
+                        buf[n] = c;
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            guest_mem::copy_to_guest(dom, a[2], &buf[..n])?;
+            Ok(n as i64)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+fn xen_version(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
+    match a[0] {
+        xenver::VERSION => Ok(i64::from((XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR)),
+        xenver::EXTRAVERSION => {
+            let mut s = [0u8; 16];
+            s[..6].copy_from_slice(b"-oxen\0");
+            guest_mem::copy_to_guest(dom, a[1], &s)?;
+            Ok(0)
+        }
+        xenver::CAPABILITIES => {
+            let mut s = [0u8; 1024];
+            let caps = b"xen-3.0-aarch64 ";
+            s[..caps.len()].copy_from_slice(caps);
+            guest_mem::copy_to_guest(dom, a[1], &s)?;
+            Ok(0)
+        }
+        xenver::PAGESIZE => Ok(4096),
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+fn sched_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Result<i64, Errno> {
+    match a[0] {
+        schedop::YIELD | schedop::BLOCK => {
+            sched::yield_current();
+            Ok(0)
+        }
+        schedop::SHUTDOWN => {
+            let raw = guest_mem::read_u32(dom, a[1])?;
+            let Some(reason) = ShutdownReason::from_raw(raw) else {
+                log::info!("{}v{vcpu}: sched_op(shutdown) with unknown reason {raw}", dom.id);
+                return Err(Errno::EINVAL);
+            };
+            shutdown::domain_shutdown(dom, reason);
+            Ok(0)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}

@@ -1,0 +1,211 @@
+//! Scheduling of vCPUs on physical CPUs.
+//!
+//! Each vCPU is pinned to one physical CPU (chosen round-robin when its
+//! domain is built). Every physical CPU runs its own queue round-robin with
+//! a fixed time slice enforced by the EL2 timer; a vCPU also gives up its
+//! CPU on WFI, `sched_op(yield)` and when its domain dies. With nothing to
+//! run a CPU waits in WFI with interrupts masked at EL2 (a pending interrupt
+//! still wakes it) and polls the GIC.
+
+extern crate alloc;
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use spin::Mutex;
+
+use crate::arch::head::{MAX_CPUS, TrapFrame};
+use crate::arch::{self, sysreg, timer};
+use crate::domain::{Domain, VcpuState};
+use crate::irq;
+
+/// Length of a time slice.
+pub const SLICE_NS: u64 = 10_000_000;
+
+struct RunQueue {
+    current: Option<(Arc<Domain>, usize)>,
+    queue: VecDeque<(Arc<Domain>, usize)>,
+    need_resched: bool,
+}
+
+impl RunQueue {
+    const fn new() -> Self {
+        Self { current: None, queue: VecDeque::new(), need_resched: false }
+    }
+}
+
+static RQ: [Mutex<RunQueue>; MAX_CPUS] = [const { Mutex::new(RunQueue::new()) }; MAX_CPUS];
+static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static NR_CPUS: AtomicUsize = AtomicUsize::new(1);
+static NEXT_PCPU: AtomicUsize = AtomicUsize::new(0);
+
+/// Record the physical CPUs (index → MPIDR) found at boot.
+pub fn set_cpus(mpidrs: &[u64]) {
+    for (i, &m) in mpidrs.iter().enumerate().take(MAX_CPUS) {
+        MPIDR[i].store(m, Ordering::Relaxed);
+    }
+    NR_CPUS.store(mpidrs.len().clamp(1, MAX_CPUS), Ordering::Relaxed);
+}
+
+/// How many physical CPUs oxen runs on.
+pub fn nr_cpus() -> usize {
+    NR_CPUS.load(Ordering::Relaxed)
+}
+
+/// MPIDR of physical CPU `cpu`.
+pub fn mpidr_of(cpu: usize) -> u64 {
+    MPIDR[cpu % MAX_CPUS].load(Ordering::Relaxed)
+}
+
+/// The physical CPU the next new vCPU is pinned to.
+pub fn next_pcpu() -> usize {
+    NEXT_PCPU.fetch_add(1, Ordering::Relaxed) % nr_cpus()
+}
+
+/// Index of the CPU running this code (kept in TPIDR_EL2).
+pub fn this_cpu() -> usize {
+    sysreg::tpidr_el2() as usize
+}
+
+/// The domain and vCPU this CPU is running, if any.
+pub fn current() -> Option<(Arc<Domain>, usize)> {
+    RQ[this_cpu()].lock().current.clone()
+}
+
+/// Make a vCPU runnable on its physical CPU (wakes that CPU if remote).
+pub fn enqueue(dom: &Arc<Domain>, vcpu: usize) {
+    let pcpu = dom.vcpus[vcpu].lock().pcpu;
+    RQ[pcpu].lock().queue.push_back((dom.clone(), vcpu));
+    kick(pcpu);
+}
+
+/// Ask CPU `cpu` to reschedule soon.
+pub fn kick(cpu: usize) {
+    if cpu == this_cpu() {
+        RQ[cpu].lock().need_resched = true;
+    } else {
+        irq::send_kick(cpu, mpidr_of(cpu));
+    }
+}
+
+/// Ask every CPU to reschedule (a domain died).
+pub fn kick_all() {
+    for c in 0..nr_cpus() {
+        kick(c);
+    }
+}
+
+/// The current vCPU gives up the rest of its slice.
+pub fn yield_current() {
+    RQ[this_cpu()].lock().need_resched = true;
+}
+
+/// Timer tick or kick on this CPU: reschedule before returning to the guest.
+pub fn request_resched(cpu: usize) {
+    RQ[cpu].lock().need_resched = true;
+}
+
+fn arm_slice() {
+    timer::arm_at(timer::now() + timer::ns_to_ticks(SLICE_NS));
+}
+
+fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
+    let mut v = dom.vcpus[vcpu].lock();
+    v.frame = *frame;
+    v.el1.save();
+    v.fp.save();
+}
+
+fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
+    let v = dom.vcpus[vcpu].lock();
+    // SAFETY: switching this CPU to `dom`'s vCPU: its EL1 state, FP state and
+    // stage 2 are loaded together before returning to it.
+    unsafe {
+        v.el1.restore();
+        arch::load_stage2(dom.vttbr);
+    }
+    v.fp.restore();
+    *frame = v.frame;
+}
+
+fn runnable(dom: &Domain, vcpu: usize) -> bool {
+    dom.is_alive() && dom.vcpus[vcpu].lock().state == VcpuState::Runnable
+}
+
+/// Decide what runs next on this CPU and put it in `frame`. Returns when
+/// `frame` holds a runnable vCPU (waiting in WFI while there is none).
+pub fn schedule(frame: &mut TrapFrame) {
+    let cpu = this_cpu();
+    loop {
+        let mut rq = RQ[cpu].lock();
+        let keep = match &rq.current {
+            Some((d, v)) => runnable(d, *v),
+            None => false,
+        };
+        if keep && !rq.need_resched {
+            return;
+        }
+        rq.need_resched = false;
+        // The next runnable entry; dead or offline entries are dropped.
+        let mut next = None;
+        while let Some((d, v)) = rq.queue.pop_front() {
+            if runnable(&d, v) {
+                next = Some((d, v));
+                break;
+            }
+        }
+        match next {
+            None if keep => {
+                arm_slice();
+                return;
+            }
+            Some((nd, nv)) => {
+                if let Some((cd, cv)) = rq.current.take() {
+                    if keep {
+                        save(frame, &cd, cv);
+                        rq.queue.push_back((cd, cv));
+                    } else if cd.is_alive() {
+                        // Went offline (PSCI CPU_OFF): keep its state for CPU_ON.
+                        save(frame, &cd, cv);
+                    }
+                }
+                load(frame, &nd, nv);
+                rq.current = Some((nd, nv));
+                arm_slice();
+                return;
+            }
+            None => {
+                if let Some((cd, cv)) = rq.current.take() {
+                    if cd.is_alive() {
+                        save(frame, &cd, cv);
+                    }
+                }
+                drop(rq);
+                timer::disarm();
+                idle_wait(cpu);
+            }
+        }
+    }
+}
+
+/// Nothing to run: sleep until an interrupt, then handle it.
+fn idle_wait(cpu: usize) {
+    crate::domain::reap();
+    sysreg::dsb_sy();
+    sysreg::wfi();
+    irq::handle_pending(cpu);
+}
+
+/// First entry of a CPU into guests: never returns.
+pub fn run(cpu: usize) -> ! {
+    let slot = crate::arch::head::frame_slot(cpu);
+    // SAFETY: the frame slot at the top of this CPU's stack is only used by
+    // this CPU, and nothing else references it yet.
+    let frame = unsafe { &mut *slot };
+    *frame = TrapFrame::default();
+    schedule(frame);
+    // SAFETY: `schedule` loaded a runnable vCPU (registers, EL1 state, stage 2)
+    // into this CPU's frame slot.
+    unsafe { crate::arch::head::enter_frame(slot) }
+}

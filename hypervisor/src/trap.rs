@@ -1,0 +1,185 @@
+//! Exceptions taken to EL2: from guests (hypercalls, SMCCC, stage-2 faults,
+//! trapped instructions, interrupts) and from the hypervisor itself (bugs).
+//!
+//! Anything a guest does wrong ends in an error code, an injected exception
+//! or the guest's own domain being stopped — never in a hypervisor panic.
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::fmt::Write;
+
+use oxen_trap::{Esr, ExceptionClass, TrapReport, fault_ipa};
+use xen_abi::XEN_HYPERCALL_TAG;
+
+use crate::arch::head::{KIND_FIQ, KIND_IRQ, KIND_SERROR, KIND_SYNC, TrapFrame};
+use crate::arch::sysreg;
+use crate::domain::Domain;
+use crate::{hypercall, irq, sched, shutdown, vpsci};
+
+/// VBAR_EL1 offsets of the synchronous vectors (Arm ARM D1.10.2).
+const VEC_CURRENT_SP0: u64 = 0x000;
+const VEC_CURRENT_SPX: u64 = 0x200;
+const VEC_LOWER_A64: u64 = 0x400;
+/// ESR "unknown reason" class with IL set: what an UNDEFINED instruction reports.
+const ESR_UNDEF: u64 = 1 << 25;
+
+/// Entry from the vectors for exceptions from EL1/EL0.
+pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
+    let cpu = sched::this_cpu();
+    match sched::current() {
+        Some((dom, vcpu)) => match kind {
+            KIND_SYNC => guest_sync(&dom, vcpu, frame),
+            KIND_IRQ | KIND_FIQ => irq::handle_pending(cpu),
+            KIND_SERROR => {
+                log::info!("{}v{vcpu}: SError (ESR {:#x}): domain {} crashed", dom.id, sysreg::esr_el2(), dom.id);
+                shutdown::domain_crash(&dom);
+            }
+            _ => {}
+        },
+        None => irq::handle_pending(cpu),
+    }
+    sched::schedule(frame);
+}
+
+fn advance_pc(frame: &mut TrapFrame, esr: &Esr) {
+    frame.elr += if esr.il32() { 4 } else { 2 };
+}
+
+fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
+    let esr = Esr(sysreg::esr_el2());
+    match esr.class() {
+        ExceptionClass::Hvc64 => match esr.hvc_imm() {
+            XEN_HYPERCALL_TAG => hypercall::dispatch(dom, vcpu, frame),
+            0 => vpsci::handle(dom, vcpu, frame),
+            imm => {
+                log::info!("{}v{vcpu}: HVC #{imm:#x} is not a Xen or SMCCC call: undefined", dom.id);
+                inject_undef(frame, frame.elr - 4);
+            }
+        },
+        ExceptionClass::Smc64 => {
+            // SMC traps before it executes: resume after it.
+            advance_pc(frame, &esr);
+            vpsci::handle(dom, vcpu, frame);
+        }
+        ExceptionClass::WfxTrap => {
+            advance_pc(frame, &esr);
+            sched::yield_current();
+        }
+        ExceptionClass::DataAbortLower => data_abort(dom, vcpu, frame, &esr),
+        ExceptionClass::InstrAbortLower => {
+            let ipa = fault_ipa(sysreg::hpfar_el2(), sysreg::far_el2());
+            log::info!(
+                "{}v{vcpu}: instruction fetch from IPA {ipa:#x} (PC {:#x}): not executable memory of this domain: domain {} crashed",
+                dom.id,
+                frame.elr,
+                dom.id
+            );
+            shutdown::domain_crash(dom);
+        }
+        ExceptionClass::SysReg => {
+            let what = esr.sysreg().map(|s| s.encoding()).unwrap_or(0);
+            log::debug!("{}v{vcpu}: trapped system register access {what:#x} at {:#x}: undefined", dom.id, frame.elr);
+            inject_undef(frame, frame.elr);
+        }
+        _ => {
+            let mut s = String::new();
+            let _ = write!(s, "{}v{vcpu}", dom.id);
+            report(frame, &s, &esr);
+            log::info!("{}v{vcpu}: unexpected {}: domain {} crashed", dom.id, esr.class_name(), dom.id);
+            shutdown::domain_crash(dom);
+        }
+    }
+}
+
+fn data_abort(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame, esr: &Esr) {
+    let far = sysreg::far_el2();
+    let ipa = fault_ipa(sysreg::hpfar_el2(), far);
+    let (dir, fault) = match esr.data_abort() {
+        Some(da) => (if da.write { "write" } else { "read" }, da.fault.describe()),
+        None => ("access", "fault"),
+    };
+    log::info!(
+        "{}v{vcpu}: {dir} at IPA {ipa:#x} (VA {far:#x}, PC {:#x}): {fault}, not memory of this domain: domain {} crashed",
+        dom.id,
+        frame.elr,
+        dom.id
+    );
+    shutdown::domain_crash(dom);
+}
+
+/// Deliver an UNDEFINED-instruction exception to the guest's EL1, as the
+/// hardware would have: ESR_EL1/ELR_EL1/SPSR_EL1 set, PC at VBAR_EL1's
+/// synchronous vector, PSTATE EL1h with interrupts masked.
+fn inject_undef(frame: &mut TrapFrame, pc: u64) {
+    let spsr = frame.spsr;
+    let mode = spsr & 0xf;
+    let offset = match mode {
+        0b0101 => VEC_CURRENT_SPX,
+        0b0100 => VEC_CURRENT_SP0,
+        _ => VEC_LOWER_A64,
+    };
+    // SAFETY: the guest that trapped is loaded on this CPU; these are its
+    // EL1 exception registers.
+    unsafe {
+        sysreg::set_esr_el1(ESR_UNDEF);
+        sysreg::set_elr_el1(pc);
+        sysreg::set_spsr_el1(spsr);
+    }
+    frame.elr = sysreg::vbar_el1() + offset;
+    frame.spsr = crate::domain::SPSR_EL1H_MASKED;
+}
+
+fn report(frame: &TrapFrame, who: &str, esr: &Esr) {
+    let r = TrapReport {
+        cpu: sched::this_cpu() as u32,
+        context: who,
+        esr: esr.0,
+        elr: frame.elr,
+        spsr: frame.spsr,
+        far: sysreg::far_el2(),
+        hpfar: Some(sysreg::hpfar_el2()),
+        regs: &frame.x,
+        sp: sysreg::sp_el1(),
+    };
+    let mut s = String::new();
+    let _ = r.write_to(&mut s);
+    for line in s.lines() {
+        log::info!("{line}");
+    }
+}
+
+/// Entry from the vectors for exceptions taken at EL2 itself: a hypervisor
+/// bug. Print everything a person needs and stop this CPU.
+pub extern "C" fn handle_current_el(frame: &mut TrapFrame, kind: u64) {
+    let esr = Esr(sysreg::esr_el2());
+    let r = TrapReport {
+        cpu: sched::this_cpu() as u32,
+        context: "hypervisor",
+        esr: esr.0,
+        elr: frame.elr,
+        spsr: frame.spsr,
+        far: sysreg::far_el2(),
+        hpfar: None,
+        regs: &frame.x,
+        sp: frame as *const TrapFrame as u64,
+    };
+    crate::console::emergency_print(format_args!(
+        "\n(oxen) ERROR: hypervisor exception (kind {kind}) on CPU{}: {}\n",
+        sched::this_cpu(),
+        esr.class_name()
+    ));
+    let mut w = EmergencyWriter;
+    let _ = r.write_to(&mut w);
+    crate::arch::head::park();
+}
+
+struct EmergencyWriter;
+
+impl Write for EmergencyWriter {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        crate::console::emergency_print(format_args!("{s}"));
+        Ok(())
+    }
+}
