@@ -55,6 +55,8 @@ pub enum VcpuState {
     Offline,
     /// Wants a physical CPU.
     Runnable,
+    /// Waiting for an event (sched_op block/poll, WFI); see `sched::wake`.
+    Blocked,
 }
 
 /// A virtual CPU.
@@ -92,6 +94,8 @@ pub struct Domain {
     state: AtomicU8,
     /// Console output not yet printed.
     pub console: Mutex<LineBuf>,
+    /// Xen ABI state: shared_info, event channels, grant table.
+    pub xen: Mutex<crate::xen::DomainXen>,
 }
 
 /// vMPIDR of vCPU `id` (Xen's layout: Aff0 = id % 16, Aff1 = id / 16; bit 31 RES1).
@@ -157,6 +161,7 @@ impl Domain {
             vcpus,
             state: AtomicU8::new(DomState::Running as u8),
             console: Mutex::new(LineBuf::new()),
+            xen: Mutex::new(crate::xen::DomainXen::new(pcpus.len())),
         }
     }
 

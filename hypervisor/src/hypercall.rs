@@ -36,6 +36,7 @@ pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
         hc::CONSOLE_IO => console_io(dom, a),
         hc::XEN_VERSION => xen_version(dom, a),
         hc::SCHED_OP => sched_op(dom, vcpu, a),
+        _ if let Some(r) = crate::xen::dispatch(nr, dom, vcpu, frame) => r,
         _ => {
             log::info!(
                 "{}v{vcpu}: hypercall {nr} ({}) not implemented: -ENOSYS",

@@ -37,7 +37,11 @@ mod shutdown;
 #[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
+mod virq;
+#[cfg(target_os = "none")]
 mod vpsci;
+#[cfg(target_os = "none")]
+mod xen;
 
 /// A broken hypervisor invariant: report it without taking locks and stop
 /// this CPU (guests never reach here: their errors are handled).

@@ -101,6 +101,36 @@ pub fn yield_current() {
     RQ[this_cpu()].lock().need_resched = true;
 }
 
+/// Block the current vCPU until [`wake`] is called for it. The caller has
+/// checked that nothing it waits for is already pending.
+pub fn block_current() {
+    let cpu = this_cpu();
+    let mut rq = RQ[cpu].lock();
+    if let Some((d, v)) = &rq.current {
+        let mut vc = d.vcpus[*v].lock();
+        if vc.state == VcpuState::Runnable {
+            vc.state = VcpuState::Blocked;
+        }
+    }
+    rq.need_resched = true;
+}
+
+/// Make a blocked vCPU runnable again (an event or interrupt arrived).
+pub fn wake(dom: &Arc<Domain>, vcpu: usize) {
+    let woke = {
+        let mut v = dom.vcpus[vcpu].lock();
+        if v.state == VcpuState::Blocked {
+            v.state = VcpuState::Runnable;
+            true
+        } else {
+            false
+        }
+    };
+    if woke {
+        enqueue(dom, vcpu);
+    }
+}
+
 /// Timer tick or kick on this CPU: reschedule before returning to the guest.
 pub fn request_resched(cpu: usize) {
     RQ[cpu].lock().need_resched = true;
@@ -150,6 +180,11 @@ pub fn schedule(frame: &mut TrapFrame) {
         // The next runnable entry; dead or offline entries are dropped.
         let mut next = None;
         while let Some((d, v)) = rq.queue.pop_front() {
+            let is_current = rq.current.as_ref().is_some_and(|(cd, cv)| Arc::ptr_eq(cd, &d) && *cv == v);
+            if is_current {
+                // A wake-up queued the vCPU while it was still current.
+                continue;
+            }
             if runnable(&d, v) {
                 next = Some((d, v));
                 break;
@@ -166,7 +201,7 @@ pub fn schedule(frame: &mut TrapFrame) {
                         save(frame, &cd, cv);
                         rq.queue.push_back((cd, cv));
                     } else if cd.is_alive() {
-                        // Went offline (PSCI CPU_OFF): keep its state for CPU_ON.
+                        // Blocked, or offline (PSCI CPU_OFF): keep its state.
                         save(frame, &cd, cv);
                     }
                 }
