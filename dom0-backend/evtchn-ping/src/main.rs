@@ -1,2 +1,64 @@
-//! Dom0 event-channel ping-pong check over /dev/xen/evtchn
-fn main() {}
+//! `evtchn-ping`: event-channel ping-pong check for Dom0 (see the library docs).
+//!
+//! Prints `evtchn-ping: <N> round trips, median <x> us, mean <y> us, ...` and exits 0, or
+//! one `evtchn-ping: error: ...` line saying what failed and what to check, and exits 1.
+
+use std::process::ExitCode;
+
+use evtchn_ping::cli::{self, Command};
+use evtchn_ping::pingpong::{self, Config, PingError};
+
+#[cfg(target_os = "linux")]
+fn run(args: &cli::Args) -> Result<(), PingError> {
+    use evtchn_ping::device::MonotonicClock;
+    use evtchn_ping::linux::LinuxEvtchn;
+
+    let open = |path: &str| {
+        LinuxEvtchn::open(std::path::Path::new(path)).map_err(|source| PingError::Open {
+            path: path.to_string(),
+            source,
+        })
+    };
+    let mut a = open(&args.device)?;
+    let mut b = open(&args.device)?;
+    let cfg = Config {
+        rounds: args.rounds,
+        remote_domain: args.domid,
+        timeout: args.timeout,
+    };
+    let (ports, stats) = pingpong::run(&mut a, &mut b, &cfg, &mut MonotonicClock::new())?;
+    println!(
+        "evtchn-ping: loopback channel ports {} <-> {} (remote domain {:#x})",
+        ports.a, ports.b, args.domid
+    );
+    println!("{}", stats.summary_line());
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run(args: &cli::Args) -> Result<(), PingError> {
+    Err(PingError::Open {
+        path: args.device.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::Unsupported, "not Linux"),
+    })
+}
+
+fn main() -> ExitCode {
+    match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            println!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("evtchn-ping: error: {msg}\n{}", cli::USAGE);
+            ExitCode::FAILURE
+        }
+        Ok(Command::Run(args)) => match run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("evtchn-ping: error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,141 @@
+//! Command line of `evtchn-ping` (hand-parsed: four options do not need a parser crate).
+
+use std::time::Duration;
+
+use crate::abi::DOMID_DOM0;
+
+/// Usage text printed by `--help` and after a usage error.
+pub const USAGE: &str = "usage: evtchn-ping [ROUNDS] [--domid ID] [--timeout-ms MS] [--device PATH]
+  ROUNDS          round trips to measure (default 1000)
+  --domid ID      our own domain id, used as the remote domain of the loopback
+                  channel (default 0 = Dom0; 0x7ff0 = DOMID_SELF)
+  --timeout-ms MS give up when one event takes longer (default 5000)
+  --device PATH   event-channel device (default /dev/xen/evtchn)";
+
+/// Parsed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// Round trips to run.
+    pub rounds: usize,
+    /// Remote domain id of the loopback channel.
+    pub domid: u32,
+    /// Per-event timeout.
+    pub timeout: Duration,
+    /// Device path.
+    pub device: String,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            rounds: 1000,
+            domid: DOMID_DOM0,
+            timeout: Duration::from_millis(5000),
+            device: "/dev/xen/evtchn".to_string(),
+        }
+    }
+}
+
+/// Result of parsing: run with these arguments, or print the usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the ping-pong.
+    Run(Args),
+    /// `-h`/`--help`.
+    Help,
+}
+
+/// Parses a decimal or `0x` hexadecimal number.
+fn parse_num(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Parses the arguments after the program name; errors are one-line messages.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut out = Args::default();
+    let mut it = args.into_iter();
+    let mut rounds_seen = false;
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--domid" => {
+                let v = value("--domid")?;
+                out.domid = parse_num(&v)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|&n| n <= 0xFFFF)
+                    .ok_or_else(|| format!("bad domain id {v:?}"))?;
+            }
+            "--timeout-ms" => {
+                let v = value("--timeout-ms")?;
+                let ms = parse_num(&v)
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad timeout {v:?}"))?;
+                out.timeout = Duration::from_millis(ms);
+            }
+            "--device" => out.device = value("--device")?,
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s if !rounds_seen => {
+                out.rounds = parse_num(s)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad round count {s:?}"))?;
+                rounds_seen = true;
+            }
+            s => return Err(format!("unexpected argument {s}")),
+        }
+    }
+    Ok(Command::Run(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(p(&[]), Ok(Command::Run(Args::default())));
+    }
+
+    #[test]
+    fn all_options() {
+        let Ok(Command::Run(a)) = p(&[
+            "10000",
+            "--domid",
+            "0x7ff0",
+            "--timeout-ms",
+            "250",
+            "--device",
+            "/tmp/x",
+        ]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(a.rounds, 10000);
+        assert_eq!(a.domid, 0x7FF0);
+        assert_eq!(a.timeout, Duration::from_millis(250));
+        assert_eq!(a.device, "/tmp/x");
+    }
+
+    #[test]
+    fn help() {
+        assert_eq!(p(&["5", "--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(p(&["0"]).is_err());
+        assert!(p(&["x"]).is_err());
+        assert!(p(&["1", "2"]).is_err());
+        assert!(p(&["--domid"]).is_err());
+        assert!(p(&["--domid", "0x10000"]).is_err());
+        assert!(p(&["--timeout-ms", "0"]).is_err());
+        assert!(p(&["--bogus"]).is_err());
+    }
+}

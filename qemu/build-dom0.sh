@@ -1,0 +1,221 @@
+#!/bin/bash
+# build-dom0.sh - build oxen's Dom0 payload from Debian bookworm arm64 packages.
+#
+#   qemu/build-dom0.sh           # (re)build when an input changed, else print "up to date"
+#   qemu/build-dom0.sh --force   # rebuild the initramfs even when the stamp matches
+#
+# Outputs in $OXEN_CACHE/dom0 (default .cache/dom0 at the repo root):
+#   Image           Debian's arm64 Linux kernel (its "vmlinuz" is a raw arm64 Image)
+#   dom0-initrd.gz  initramfs (newc cpio, root-owned, gzip): busybox, /init
+#                   (qemu/dom0/init.sh), /usr/bin/evtchn-ping, the Xen backend and virtio
+#                   modules with their dependencies and a fresh depmod
+#   kver            kernel ABI version, e.g. 6.1.0-56-arm64
+#   modules.txt     the module files put in the initramfs (dependency closure)
+#   manifest.txt    package=version of the Debian packages used
+#   stamp           hash of every input; outputs are rebuilt only when it changes
+# Also kept in $OXEN_CACHE: debs/ (downloaded .deb files), dom0-root/ (unpacked, never
+# installed). Needs: apt with the arm64 architecture (qemu/setup.sh), cargo, cpio, gzip,
+# depmod. No root needed.
+#
+# Environment: OXEN_CACHE, OXEN_DOM0_KERNEL_PKG (force a linux-image-*-arm64 package),
+# OXEN_EVTCHN_PING (use this prebuilt aarch64 evtchn-ping instead of calling cargo),
+# CARGO_TARGET_DIR (where cargo builds evtchn-ping; default target/ at the repo root).
+set -euo pipefail
+export PATH=$PATH:/usr/sbin:/sbin
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+CACHE=${OXEN_CACHE:-$REPO/.cache}
+DEBS=$CACHE/debs
+ROOT=$CACHE/dom0-root
+OUT=$CACHE/dom0
+INIT=$HERE/dom0/init.sh
+MUSL=aarch64-unknown-linux-musl
+
+# Modules Dom0 loads (their dependencies are added from modules.dep). Built-in drivers
+# (CONFIG_...=y in Debian's config, listed in modules.builtin) need nothing and are skipped.
+MODULES="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback
+         virtio_mmio virtio_pci virtio_blk virtio_net virtio_console"
+
+FORCE=0
+case "${1:-}" in
+    --force) FORCE=1 ;;
+    "") ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build-dom0: unknown argument '$1' (use --force or --help)" >&2; exit 2 ;;
+esac
+
+log() { echo "build-dom0: $*" >&2; }
+die() { echo "build-dom0: error: $*" >&2; exit 1; }
+
+for t in apt-cache apt-get dpkg-deb cpio gzip depmod sha256sum; do
+    command -v "$t" >/dev/null 2>&1 || die "$t not found: run 'make setup'"
+done
+
+# ---------------------------------------------------------------- packages
+# One apt-cache call for everything (each call re-reads the package lists: ~1.5 s).
+# Linux: pin the ABI the reference figures were taken with; fall back to the newest
+# 6.1 ABI that linux-image-arm64 depends on (old ABIs leave the archive).
+KERNEL_PKG=${OXEN_DOM0_KERNEL_PKG:-linux-image-6.1.0-56-arm64}
+apt_info() { apt-cache show --no-all-versions "${@/%/:arm64}" 2>/dev/null || true; }
+INFO=$(apt_info busybox-static "$KERNEL_PKG" linux-image-arm64)
+field() { # package field: that field of the package's record in $INFO
+    awk -v p="$1" -v f="$2: " '/^Package: /{cur=$2} cur == p && index($0, f) == 1 {print substr($0, length(f) + 1); exit}' <<<"$INFO"
+}
+[ -n "$(field busybox-static Version)" ] \
+    || die "apt knows no arm64 packages (busybox-static:arm64): run 'make setup'"
+if [ -z "$(field "$KERNEL_PKG" Version)" ]; then
+    alt=$(field linux-image-arm64 Depends | sed -n 's/^\(linux-image-6\.1\.0-[0-9]*-arm64\)\( .*\)\{0,1\}$/\1/p')
+    [ -n "$alt" ] || die "no linux-image-6.1.0-*-arm64 package known to apt: run 'make setup'"
+    log "WARNING: $KERNEL_PKG not available, using $alt"
+    KERNEL_PKG=$alt
+    INFO+=$'\n'$(apt_info "$KERNEL_PKG")
+fi
+KVER=${KERNEL_PKG#linux-image-}
+PKGS=("$KERNEL_PKG" busybox-static)
+
+# the .deb of PKG at VERSION in $DEBS, if present
+have_deb() {
+    local f
+    for f in "$DEBS/$1"_*_arm64.deb; do
+        [ -e "$f" ] || continue
+        [ "$(dpkg-deb -f "$f" Version)" = "$2" ] && { echo "$f"; return 0; }
+    done
+    return 1
+}
+
+mkdir -p "$DEBS" "$ROOT" "$OUT"
+MANIFEST=""
+NEW_DEBS=0
+for p in "${PKGS[@]}"; do
+    v=$(field "$p" Version)
+    [ -n "$v" ] || die "apt has no candidate for $p:arm64: run 'make setup'"
+    if ! deb=$(have_deb "$p" "$v"); then
+        log "downloading $p:arm64=$v"
+        tmp=$(mktemp -d "$DEBS/.dl.XXXXXX")
+        # apt-get warns that it downloads unsandboxed as root: harmless, filter it
+        (cd "$tmp" && apt-get download -q "$p:arm64=$v" 2>&1 | grep -v 'unsandboxed' >&2) || true
+        mv "$tmp"/*.deb "$DEBS/" 2>/dev/null || true
+        rm -rf "$tmp"
+        deb=$(have_deb "$p" "$v") || die "could not download $p:arm64=$v (network? run 'make setup')"
+        NEW_DEBS=1
+    fi
+    MANIFEST+="$p=$v"$'\n'
+    stamp="$ROOT/.unpacked/$(basename "$deb")"
+    if [ ! -e "$stamp" ]; then
+        log "unpacking $(basename "$deb")"
+        dpkg-deb -x "$deb" "$ROOT"
+        mkdir -p "$ROOT/.unpacked"; touch "$stamp"
+        NEW_DEBS=1
+    fi
+done
+
+MODDIR=$ROOT/lib/modules/$KVER
+[ -f "$ROOT/boot/vmlinuz-$KVER" ] || die "$ROOT/boot/vmlinuz-$KVER missing after unpacking $KERNEL_PKG"
+[ -x "$ROOT/bin/busybox" ] || die "$ROOT/bin/busybox missing after unpacking busybox-static"
+if [ $NEW_DEBS = 1 ] || [ ! -s "$MODDIR/modules.dep" ]; then
+    log "depmod $KVER (unpacked tree)"
+    depmod -b "$ROOT" "$KVER"
+fi
+
+# ---------------------------------------------------------------- evtchn-ping
+if [ -n "${OXEN_EVTCHN_PING:-}" ]; then
+    PING=$OXEN_EVTCHN_PING
+    [ -f "$PING" ] || die "OXEN_EVTCHN_PING=$PING does not exist"
+else
+    command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust, then 'make setup')"
+    log "cargo build -p evtchn-ping --release --target $MUSL"
+    (cd "$REPO" && cargo build -q -p evtchn-ping --release --target "$MUSL") \
+        || die "building evtchn-ping failed (is the $MUSL target installed? run 'make setup')"
+    PING=${CARGO_TARGET_DIR:-$REPO/target}/$MUSL/release/evtchn-ping
+    [ -f "$PING" ] || die "cargo did not produce $PING"
+fi
+
+# ---------------------------------------------------------------- module closure
+# Resolve names to module files and their dependencies via modules.dep, depth first.
+# Prints one path (relative to $MODDIR) per line; built-in modules print nothing.
+resolve_modules() {
+    local todo=("$@") seen=" " m rx line path dep
+    while [ ${#todo[@]} -gt 0 ]; do
+        m=${todo[0]}; todo=("${todo[@]:1}")
+        rx=${m//[-_]/[-_]}
+        line=$(grep -E "(^|/)${rx}\.ko(\.[a-z]+)?:" "$MODDIR/modules.dep" | head -1 || true)
+        if [ -z "$line" ]; then
+            if grep -qE "(^|/)${rx}\.ko$" "$MODDIR/modules.builtin"; then
+                log "module $m is built into the kernel"
+                continue
+            fi
+            die "module $m not found in $KVER (neither in modules.dep nor modules.builtin)"
+        fi
+        path=${line%%:*}
+        case "$seen" in *" $path "*) continue;; esac
+        seen="$seen$path "
+        echo "$path"
+        for dep in ${line#*:}; do todo+=("$(basename "${dep%%.ko*}")"); done
+    done
+}
+# shellcheck disable=SC2086 # word splitting of the module list is intended
+MODFILES=$(resolve_modules $MODULES)
+
+# ---------------------------------------------------------------- up to date?
+STAMP=$(
+    {
+        echo "kver=$KVER"
+        printf '%s' "$MANIFEST"
+        echo "modules=$MODULES"
+        echo "$MODFILES"
+        sha256sum "$0" "$INIT" "$PING" | cut -d' ' -f1
+        find "$HERE/dom0" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | cut -d' ' -f1
+    } | sha256sum | cut -d' ' -f1
+)
+if [ $FORCE = 0 ] && [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] &&
+   [ -s "$OUT/Image" ] && [ -s "$OUT/dom0-initrd.gz" ] && [ -s "$OUT/kver" ]; then
+    log "up to date: $OUT (kernel $KVER)"
+    exit 0
+fi
+
+# ---------------------------------------------------------------- initramfs
+WORK=$(mktemp -d "$OUT/.work.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+D=$WORK/root
+mkdir -p "$D"/{bin,sbin,usr/bin,usr/sbin,lib,etc,proc,sys,dev,run,tmp,mnt,root,var/log}
+ln -s ../run "$D/var/run"
+cp "$ROOT/bin/busybox" "$D/bin/busybox"
+ln -s busybox "$D/bin/sh"          # the rest of the applets: `busybox --install -s` in /init
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$D/etc/passwd"
+printf 'root:x:0:\n' > "$D/etc/group"
+install -m 0755 "$INIT" "$D/init"
+
+# evtchn-ping without its debug info (the release profile keeps it for the host)
+if command -v aarch64-linux-gnu-objcopy >/dev/null 2>&1; then
+    aarch64-linux-gnu-objcopy --strip-all "$PING" "$D/usr/bin/evtchn-ping"
+else
+    log "aarch64-linux-gnu-objcopy not found (binutils-aarch64-linux-gnu): evtchn-ping kept unstripped"
+    cp "$PING" "$D/usr/bin/evtchn-ping"
+fi
+chmod 0755 "$D/usr/bin/evtchn-ping"
+
+DM=$D/lib/modules/$KVER
+for path in $MODFILES; do
+    mkdir -p "$DM/$(dirname "$path")"
+    cp "$MODDIR/$path" "$DM/$path"
+done
+for f in modules.order modules.builtin modules.builtin.modinfo; do
+    [ -e "$MODDIR/$f" ] && cp "$MODDIR/$f" "$DM/"
+done
+depmod -b "$D" "$KVER"
+
+(cd "$D" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+    | gzip -9 -n > "$WORK/dom0-initrd.gz"
+cp "$ROOT/boot/vmlinuz-$KVER" "$WORK/Image"
+echo "$KVER" > "$WORK/kver"
+echo "$MODFILES" > "$WORK/modules.txt"
+printf '%s' "$MANIFEST" > "$WORK/manifest.txt"
+
+# publish: outputs first, the stamp last (an interrupted build is redone next time)
+rm -f "$OUT/stamp"
+for f in Image dom0-initrd.gz kver modules.txt manifest.txt; do
+    mv -f "$WORK/$f" "$OUT/$f"
+done
+echo "$STAMP" > "$OUT/stamp"
+log "built $OUT: Image $(stat -c %s "$OUT/Image") bytes, dom0-initrd.gz $(stat -c %s "$OUT/dom0-initrd.gz") bytes, kernel $KVER, $(echo "$MODFILES" | wc -l) modules"

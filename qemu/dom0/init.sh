@@ -1,0 +1,113 @@
+#!/bin/sh
+# /init of oxen's Dom0 initramfs (busybox sh, PID 1). Installed by qemu/build-dom0.sh.
+#
+# Brings up a minimal Dom0: pseudo filesystems, the Xen backend modules, xenfs on
+# /proc/xen, then runs the scenario named by `oxen.dom0=` on the kernel command line:
+#   shell    (default) interactive busybox shell on the console (Ctrl-a x quits QEMU)
+#   check    print the facts the tests read, run `evtchn-ping`, power off
+#   poweroff power off at once
+# Knobs: oxen.ping=N (evtchn-ping round trips in `check`, default 10000).
+# Output: `OXEN-DOM0-INIT` first, then `dom0: key=value` lines, `dom0-dmesg: ...` lines.
+# Failures are reported on one line each and never stop the script: it always reaches
+# the scenario, and `check`/`poweroff` always end in a power-off (QEMU exits).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=linux LANG=C
+
+/bin/busybox mount -t proc proc /proc
+echo "OXEN-DOM0-INIT"
+read -r UP _ < /proc/uptime
+echo "dom0: uptime_at_init_s=$UP"
+/bin/busybox --install -s
+
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null # may already be mounted (CONFIG_DEVTMPFS_MOUNT)
+mkdir -p /dev/pts /dev/shm
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+hostname dom0
+
+arg() { # name default: value of `name=` on the kernel command line
+    read -r cmdline < /proc/cmdline
+    for a in $cmdline; do
+        case $a in "$1"=*) echo "${a#*=}"; return;; esac
+    done
+    echo "$2"
+}
+
+off() {
+    echo "dom0: powering off"
+    sync
+    poweroff -f
+    echo "dom0: poweroff -f returned; trying sysrq"
+    echo o > /proc/sysrq-trigger
+    while :; do sleep 60; done # PID 1 must never exit
+}
+
+HV=none
+[ -r /sys/hypervisor/type ] && HV=$(cat /sys/hypervisor/type)
+echo "dom0: hypervisor=$HV"
+
+# Xen backend and device modules. Without Xen the xen-* ones refuse to load (ENODEV):
+# one line each, and we go on.
+MODS="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback
+      virtio_mmio virtio_pci virtio_blk virtio_net virtio_console"
+loaded=
+for m in $MODS; do
+    if err=$(modprobe "$m" 2>&1); then
+        loaded="$loaded${loaded:+,}$m"
+    else
+        echo "dom0: modprobe $m failed: $(echo "$err" | tail -n 1)"
+    fi
+done
+echo "dom0: modules=$loaded"
+
+if [ -d /proc/xen ] && mount -t xenfs xenfs /proc/xen 2>/dev/null; then
+    CAPS=$(cat /proc/xen/capabilities 2>/dev/null)
+    echo "dom0: capabilities=${CAPS:-none}"
+else
+    echo "dom0: capabilities=none"
+    echo "dom0: xenfs not mounted on /proc/xen (not running on Xen/oxen, or xenfs missing)"
+fi
+
+SCEN=$(arg oxen.dom0 shell)
+echo "dom0: scenario=$SCEN"
+
+case $SCEN in
+check)
+    echo "dom0: nr_cpus=$(grep -c '^processor' /proc/cpuinfo)"
+    echo "dom0: mem_total_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)"
+    devs=
+    for f in /dev/xen/*; do
+        [ -e "$f" ] && devs="$devs${devs:+,}${f#/dev/xen/}"
+    done
+    echo "dom0: dev-xen=${devs:-none}"
+    dmesg | grep -i xen | grep -v 'Kernel command line' | sed 's/^/dom0-dmesg: /'
+    ROUNDS=$(arg oxen.ping 10000)
+    evtchn-ping "$ROUNDS" 2>&1
+    echo "dom0: evtchn-ping rc=$?"
+    echo "dom0: check done"
+    off
+    ;;
+poweroff)
+    off
+    ;;
+shell)
+    echo 'export PS1="dom0:\w# "' > /etc/profile
+    echo "dom0: starting shell (poweroff -f to stop)"
+    # setsid + cttyhack give the shell the console as controlling tty (job control, ^C).
+    while :; do
+        setsid cttyhack /bin/sh -l
+        echo "dom0: shell exited, restarting"
+        sleep 1
+    done
+    ;;
+*)
+    echo "dom0: unknown scenario '$SCEN' (use shell, check or poweroff)"
+    off
+    ;;
+esac
