@@ -32,11 +32,17 @@ const CONSOLE_WRITE_MAX: usize = 4096;
 pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
     let nr = frame.x[16];
     let a = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
+    if let Some(r) = crate::xen::dispatch(nr, dom, vcpu, frame) {
+        frame.x[0] = match r {
+            Ok(v) => v as u64,
+            Err(e) => e.as_ret() as u64,
+        };
+        return;
+    }
     let r = match nr {
         hc::CONSOLE_IO => console_io(dom, a),
         hc::XEN_VERSION => xen_version(dom, a),
         hc::SCHED_OP => sched_op(dom, vcpu, a),
-        _ if let Some(r) = crate::xen::dispatch(nr, dom, vcpu, frame) => r,
         _ => {
             log::info!(
                 "{}v{vcpu}: hypercall {nr} ({}) not implemented: -ENOSYS",

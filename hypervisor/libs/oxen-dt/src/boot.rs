@@ -277,7 +277,8 @@ fn module_kind(dt: &DeviceTree<'_>, id: NodeId) -> ModKind {
     } else if dt.is_compatible(id, "multiboot,ramdisk") || dt.is_compatible(id, "xen,linux-initrd")
     {
         ModKind::Ramdisk
-    } else if dt.is_compatible(id, "xen,xsm-policy") || dt.is_compatible(id, "multiboot,device-tree")
+    } else if dt.is_compatible(id, "xen,xsm-policy")
+        || dt.is_compatible(id, "multiboot,device-tree")
     {
         ModKind::Other
     } else {
@@ -365,9 +366,10 @@ fn parse_modules(dt: &DeviceTree<'_>, chosen: NodeId) -> Result<Modules, DtError
         None if dom0_args.is_some() || module_args.is_some() => (chosen_args.unwrap_or(""), true),
         None => ("", false),
     };
-    let dom0_bootargs = dom0_args
-        .or(module_args)
-        .or(if chosen_is_hyp { None } else { chosen_args });
+    let dom0_bootargs =
+        dom0_args
+            .or(module_args)
+            .or(if chosen_is_hyp { None } else { chosen_args });
 
     let dom0 = d0.kernel.map(|(_, kernel)| DomainSpec {
         name: String::from("dom0"),
@@ -396,7 +398,9 @@ fn parse_modules(dt: &DeviceTree<'_>, chosen: NodeId) -> Result<Modules, DtError
                 }
             }
         }
-        let (knode, kernel) = f.kernel.ok_or(DtError::Missing("xen,domain kernel module"))?;
+        let (knode, kernel) = f
+            .kernel
+            .ok_or(DtError::Missing("xen,domain kernel module"))?;
         let memory_kib = match dt.prop(c, "memory") {
             None => None,
             Some(_) => Some(

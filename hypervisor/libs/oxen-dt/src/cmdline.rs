@@ -205,7 +205,10 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
             Some((n, v)) => (n, Some(v)),
             None => (tok, None),
         };
-        let name: String = raw_name.chars().map(|c| if c == '-' { '_' } else { c }).collect();
+        let name: String = raw_name
+            .chars()
+            .map(|c| if c == '-' { '_' } else { c })
+            .collect();
         let ok = match (name.as_str(), value) {
             ("dom0_mem", Some(v)) => parse_dom0_mem(v).map(|m| o.dom0_mem = Some(m)),
             ("dom0_max_vcpus", Some(v)) => parse_vcpus(v).map(|n| o.dom0_max_vcpus = Some(n)),
@@ -249,7 +252,11 @@ mod tests {
         assert_eq!(parse_size("4096B"), Some(4096));
         assert_eq!(parse_size("1024"), Some(1 << 20), "bare number is KiB");
         assert_eq!(parse_size("0x10M"), Some(16 << 20));
-        assert_eq!(parse_size("0x1b"), Some(0x1b << 10), "b is a hex digit after 0x");
+        assert_eq!(
+            parse_size("0x1b"),
+            Some(0x1b << 10),
+            "b is a hex digit after 0x"
+        );
         assert_eq!(parse_size("010K"), Some(8 << 10), "leading 0 is octal");
         assert_eq!(parse_size(""), None);
         assert_eq!(parse_size("M"), None);

@@ -9,11 +9,13 @@
 //!   ITS nodes (the vGIC has no ITS), and any other device wired to a PPI
 //!   (the vGIC cannot route hardware PPIs);
 //! * **rewritten**: the GIC (same name and phandle; GICv2 `reg` cut to GICD
-//!   + GICC, GICv3 to GICD + redistributors; no maintenance interrupt), the
-//!   timer (`arm,armv8-timer`, S-phys/NS-phys/virt PPIs, `0xf08`), `/chosen`
-//!   (Dom0 `bootargs` and initrd; `xen,*`, `stdout-path`, `linux,uefi-*`
-//!   dropped), `/aliases` (entries pointing at dropped nodes removed) and
-//!   `msi-parent`/`msi-map` properties that reference a dropped node;
+//!   and GICC, GICv3 to GICD and the redistributors; no maintenance
+//!   interrupt), the timer (`arm,armv8-timer`, S-phys/NS-phys/virt PPIs,
+//!   `0xf08`), `/chosen` (Dom0 `bootargs` and initrd; `xen,*`,
+//!   `stdout-path`, `linux,uefi-*` dropped), `/aliases` (entries pointing at
+//!   dropped nodes removed) and `msi-parent`/`msi-map` properties that
+//!   reference a dropped node (Xen leaves those two dangling; Linux copes
+//!   either way, we prefer a consistent tree);
 //! * **added** at the end of the root: `/hypervisor`, `/psci` (hvc), `/cpus`
 //!   (Dom0's vCPUs, host CPU compatible), one `/memory` node with Dom0's
 //!   banks.
@@ -31,8 +33,8 @@ use vm_fdt::FdtWriter;
 
 use crate::boot::{find_gic, find_timer, interrupts_of, is_psci};
 use crate::guest::{
-    HypervisorNode, finish, strlist, write_chosen_args, write_cpus, write_hypervisor,
-    write_memory, write_psci, write_timer,
+    HypervisorNode, finish, strlist, write_chosen_args, write_cpus, write_hypervisor, write_memory,
+    write_psci, write_timer,
 };
 use crate::tree::{DeviceTree, MAX_DEPTH, NodeId, read_u32_list, str_list};
 use crate::{DtError, Timer};
@@ -70,9 +72,8 @@ const DROP_COMPAT: &[&str] = &[
 ];
 
 fn is_pmu(dt: &DeviceTree<'_>, id: NodeId) -> bool {
-    dt.prop(id, "compatible").is_some_and(|v| {
-        str_list(v).any(|s| s.ends_with("-pmu") || s.contains("pmuv3"))
-    })
+    dt.prop(id, "compatible")
+        .is_some_and(|v| str_list(v).any(|s| s.ends_with("-pmu") || s.contains("pmuv3")))
 }
 
 struct Ctx<'a, 'b> {
@@ -176,6 +177,10 @@ impl Ctx<'_, '_> {
                 self.write_chosen_props(w)?;
                 w.end_node(c)?;
             }
+            if self.timer_node.is_none() {
+                // Xen always gives Dom0 a timer node.
+                write_timer(w, "timer", &self.timer, self.gic_phandle, None)?;
+            }
             self.write_added(w)?;
         }
         w.end_node(handle)?;
@@ -237,19 +242,20 @@ impl Ctx<'_, '_> {
             .checked_mul(entry)
             .and_then(|len| reg.get(..len))
             .ok_or(DtError::BadProperty("GIC reg"))?;
+        // `ranges` only matters for kept children (GICv2m frames).
+        let kept_children = dt.node(g).children.iter().any(|&c| !self.dropped[c]);
         for p in &dt.node(g).props {
             let copy = matches!(
                 p.name,
                 "compatible"
                     | "#address-cells"
                     | "#size-cells"
-                    | "ranges"
                     | "phandle"
                     | "linux,phandle"
                     | "#redistributor-regions"
                     | "redistributor-stride"
             );
-            if copy {
+            if copy || (p.name == "ranges" && kept_children) {
                 w.property(p.name, p.value)?;
             }
         }
@@ -291,10 +297,10 @@ impl Ctx<'_, '_> {
         let compat = dt
             .find("/cpus")
             .and_then(|c| {
-                dt.node(c)
-                    .children
-                    .iter()
-                    .find_map(|&k| dt.prop(k, "compatible").filter(|_| dt.prop_str(k, "device_type") == Some("cpu")))
+                dt.node(c).children.iter().find_map(|&k| {
+                    dt.prop(k, "compatible")
+                        .filter(|_| dt.prop_str(k, "device_type") == Some("cpu"))
+                })
             })
             .map_or_else(|| strlist(&["arm,armv8"]), <[u8]>::to_vec);
         write_cpus(w, self.cfg.vcpus, &compat)?;

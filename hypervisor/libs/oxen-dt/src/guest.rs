@@ -127,7 +127,10 @@ pub(crate) fn write_cpus(w: &mut FdtWriter, vcpus: u32, compatible: &[u8]) -> Re
 
 pub(crate) fn write_psci(w: &mut FdtWriter) -> Result<(), DtError> {
     let n = w.begin_node("psci")?;
-    w.property("compatible", &strlist(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]))?;
+    w.property(
+        "compatible",
+        &strlist(&["arm,psci-1.0", "arm,psci-0.2", "arm,psci"]),
+    )?;
     w.property_string("method", "hvc")?;
     // Legacy PSCI 0.1 function ids, as libxl writes them.
     w.property_u32("cpu_off", 1)?;
@@ -138,7 +141,11 @@ pub(crate) fn write_psci(w: &mut FdtWriter) -> Result<(), DtError> {
 
 /// One `/memory@<first base>` node holding every bank (Xen's Dom0 style), or
 /// one node per bank when `per_bank` (libxl's DomU style).
-pub(crate) fn write_memory(w: &mut FdtWriter, ram: &[(u64, u64)], per_bank: bool) -> Result<(), DtError> {
+pub(crate) fn write_memory(
+    w: &mut FdtWriter,
+    ram: &[(u64, u64)],
+    per_bank: bool,
+) -> Result<(), DtError> {
     let banks: Vec<(u64, u64)> = ram.iter().copied().filter(|r| r.1 != 0).collect();
     if banks.is_empty() {
         return Err(DtError::Config("ram"));
@@ -223,10 +230,7 @@ pub(crate) fn finish(w: FdtWriter) -> Result<Vec<u8>, DtError> {
 pub fn build_guest_dt(cfg: &GuestDtConfig) -> Result<Vec<u8>, DtError> {
     let mut w = FdtWriter::new()?;
     let root = w.begin_node("")?;
-    let (maj, min) = cfg
-        .hypervisor
-        .as_ref()
-        .map_or(XEN_VERSION, |h| h.version);
+    let (maj, min) = cfg.hypervisor.as_ref().map_or(XEN_VERSION, |h| h.version);
     w.property_string("model", &format!("XENVM-{maj}.{min}"))?;
     w.property(
         "compatible",
@@ -237,7 +241,11 @@ pub fn build_guest_dt(cfg: &GuestDtConfig) -> Result<Vec<u8>, DtError> {
     w.property_u32("#size-cells", 2)?;
 
     let chosen = w.begin_node("chosen")?;
-    write_chosen_args(&mut w, &cfg.bootargs, cfg.initrd.map(|r| (r.start.0, r.size)))?;
+    write_chosen_args(
+        &mut w,
+        &cfg.bootargs,
+        cfg.initrd.map(|r| (r.start.0, r.size)),
+    )?;
     w.end_node(chosen)?;
 
     write_cpus(&mut w, cfg.vcpus, &strlist(&["arm,armv8"]))?;
@@ -254,9 +262,6 @@ pub fn build_guest_dt(cfg: &GuestDtConfig) -> Result<Vec<u8>, DtError> {
     w.property_u32("#interrupt-cells", 3)?;
     w.property_u32("#address-cells", 0)?;
     w.property_null("interrupt-controller")?;
-    if matches!(cfg.gic, GuestGic::V3 { .. }) {
-        w.property_u32("#redistributor-regions", 1)?;
-    }
     w.property_array_u64(
         "reg",
         &[gicd.start.0, gicd.size, second.start.0, second.size],

@@ -148,8 +148,8 @@ fn parse_header(blob: &[u8]) -> Result<Header, DtError> {
     if !within(off_struct, size_struct)
         || !within(off_strings, size_strings)
         || off_rsvmap >= totalsize
-        || off_struct % 4 != 0
-        || off_rsvmap % 8 != 0
+        || !off_struct.is_multiple_of(4)
+        || !off_rsvmap.is_multiple_of(8)
         || off_struct < HEADER_SIZE - 4
         || off_rsvmap < HEADER_SIZE - 4
     {
@@ -383,7 +383,9 @@ impl<'a> DeviceTree<'a> {
                     if comp.contains('@') {
                         None
                     } else {
-                        n.children.iter().find(|&&c| self.node(c).base_name() == comp)
+                        n.children
+                            .iter()
+                            .find(|&&c| self.node(c).base_name() == comp)
                     }
                 })?;
         }
@@ -531,13 +533,14 @@ impl<'a> DeviceTree<'a> {
             let (cac, csc) = self.cells_of(b);
             let (pac, _) = self.cells_of(up);
             let stride = (cac + pac + csc) as usize * 4;
-            if stride == 0 || ranges.len() % stride != 0 {
+            if stride == 0 || !ranges.len().is_multiple_of(stride) {
                 return Err(DtError::BadProperty("ranges"));
             }
             let mut found = None;
             for e in ranges.chunks_exact(stride) {
                 let cb = read_cells(e, 0, cac).ok_or(DtError::BadProperty("ranges"))?;
-                let pb = read_cells(e, cac as usize * 4, pac).ok_or(DtError::BadProperty("ranges"))?;
+                let pb =
+                    read_cells(e, cac as usize * 4, pac).ok_or(DtError::BadProperty("ranges"))?;
                 let sz = read_cells(e, (cac + pac) as usize * 4, csc)
                     .ok_or(DtError::BadProperty("ranges"))?;
                 if addr >= cb && addr - cb < sz {
@@ -594,7 +597,7 @@ pub fn decode_pairs(v: &[u8], ac: u32, sc: u32) -> Option<Vec<(u64, u64)>> {
         return None;
     }
     let stride = (ac + sc) as usize * 4;
-    if v.len() % stride != 0 {
+    if !v.len().is_multiple_of(stride) {
         return None;
     }
     v.chunks_exact(stride)
@@ -604,7 +607,7 @@ pub fn decode_pairs(v: &[u8], ac: u32, sc: u32) -> Option<Vec<(u64, u64)>> {
 
 /// Decode a property value as a list of `u32` cells.
 pub fn read_u32_list(v: &[u8]) -> Option<Vec<u32>> {
-    if v.len() % 4 != 0 {
+    if !v.len().is_multiple_of(4) {
         return None;
     }
     Some(

@@ -29,7 +29,10 @@ fn check_common(bi: &BootInfo) {
         dom0.bootargs.as_deref(),
         Some("console=hvc0 earlycon=xen rdinit=/init")
     );
-    assert_eq!((dom0.memory_kib, dom0.vcpus, dom0.vpl011), (None, None, false));
+    assert_eq!(
+        (dom0.memory_kib, dom0.vcpus, dom0.vpl011),
+        (None, None, false)
+    );
     assert!(bi.domus.is_empty());
     // DT order: QEMU adds the later guest-loader's node first.
     assert_eq!(bi.modules, [r(0x5220_0000, 0x1000), r(0x5000_0000, 0x1000)]);
@@ -222,11 +225,8 @@ fn synth(c: &Chosen<'_>, extra: impl FnOnce(&mut FdtWriter)) -> Vec<u8> {
     let root = w.begin_node("").unwrap();
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
-    w.property(
-        "compatible",
-        &strlist(&["vendor,board", "vendor,soc"]),
-    )
-    .unwrap();
+    w.property("compatible", &strlist(&["vendor,board", "vendor,soc"]))
+        .unwrap();
     w.property_u32("interrupt-parent", 1).unwrap();
     let ch = w.begin_node("chosen").unwrap();
     if let Some((a, s)) = c.chosen_cells {
@@ -263,7 +263,8 @@ fn synth(c: &Chosen<'_>, extra: impl FnOnce(&mut FdtWriter)) -> Vec<u8> {
         w.property_string("device_type", "cpu").unwrap();
         w.property_u64("reg", *mpidr).unwrap();
         w.property_string("enable-method", "spin-table").unwrap();
-        w.property_u64("cpu-release-addr", 0xd8 + 8 * i as u64).unwrap();
+        w.property_u64("cpu-release-addr", 0xd8 + 8 * i as u64)
+            .unwrap();
         w.end_node(cpu).unwrap();
     }
     w.end_node(cpus).unwrap();
@@ -271,11 +272,8 @@ fn synth(c: &Chosen<'_>, extra: impl FnOnce(&mut FdtWriter)) -> Vec<u8> {
     w.property_string("compatible", "arm,gic-400").unwrap();
     w.property_null("interrupt-controller").unwrap();
     w.property_u32("#interrupt-cells", 3).unwrap();
-    w.property_array_u64(
-        "reg",
-        &[0xff84_1000, 0x1000, 0xff84_2000, 0x2000],
-    )
-    .unwrap();
+    w.property_array_u64("reg", &[0xff84_1000, 0x1000, 0xff84_2000, 0x2000])
+        .unwrap();
     w.property_phandle(1).unwrap();
     w.end_node(gic).unwrap();
     extra(&mut w);
@@ -438,7 +436,8 @@ fn stdout_alias_with_options_and_ranges() {
         w.end_node(u).unwrap();
         w.end_node(soc).unwrap();
         let al = w.begin_node("aliases").unwrap();
-        w.property_string("serial0", "/soc/serial@7e201000").unwrap();
+        w.property_string("serial0", "/soc/serial@7e201000")
+            .unwrap();
         w.end_node(al).unwrap();
     });
     assert_eq!(

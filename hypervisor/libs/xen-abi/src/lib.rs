@@ -9,7 +9,14 @@
 #![forbid(unsafe_code)]
 
 pub mod errno;
+pub mod event_channel;
+pub mod features;
+pub mod grant_table;
+pub mod hvm;
 pub mod hypercall;
+pub mod memory;
+pub mod shared_info;
+pub mod vcpu;
 
 pub use errno::Errno;
 
