@@ -18,7 +18,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// VTCR_EL2 every CPU loads (one stage-2 format for all domains).
 static VTCR: AtomicU64 = AtomicU64::new(0);
-static HYP_TIMER: AtomicU64 = AtomicU64::new(26);
 static CPUS_UP: AtomicUsize = AtomicUsize::new(1);
 /// Counter value when the boot CPU started (for the boot-time figure).
 static BOOT_COUNT: AtomicU64 = AtomicU64::new(0);
@@ -141,12 +140,28 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
             }
         }
     }
-    HYP_TIMER.store(u64::from(info.timer.hyp), Ordering::Relaxed);
+    if let Gic::V2 { gich: Some(gich), .. } = &info.gic {
+        arch::gich::set_gich_base(gich.start.as_u64() as usize);
+    }
+    let maintenance = match &info.gic {
+        Gic::V2 { maintenance_irq, .. } | Gic::V3 { maintenance_irq, .. } => *maintenance_irq,
+    };
+    let uart_irq = info.stdout.as_ref().and_then(|u| oxen_dt::spi_of(dtb_bytes, &u.path));
+    irq::configure(&irq::IrqConfig {
+        hyp_timer: info.timer.hyp,
+        virt_timer: info.timer.virt,
+        maintenance,
+        uart: uart_irq,
+    });
+    if let Some(spi) = uart_irq {
+        gic::route_and_enable_spi(spi, 0, arch::mpidr());
+        console::enable_input_interrupt();
+    }
     let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).take(head::MAX_CPUS).collect();
     sched::set_cpus(if mpidrs.is_empty() { &[0] } else { &mpidrs });
     cpu_init(0);
 
-    domain_build::build_domains(&info, &opts);
+    domain_build::build_domains(&info, &opts, dtb_bytes);
     start_secondaries(&info);
     let ms = timer::ticks_to_ns(timer::now() - BOOT_COUNT.load(Ordering::Relaxed)) / 1_000_000;
     log::info!("boot done in {ms} ms: scheduling guests");
@@ -160,7 +175,8 @@ fn cpu_init(cpu: usize) {
         gic::init_cpu(cpu, arch::mpidr());
         arch::init_cpu_for_guests(VTCR.load(Ordering::Relaxed));
     }
-    irq::init_cpu(cpu, HYP_TIMER.load(Ordering::Relaxed) as u32);
+    arch::gich::set_guest_sre();
+    irq::init_cpu(cpu);
 }
 
 fn setup_frames(info: &BootInfo, dtb: u64, dtb_len: u64) {

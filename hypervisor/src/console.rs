@@ -61,9 +61,57 @@ pub fn write_raw(bytes: &[u8]) {
     }
 }
 
-/// One byte of console input, if any.
-pub fn getc() -> Option<u8> {
-    UART.lock().as_ref().and_then(|u| u.getc())
+/// Console input not yet read by Dom0 (`console_io(read)`).
+struct InputRing {
+    buf: [u8; 1024],
+    head: usize,
+    len: usize,
+}
+
+static INPUT: Mutex<InputRing> = Mutex::new(InputRing { buf: [0; 1024], head: 0, len: 0 });
+
+/// Take console input by interrupt from now on.
+pub fn enable_input_interrupt() {
+    if let Some(u) = UART.lock().as_ref() {
+        u.enable_rx_interrupt();
+    }
+}
+
+/// The UART has input: move it to the ring (oldest bytes are dropped when
+/// Dom0 does not keep up) and tell Dom0 (VIRQ_CONSOLE).
+pub fn input_interrupt() {
+    let mut got = false;
+    {
+        let uart = UART.lock();
+        let Some(u) = uart.as_ref() else { return };
+        let mut r = INPUT.lock();
+        while let Some(c) = u.getc() {
+            let cap = r.buf.len();
+            let tail = (r.head + r.len) % cap;
+            r.buf[tail] = c;
+            if r.len == cap {
+                r.head = (r.head + 1) % cap;
+            } else {
+                r.len += 1;
+            }
+            got = true;
+        }
+    }
+    if got {
+        crate::virq::console_input();
+    }
+}
+
+/// Read buffered console input into `out`; returns the byte count.
+pub fn read_input(out: &mut [u8]) -> usize {
+    let mut r = INPUT.lock();
+    let n = out.len().min(r.len);
+    for b in out.iter_mut().take(n) {
+        *b = r.buf[r.head];
+        r.head = (r.head + 1) % r.buf.len();
+        r.len -= 1;
+    }
+    n
 }
 
 /// Print without taking the lock: for the panic handler only, when the

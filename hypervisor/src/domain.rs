@@ -21,7 +21,11 @@ use oxen_mm::Stage2;
 use oxen_types::{DomId, Ipa, PhysAddr, PhysRange, VcpuId};
 use spin::Mutex;
 
+use oxen_vgic::Vgic;
+
 use crate::arch::context::{El1Context, FpContext};
+use crate::arch::gich::VifState;
+use crate::vgic::VgicLayout;
 use crate::arch::head::TrapFrame;
 use crate::console::LineBuf;
 use crate::mem::{FRAMES, HostTables};
@@ -73,6 +77,10 @@ pub struct Vcpu {
     pub fp: FpContext,
     /// Offline or runnable.
     pub state: VcpuState,
+    /// GIC virtual interface state (VMCR, active priorities).
+    pub vif: VifState,
+    /// Virtual-timer deadline (physical count) while blocked, if armed.
+    pub timer_deadline: Option<u64>,
 }
 
 /// A domain.
@@ -96,11 +104,15 @@ pub struct Domain {
     pub console: Mutex<LineBuf>,
     /// Xen ABI state: shared_info, event channels, grant table.
     pub xen: Mutex<crate::xen::DomainXen>,
+    /// The virtual GIC's register model.
+    pub vgic: Mutex<Vgic>,
+    /// Where the virtual GIC sits in the domain's IPA space.
+    pub vgic_layout: VgicLayout,
 }
 
 /// vMPIDR of vCPU `id` (Xen's layout: Aff0 = id % 16, Aff1 = id / 16; bit 31 RES1).
 pub fn vmpidr(id: u32) -> u64 {
-    (1 << 31) | u64::from(id & 0xf) | (u64::from(id >> 4) << 8)
+    (1 << 31) | oxen_vgic::vcpu_mpidr(id as usize)
 }
 
 /// The vCPU index a guest-supplied MPIDR names, if well-formed.
@@ -123,6 +135,8 @@ impl Domain {
         mem: Vec<MemBank>,
         stage2: Stage2,
         vmid: u16,
+        vgic: Vgic,
+        vgic_layout: VgicLayout,
         pcpus: &[usize],
         entry: Ipa,
         dtb: Ipa,
@@ -148,6 +162,8 @@ impl Domain {
                     el1: El1Context::reset(vmpidr(i as u32)),
                     fp: FpContext::default(),
                     state,
+                    vif: VifState::default(),
+                    timer_deadline: None,
                 })
             })
             .collect();
@@ -162,6 +178,8 @@ impl Domain {
             state: AtomicU8::new(DomState::Running as u8),
             console: Mutex::new(LineBuf::new()),
             xen: Mutex::new(crate::xen::DomainXen::new(pcpus.len())),
+            vgic: Mutex::new(vgic),
+            vgic_layout,
         }
     }
 

@@ -16,14 +16,18 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use oxen_dt::{BootInfo, BootOptions, DomainSpec, Gic, GuestDtConfig, GuestGic, HypervisorNode};
-use oxen_mm::{S2Attrs, Stage2, Stage2Config};
-use oxen_types::{DomId, Ipa, IpaRange, PhysRange, align_up};
+use oxen_dt::{
+    BootInfo, BootOptions, Dom0DtConfig, DomainSpec, Gic, GuestDtConfig, GuestGic, HypervisorNode,
+};
+use oxen_mm::{MemType, S2Attrs, Stage2, Stage2Config};
+use oxen_types::{DomId, Ipa, IpaRange, PhysAddr, PhysRange, align_up};
+use oxen_vgic::{GICV3_REDIST_STRIDE, GicVersion};
 
-use crate::arch::{self, sysreg};
+use crate::arch::{self, gic, head, sysreg};
 use crate::domain::{self, Domain, MemBank};
 use crate::mem::{FRAMES, HostTables};
-use crate::sched;
+use crate::vgic::VgicLayout;
+use crate::{irq, sched};
 
 const MIB: u64 = 1 << 20;
 const MIB2: u64 = 2 << 20;
@@ -44,6 +48,13 @@ const DOM0_MEM_DEFAULT: u64 = 512 * MIB;
 const DEFAULT_TEXT_OFFSET: u64 = 0x8_0000;
 /// Room kept at the top of a domain's RAM for its device tree.
 const DTB_SLOT: u64 = MIB2;
+/// Linux hot-plugs extended regions in 128 MiB sections.
+const SECTION: u64 = 128 * MIB;
+/// Dom0's view of passed-through MMIO: Normal memory at stage 2, so Dom0's
+/// own stage-1 attributes (Device for registers) decide, as on Xen.
+const DOM0_MMIO: S2Attrs = S2Attrs { read: true, write: true, exec: false, mem: MemType::Normal };
+/// SPIs a DomU's vGIC has (one bank, for emulated devices).
+const DOMU_SPIS: u32 = 32;
 
 /// Why a domain could not be built (logged; the domain is skipped).
 #[derive(Debug)]
@@ -56,15 +67,66 @@ pub enum BuildError {
     TooBig(&'static str),
     /// The device tree could not be written.
     Dt,
+    /// The virtual GIC could not be set up.
+    Vgic,
+}
+
+/// Where the domain's virtual GIC goes: Dom0 sees the host's layout,
+/// other domains Xen's guest layout.
+fn vgic_layout(info: &BootInfo, is_dom0: bool, vcpus: u32) -> VgicLayout {
+    let redist = GICV3_REDIST_STRIDE * u64::from(vcpus);
+    match (&info.gic, is_dom0) {
+        (Gic::V2 { gicd, .. }, true) => VgicLayout {
+            version: GicVersion::V2,
+            gicd: IpaRange::new(Ipa(gicd.start.as_u64()), 0x1000),
+            gicr: None,
+        },
+        (Gic::V3 { gicd, gicr, .. }, true) => VgicLayout {
+            version: GicVersion::V3,
+            gicd: IpaRange::new(Ipa(gicd.start.as_u64()), 0x10000),
+            gicr: Some(IpaRange::new(
+                Ipa(gicr.first().map(|r| r.start.as_u64()).unwrap_or(0)),
+                redist,
+            )),
+        },
+        (Gic::V2 { .. }, false) => VgicLayout {
+            version: GicVersion::V2,
+            gicd: IpaRange::new(Ipa(GUEST_GICD), 0x1000),
+            gicr: None,
+        },
+        (Gic::V3 { .. }, false) => VgicLayout {
+            version: GicVersion::V3,
+            gicd: IpaRange::new(Ipa(GUEST_GICD), 0x10000),
+            gicr: Some(IpaRange::new(Ipa(GUEST_GICR), redist)),
+        },
+    }
+}
+
+/// Dom0's `/hypervisor` regions: the grant-table window first — host
+/// memory the hypervisor image occupies, which Dom0 never maps (as Xen
+/// does with its own text) — then extended regions: host RAM above Dom0's
+/// own, in whole 128 MiB sections, for foreign and grant mappings.
+fn dom0_hypervisor_regions(info: &BootInfo, dom0_ram: PhysRange) -> Vec<IpaRange> {
+    let (s, e) = head::image_range();
+    let mut v = vec![IpaRange::new(Ipa(s), e - s)];
+    for r in &info.ram {
+        let lo = r.start.as_u64().max(dom0_ram.end());
+        let Some(lo) = align_up(lo, SECTION) else { continue };
+        let hi = r.end() & !(SECTION - 1);
+        if hi > lo {
+            v.push(IpaRange::new(Ipa(lo), hi - lo));
+        }
+    }
+    v
 }
 
 /// Build every boot-time domain described by the host device tree.
-pub fn build_domains(info: &BootInfo, opts: &BootOptions) {
+pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
     let mut next_id = 1u16;
     if let Some(spec) = &info.dom0 {
         let size = opts.dom0_mem.unwrap_or(DOM0_MEM_DEFAULT);
         let vcpus = opts.dom0_max_vcpus.unwrap_or(sched::nr_cpus() as u32);
-        match build(info, spec, DomId::DOM0, true, size, vcpus) {
+        match build(info, spec, DomId::DOM0, true, size, vcpus, host_dtb) {
             Ok(d) => register(d),
             Err(e) => log::error!("Dom0 not built: {e:?}"),
         }
@@ -76,7 +138,7 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions) {
         next_id += 1;
         let size = spec.memory_kib.unwrap_or(128 * 1024) * 1024;
         let vcpus = spec.vcpus.unwrap_or(1);
-        match build(info, spec, id, false, size, vcpus) {
+        match build(info, spec, id, false, size, vcpus, host_dtb) {
             Ok(d) => register(d),
             Err(e) => log::error!("{id} '{}' not built: {e:?}", spec.name),
         }
@@ -112,6 +174,7 @@ fn build(
     is_dom0: bool,
     size: u64,
     vcpus: u32,
+    host_dtb: &[u8],
 ) -> Result<Arc<Domain>, BuildError> {
     let size = align_up(size.max(MIB2 * 4), MIB2).ok_or(BuildError::NoMemory(size))?;
     let vcpus = vcpus.clamp(1, 64);
@@ -168,52 +231,98 @@ fn build(
         initrd = Some(IpaRange::new(ram_ipa.add(start), rd.size));
     }
 
-    // Device tree.
-    let gic = match (&info.gic, is_dom0) {
-        (Gic::V2 { gicd, gicc, .. }, true) => GuestGic::V2 {
-            gicd: IpaRange::new(Ipa(gicd.start.as_u64()), gicd.size),
-            gicc: IpaRange::new(Ipa(gicc.start.as_u64()), gicc.size),
-        },
-        (Gic::V3 { gicd, gicr, .. }, true) => {
-            let r = gicr.first().copied().unwrap_or_default();
-            GuestGic::V3 {
-                gicd: IpaRange::new(Ipa(gicd.start.as_u64()), gicd.size),
-                gicr: IpaRange::new(Ipa(r.start.as_u64()), r.size),
-            }
+    // Virtual GIC.
+    let layout = vgic_layout(info, is_dom0, vcpus);
+    let nr_spis = if is_dom0 { (gic::nr_lines().saturating_sub(32)).clamp(32, 960) } else { DOMU_SPIS };
+    let Some(mut vgic) = crate::vgic::new_model(&layout, vcpus as usize, nr_spis) else {
+        return Err(fail(s2, BuildError::Vgic));
+    };
+    if let Gic::V2 { gicc, gicv: Some(gicv), .. } = &info.gic {
+        // The guest's GICC is the hardware's virtual CPU interface (GICV).
+        let at = if is_dom0 { Ipa(gicc.start.as_u64()) } else { Ipa(GUEST_GICC) };
+        if let Err(e) = s2.map(&mut HostTables, at, gicv.start, 0x2000, S2Attrs::DEVICE) {
+            return Err(fail(s2, BuildError::Stage2(e)));
         }
-        (Gic::V2 { .. }, false) => GuestGic::V2 {
-            gicd: IpaRange::new(Ipa(GUEST_GICD), 0x1000),
-            gicc: IpaRange::new(Ipa(GUEST_GICC), 0x2000),
-        },
-        (Gic::V3 { .. }, false) => GuestGic::V3 {
-            gicd: IpaRange::new(Ipa(GUEST_GICD), 0x10000),
-            gicr: IpaRange::new(Ipa(GUEST_GICR), 0x20000 * u64::from(vcpus)),
-        },
+    }
+
+    // Device tree, and for Dom0 the host's devices.
+    let hv_regions = if is_dom0 { dom0_hypervisor_regions(info, bank.phys) } else {
+        vec![IpaRange::new(Ipa(GUEST_GNTTAB_BASE), GUEST_GNTTAB_SIZE)]
     };
-    let dt_cfg = GuestDtConfig {
-        ram: vec![IpaRange::new(ram_ipa, size)],
-        vcpus,
-        bootargs: spec.bootargs.clone().unwrap_or_default(),
-        initrd,
-        gic,
-        timer: info.timer,
-        hypervisor: Some(HypervisorNode {
-            version: (xen_abi::XEN_VERSION_MAJOR, xen_abi::XEN_VERSION_MINOR),
-            regions: vec![IpaRange::new(Ipa(GUEST_GNTTAB_BASE), GUEST_GNTTAB_SIZE)],
-            evtchn_ppi: EVTCHN_PPI,
-        }),
-        vpl011: None,
+    let hypervisor = HypervisorNode {
+        version: (xen_abi::XEN_VERSION_MAJOR, xen_abi::XEN_VERSION_MINOR),
+        regions: hv_regions,
+        evtchn_ppi: EVTCHN_PPI,
     };
-    let dtb = match oxen_dt::build_guest_dt(&dt_cfg) {
+    let bootargs = spec.bootargs.clone().unwrap_or_default();
+    let dtb = if is_dom0 {
+        let hidden: Vec<String> = info.stdout.iter().map(|u| u.path.clone()).collect();
+        let hidden_refs: Vec<&str> = hidden.iter().map(|s| s.as_str()).collect();
+        match oxen_dt::dom0_mmio_regions(host_dtb, &hidden_refs) {
+            Ok(regions) => {
+                for (base, len) in regions {
+                    if let Err(e) = s2.map(&mut HostTables, Ipa(base), PhysAddr(base), len, DOM0_MMIO) {
+                        log::warn!("d0: MMIO [{base:#x}+{len:#x}] not passed through: {e:?}");
+                    }
+                }
+            }
+            Err(e) => log::warn!("d0: no device passed through: host DT: {e:?}"),
+        }
+        let cfg = Dom0DtConfig {
+            ram: vec![IpaRange::new(ram_ipa, size)],
+            vcpus,
+            bootargs,
+            initrd,
+            hypervisor,
+            hidden_paths: hidden,
+            timer: None,
+        };
+        oxen_dt::build_dom0_dt(host_dtb, &cfg)
+    } else {
+        let gic = match layout.gicr {
+            Some(gicr) => GuestGic::V3 { gicd: layout.gicd, gicr },
+            None => GuestGic::V2 {
+                gicd: layout.gicd,
+                gicc: IpaRange::new(Ipa(GUEST_GICC), 0x2000),
+            },
+        };
+        oxen_dt::build_guest_dt(&GuestDtConfig {
+            ram: vec![IpaRange::new(ram_ipa, size)],
+            vcpus,
+            bootargs,
+            initrd,
+            gic,
+            timer: info.timer,
+            hypervisor: Some(hypervisor),
+            vpl011: None,
+        })
+    };
+    let dtb = match dtb {
         Ok(d) if (d.len() as u64) <= DTB_SLOT => d,
         Ok(_) => return Err(fail(s2, BuildError::TooBig("device tree"))),
-        Err(_) => return Err(fail(s2, BuildError::Dt)),
+        Err(e) => {
+            log::error!("{id}: device tree: {e:?}");
+            return Err(fail(s2, BuildError::Dt));
+        }
     };
+    let pcpus: Vec<usize> = (0..vcpus).map(|_| sched::next_pcpu()).collect();
+    if is_dom0 {
+        // Every SPI but the console's belongs to Dom0: hardware-mapped, and
+        // routed to the physical CPU of Dom0's vCPU 0.
+        let cpu = pcpus[0];
+        for spi in 32..32 + nr_spis {
+            if Some(spi) == irq::uart_irq() || spi >= gic::nr_lines() {
+                continue;
+            }
+            if vgic.set_hw_mapping(spi, 0, Some(spi)).is_ok() {
+                gic::route_and_enable_spi(spi, cpu, sched::mpidr_of(cpu));
+            }
+        }
+    }
     let dtb_off = ram_end_off;
     // SAFETY: the DTB slot at the top of the new domain's RAM.
     unsafe { arch::copy_phys(phys.as_u64() + dtb_off, dtb.as_ptr() as u64, dtb.len()) };
 
-    let pcpus: Vec<usize> = (0..vcpus).map(|_| sched::next_pcpu()).collect();
     let name = if spec.name.is_empty() { String::from("Domain-0") } else { spec.name.clone() };
     log::info!(
         "{id}: {} MiB RAM at PA {phys} -> IPA {ram_ipa}, {vcpus} vCPU(s), kernel at IPA {:#x}{}",
@@ -229,6 +338,8 @@ fn build(
         vec![bank],
         s2,
         vmid,
+        vgic,
+        layout,
         &pcpus,
         ram_ipa.add(kernel_off),
         ram_ipa.add(dtb_off),

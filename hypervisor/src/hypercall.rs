@@ -82,16 +82,7 @@ fn console_io(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
             }
             let count = usize::try_from(a[1]).map_err(|_| Errno::EINVAL)?.min(256);
             let mut buf = [0u8; 256];
-            let mut n = 0;
-            while n < count {
-                match console::getc() {
-                    Some(c) => {
-                        buf[n] = c;
-                        n += 1;
-                    }
-                    None => break,
-                }
-            }
+            let n = console::read_input(&mut buf[..count]);
             guest_mem::copy_to_guest(dom, a[2], &buf[..n])?;
             Ok(n as i64)
         }

@@ -37,6 +37,8 @@ mod shutdown;
 #[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
+mod vgic;
+#[cfg(target_os = "none")]
 mod virq;
 #[cfg(target_os = "none")]
 mod vpsci;

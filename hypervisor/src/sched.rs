@@ -140,11 +140,22 @@ fn arm_slice() {
     timer::arm_at(timer::now() + timer::ns_to_ticks(SLICE_NS));
 }
 
+/// CNTV_CTL_EL0 bits (Arm ARM D13.8.16).
+const CNTV_ENABLE: u64 = 1 << 0;
+const CNTV_IMASK: u64 = 1 << 1;
+
 fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
     let mut v = dom.vcpus[vcpu].lock();
     v.frame = *frame;
     v.el1.save();
     v.fp.save();
+    v.vif.save();
+    // The guest's virtual timer must not fire while another vCPU (or
+    // nothing) runs here; remember when it wanted to fire instead.
+    v.timer_deadline = (v.el1.cntv_ctl & (CNTV_ENABLE | CNTV_IMASK) == CNTV_ENABLE)
+        .then_some(v.el1.cntv_cval);
+    // SAFETY: the vCPU's timer state was saved just above.
+    unsafe { sysreg::set_cntv_ctl_el0(0) };
 }
 
 fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
@@ -156,6 +167,7 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
         arch::load_stage2(dom.vttbr);
     }
     v.fp.restore();
+    v.vif.restore();
     *frame = v.frame;
 }
 
@@ -168,6 +180,7 @@ fn runnable(dom: &Domain, vcpu: usize) -> bool {
 pub fn schedule(frame: &mut TrapFrame) {
     let cpu = this_cpu();
     loop {
+        wake_expired_timers(cpu);
         let mut rq = RQ[cpu].lock();
         let keep = match &rq.current {
             Some((d, v)) => runnable(d, *v),
@@ -224,9 +237,44 @@ pub fn schedule(frame: &mut TrapFrame) {
     }
 }
 
+/// Wake the blocked vCPUs pinned to `cpu` whose virtual timer has expired
+/// (they were descheduled with it armed), and return the earliest deadline
+/// still ahead (and whether any vCPU was woken).
+fn wake_expired_timers(cpu: usize) -> (bool, Option<u64>) {
+    let now = timer::now();
+    let mut earliest: Option<u64> = None;
+    let mut woke = false;
+    let doms: alloc::vec::Vec<Arc<Domain>> = crate::domain::DOMAINS.lock().clone();
+    for d in doms.iter().filter(|d| d.is_alive()) {
+        for (i, vc) in d.vcpus.iter().enumerate() {
+            let deadline = {
+                let v = vc.lock();
+                if v.pcpu != cpu || v.state != VcpuState::Blocked {
+                    continue;
+                }
+                v.timer_deadline
+            };
+            match deadline {
+                Some(t) if t <= now => {
+                    wake(d, i);
+                    woke = true;
+                }
+                Some(t) => earliest = Some(earliest.map_or(t, |e| e.min(t))),
+                None => {}
+            }
+        }
+    }
+    (woke, earliest)
+}
+
 /// Nothing to run: sleep until an interrupt, then handle it.
 fn idle_wait(cpu: usize) {
     crate::domain::reap();
+    match wake_expired_timers(cpu) {
+        (true, _) => return,
+        (false, Some(t)) => timer::arm_at(t),
+        (false, None) => {}
+    }
     sysreg::dsb_sy();
     sysreg::wfi();
     irq::handle_pending(cpu);
@@ -240,6 +288,9 @@ pub fn run(cpu: usize) -> ! {
     let frame = unsafe { &mut *slot };
     *frame = TrapFrame::default();
     schedule(frame);
+    if let Some((dom, vcpu)) = current() {
+        crate::vgic::load_to_hw(&dom, vcpu);
+    }
     // SAFETY: `schedule` loaded a runnable vCPU (registers, EL1 state, stage 2)
     // into this CPU's frame slot.
     unsafe { crate::arch::head::enter_frame(slot) }

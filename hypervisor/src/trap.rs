@@ -16,7 +16,7 @@ use xen_abi::XEN_HYPERCALL_TAG;
 use crate::arch::head::{KIND_FIQ, KIND_IRQ, KIND_SERROR, KIND_SYNC, TrapFrame};
 use crate::arch::sysreg;
 use crate::domain::Domain;
-use crate::{hypercall, irq, sched, shutdown, vpsci};
+use crate::{hypercall, irq, sched, shutdown, vgic, vpsci};
 
 /// VBAR_EL1 offsets of the synchronous vectors (Arm ARM D1.10.2).
 const VEC_CURRENT_SP0: u64 = 0x000;
@@ -28,7 +28,11 @@ const ESR_UNDEF: u64 = 1 << 25;
 /// Entry from the vectors for exceptions from EL1/EL0.
 pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
     let cpu = sched::this_cpu();
-    match sched::current() {
+    let cur = sched::current();
+    if let Some((dom, vcpu)) = &cur {
+        vgic::sync_from_hw(dom, *vcpu);
+    }
+    match cur {
         Some((dom, vcpu)) => match kind {
             KIND_SYNC => guest_sync(&dom, vcpu, frame),
             KIND_IRQ | KIND_FIQ => irq::handle_pending(cpu),
@@ -41,6 +45,9 @@ pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
         None => irq::handle_pending(cpu),
     }
     sched::schedule(frame);
+    if let Some((dom, vcpu)) = sched::current() {
+        vgic::load_to_hw(&dom, vcpu);
+    }
 }
 
 fn advance_pc(frame: &mut TrapFrame, esr: &Esr) {
@@ -65,7 +72,10 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
         }
         ExceptionClass::WfxTrap => {
             advance_pc(frame, &esr);
-            sched::yield_current();
+            match esr.wfx() {
+                Some(oxen_trap::Wfx::Wfi) if !vgic::has_pending(dom, vcpu) => sched::block_current(),
+                _ => sched::yield_current(),
+            }
         }
         ExceptionClass::DataAbortLower => data_abort(dom, vcpu, frame, &esr),
         ExceptionClass::InstrAbortLower => {
@@ -79,6 +89,20 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
             shutdown::domain_crash(dom);
         }
         ExceptionClass::SysReg => {
+            if let Some(acc) = esr.sysreg() {
+                let key = acc.encoding();
+                if key == oxen_trap::sysreg::ICC_SGI1R_EL1 && !acc.read {
+                    let v = oxen_trap::mmio::read_gpr(&frame.x, acc.rt);
+                    vgic::sgi1r(dom, vcpu, v);
+                    advance_pc(frame, &esr);
+                    return;
+                }
+                if key == oxen_trap::sysreg::ICC_SGI0R_EL1 || key == oxen_trap::sysreg::ICC_ASGI1R_EL1 {
+                    // Group 0 / alternate-group SGIs: not offered; write ignored.
+                    advance_pc(frame, &esr);
+                    return;
+                }
+            }
             let what = esr.sysreg().map(|s| s.encoding()).unwrap_or(0);
             log::debug!("{}v{vcpu}: trapped system register access {what:#x} at {:#x}: undefined", dom.id, frame.elr);
             inject_undef(frame, frame.elr);
@@ -96,6 +120,11 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
 fn data_abort(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame, esr: &Esr) {
     let far = sysreg::far_el2();
     let ipa = fault_ipa(sysreg::hpfar_el2(), far);
+    if let Some(da) = esr.data_abort()
+        && vgic::mmio(dom, vcpu, oxen_types::Ipa(ipa), &da, frame)
+    {
+        return;
+    }
     let (dir, fault) = match esr.data_abort() {
         Some(da) => (if da.write { "write" } else { "read" }, da.fault.describe()),
         None => ("access", "fault"),

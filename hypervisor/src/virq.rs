@@ -11,8 +11,17 @@ use crate::domain::Domain;
 /// for DomUs (`GUEST_EVTCHN_PPI`).
 pub const EVTCHN_UPCALL_INTID: u32 = 31;
 
-/// Raise the event-channel upcall interrupt on vCPU `vcpu` of `dom`
-/// (level: it stays pending until the guest clears evtchn_upcall_pending).
+/// Raise the event-channel upcall interrupt on vCPU `vcpu` of `dom` and
+/// wake the vCPU if it is blocked.
 pub fn raise_upcall(dom: &Arc<Domain>, vcpu: usize) {
-    log::trace!("{}v{vcpu}: upcall (no vGIC yet)", dom.id);
+    crate::vgic::inject(dom, EVTCHN_UPCALL_INTID, Some(vcpu));
+    crate::vgic::kick(dom, vcpu);
+}
+
+/// Console input arrived: Dom0 gets VIRQ_CONSOLE.
+pub fn console_input() {
+    if let Some(d0) = crate::domain::get(oxen_types::DomId::DOM0) {
+        // Wired to the event-channel code once it offers raise_virq.
+        log::trace!("{}: console input (VIRQ_CONSOLE {})", d0.id, xen_abi::event_channel::VIRQ_CONSOLE);
+    }
 }

@@ -1,2 +1,161 @@
-//! Host-side integration tests: boot oxen in QEMU and check the serial console
-#![cfg_attr(not(test), no_std)]
+//! Host-side test harness: boot oxen in QEMU and check its serial console.
+//!
+//! The integration tests in `tests/tests/*.rs` describe a machine with the [`Qemu`] builder,
+//! [`Qemu::spawn`] it and then walk through the console output with [`Running::expect`]
+//! and friends. Everything here is plain `std` code that runs on the host.
+//!
+//! Design rules, and why:
+//!
+//! * **Timeouts are generous and scaled.** QEMU's TCG runs 2–20× slower when the host is
+//!   busy, so every timeout goes through [`scaled`] (env `OXEN_TEST_TIMEOUT_SCALE`) and the
+//!   default per expectation is [`DEFAULT_TIMEOUT`] (120 s). Tests never assert wall-clock
+//!   figures.
+//! * **Nothing is skipped silently.** A missing `qemu-system-aarch64`, `dtc` or built image
+//!   is an error whose one-line message says what to run (`make setup`, `make build`).
+//! * **Forbidden lines fail a test.** Every console line is checked against a forbidden list
+//!   (by default `(oxen) ERROR`, `WARNING`, `panic`, `domain dN crashed`) unless the test
+//!   allowed it or is expecting exactly that line.
+//! * **No stray QEMUs.** QEMU runs in its own process group which is killed (and reaped)
+//!   when the [`Running`] handle is dropped, also on a panic; it also gets `SIGKILL` if the
+//!   thread that spawned it dies. At most [`max_concurrent`] QEMUs run at once per test binary.
+//! * **Failures are debuggable.** An [`Error`] from a running QEMU carries the command line
+//!   and the last console lines, and the whole timestamped transcript is saved as
+//!   `target/qemu-logs/<test>.log` (written on failure and again when the handle drops).
+//!
+//! Boot-time (dom0less) domains are described with [`DomainNode`]; [`Qemu::with_domains`]
+//! dumps QEMU's own DTB, adds the `xen,domain` nodes with `dtc` and boots with `-dtb`.
+#![deny(unsafe_code)]
+
+mod dtb;
+mod error;
+mod pattern;
+mod qemu;
+mod running;
+#[cfg(test)]
+mod selftest;
+
+pub use dtb::{DomainNode, dom0less_dtb, domain_nodes_dts, insert_under_chosen};
+pub use error::{Error, ErrorKind, REPORT_TAIL_LINES, Report};
+pub use pattern::{Pattern, re};
+pub use qemu::{DEFAULT_QEMU, GUEST_LOADER_BASE, Qemu, default_forbidden};
+pub use running::{Line, Running, max_concurrent};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Default time allowed for one expectation (before [`scaled`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Environment variable multiplying every timeout (a positive float, default 1).
+pub const TIMEOUT_SCALE_ENV: &str = "OXEN_TEST_TIMEOUT_SCALE";
+
+/// `timeout` multiplied by `OXEN_TEST_TIMEOUT_SCALE`.
+///
+/// # Panics
+/// If the variable is set to something that is not a positive number: a misconfigured test
+/// run should stop at once rather than run with surprising timeouts.
+pub fn scaled(timeout: Duration) -> Duration {
+    match std::env::var(TIMEOUT_SCALE_ENV) {
+        Err(_) => timeout,
+        Ok(s) => match s.trim().parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => timeout.mul_f64(f),
+            _ => panic!("{TIMEOUT_SCALE_ENV} must be a positive number, got {s:?}"),
+        },
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// `<workspace>/target`, where logs and temporary files go.
+pub fn target_dir() -> PathBuf {
+    workspace_root().join("target")
+}
+
+/// A built image `build/<name>` under the workspace root.
+///
+/// Fails with "`build/<name> missing: run make build`" if it does not exist.
+pub fn image(name: &str) -> Result<PathBuf, Error> {
+    let path = workspace_root().join("build").join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::new(ErrorKind::ImageMissing {
+            path: format!("build/{name}"),
+        }))
+    }
+}
+
+/// `build/oxen.bin`, the hypervisor image.
+pub fn oxen_bin() -> Result<PathBuf, Error> {
+    image("oxen.bin")
+}
+
+/// `build/test-guest.bin`, the bare-metal test guest.
+pub fn test_guest_bin() -> Result<PathBuf, Error> {
+    image("test-guest.bin")
+}
+
+/// A fresh, unique path `target/qemu-tmp/<stem>-<pid>-<n>.<ext>` (directory created).
+///
+/// Unique across threads and concurrently running test binaries of several developers
+/// sharing one work tree.
+pub fn temp_path(stem: &str, ext: &str) -> Result<PathBuf, Error> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = target_dir().join("qemu-tmp");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(
+        "{}-{}-{n}.{ext}",
+        sanitize(stem),
+        std::process::id()
+    )))
+}
+
+/// `s` with every character outside `[A-Za-z0-9_.-]` replaced by `_` (for file names).
+pub(crate) fn sanitize(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() { "qemu".into() } else { out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_keeps_safe_chars_only() {
+        assert_eq!(sanitize("tests::boot gic/v3"), "tests__boot_gic_v3");
+        assert_eq!(sanitize(""), "qemu");
+    }
+
+    #[test]
+    fn missing_image_says_make_build() {
+        let e = image("no-such-image.bin").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "build/no-such-image.bin missing: run `make build`"
+        );
+    }
+
+    #[test]
+    fn temp_paths_are_unique() {
+        let a = temp_path("x", "dtb").unwrap();
+        let b = temp_path("x", "dtb").unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with(target_dir().join("qemu-tmp")));
+    }
+}

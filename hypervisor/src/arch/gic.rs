@@ -29,6 +29,10 @@ const GICD_CTLR_V3_ENABLE: u32 = (1 << 4) | (1 << 1) | (1 << 0);
 
 // GICv2 CPU interface.
 const GICC_CTLR: usize = 0x00;
+const GICC_DIR: usize = 0x1000;
+/// GICC_CTLR.EnableGrp0 and EOImodeNS (split priority drop / deactivate).
+const GICC_CTLR_EN_EOIMODE: u32 = (1 << 0) | (1 << 9);
+const GICD_IROUTER: usize = 0x6000;
 const GICC_PMR: usize = 0x04;
 const GICC_BPR: usize = 0x08;
 const GICC_IAR: usize = 0x0c;
@@ -118,7 +122,9 @@ pub unsafe fn init_distributor(v: Version, gicd: usize, gicc_or_gicr: usize, gic
     }
     let lines = ((rd32(gicd + GICD_TYPER) & 0x1f) as usize + 1) * 32;
     for i in (32..lines).step_by(32) {
-        wr32(gicd + GICD_IGROUPR + i / 8, !0);
+        if v == Version::V3 {
+            wr32(gicd + GICD_IGROUPR + i / 8, !0);
+        }
         wr32(gicd + GICD_ICENABLER + i / 8, !0);
         wr32(gicd + GICD_ICPENDR + i / 8, !0);
     }
@@ -146,14 +152,13 @@ pub unsafe fn init_cpu(cpu: usize, mpidr: u64) {
             // ITARGETSR0 reads as this CPU's own interface mask (banked).
             let mask = rd32(d + GICD_ITARGETSR) & 0xff;
             CPU_ID[cpu].store(u64::from(mask), Ordering::Relaxed);
-            wr32(d + GICD_IGROUPR, !0);
             wr32(d + GICD_ICENABLER, !0);
             for i in 0..32 {
                 wr8(d + GICD_IPRIORITYR + i, DEFAULT_PRIORITY);
             }
             wr32(c + GICC_PMR, 0xff);
             wr32(c + GICC_BPR, 0);
-            wr32(c + GICC_CTLR, 1);
+            wr32(c + GICC_CTLR, GICC_CTLR_EN_EOIMODE);
         }
         Version::V3 => {
             let rd = find_redistributor(mpidr).unwrap_or(0);
@@ -180,7 +185,8 @@ pub unsafe fn init_cpu(cpu: usize, mpidr: u64) {
                 asm!("mrs {t}, icc_sre_el2", "orr {t}, {t}, #0x1", "orr {t}, {t}, #0x8", "msr icc_sre_el2, {t}", "isb",
                     t = out(reg) _, options(nostack));
                 asm!("msr icc_pmr_el1, {v}", v = in(reg) 0xffu64, options(nostack));
-                asm!("msr icc_bpr1_el1, xzr", "msr icc_ctlr_el1, xzr", options(nostack));
+                // ICC_CTLR_EL1.EOImode (bit 1): split priority drop and deactivation.
+                asm!("msr icc_bpr1_el1, xzr", "msr icc_ctlr_el1, {v}", v = in(reg) 2u64, options(nostack));
                 asm!("msr icc_igrpen1_el1, {v}", "isb", v = in(reg) 1u64, options(nostack));
             }
         }
@@ -233,8 +239,9 @@ pub fn ack() -> Option<u32> {
     if id >= SPURIOUS { None } else { Some(id) }
 }
 
-/// Signal end of interrupt (priority drop and deactivation, EOImode 0).
-pub fn eoi(intid: u32) {
+/// Priority drop only (EOImode 1): the interrupt stays active until
+/// [`deactivate`] or a guest's EOI of a hardware-mapped virtual interrupt.
+pub fn priority_drop(intid: u32) {
     match version() {
         Version::V2 => wr32(GICC.load(Ordering::Relaxed) + GICC_EOIR, intid),
         Version::V3 => {
@@ -242,6 +249,52 @@ pub fn eoi(intid: u32) {
             unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nostack)) };
         }
     }
+}
+
+/// Deactivate an interrupt (EOImode 1).
+pub fn deactivate(intid: u32) {
+    match version() {
+        Version::V2 => wr32(GICC.load(Ordering::Relaxed) + GICC_DIR, intid),
+        Version::V3 => {
+            // SAFETY: deactivating an interrupt this CPU acknowledged.
+            unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) u64::from(intid), options(nostack)) };
+        }
+    }
+}
+
+/// Finish an interrupt the hypervisor consumed: drop and deactivate.
+pub fn eoi(intid: u32) {
+    priority_drop(intid);
+    deactivate(intid);
+}
+
+/// Number of interrupt lines (SGIs + PPIs + SPIs) the distributor has.
+pub fn nr_lines() -> u32 {
+    ((rd32(GICD.load(Ordering::Relaxed) + GICD_TYPER) & 0x1f) + 1) * 32
+}
+
+/// Route SPI `intid` to physical CPU `cpu` (MPIDR `mpidr`) and enable it.
+pub fn route_and_enable_spi(intid: u32, cpu: usize, mpidr: u64) {
+    let d = GICD.load(Ordering::Relaxed);
+    let i = intid as usize;
+    match version() {
+        Version::V2 => {
+            let mask = CPU_ID[cpu].load(Ordering::Relaxed) as u8;
+            wr8(d + GICD_ITARGETSR + i, if mask == 0 { 1 } else { mask });
+        }
+        Version::V3 => {
+            let aff = (mpidr & 0xff_ffff) | (((mpidr >> 32) & 0xff) << 32);
+            // SAFETY: as in rd32; IROUTER<n> is a 64-bit register.
+            unsafe { write_volatile((d + GICD_IROUTER + 8 * i) as *mut u64, aff) };
+        }
+    }
+    wr32(d + GICD_ISENABLER + (i / 32) * 4, 1 << (i % 32));
+}
+
+/// Disable SPI `intid`.
+pub fn disable_spi(intid: u32) {
+    let i = intid as usize;
+    wr32(GICD.load(Ordering::Relaxed) + GICD_ICENABLER + (i / 32) * 4, 1 << (i % 32));
 }
 
 /// Send SGI `sgi` to physical CPU `cpu` (whose MPIDR is `mpidr`).

@@ -72,6 +72,8 @@ oxen_primary_entry:
     add     x1, x1, :lo12:OXEN_STACKS
     mov     x2, #{stack_size}
     add     sp, x1, x2
+    /* the top of each stack is the CPU's guest frame slot (frame_slot) */
+    sub     sp, sp, #{frame_size}
 
     /* zero .bss (OXEN_STACKS is in it; our stack is still empty) */
     adrp    x1, __bss_start
@@ -102,6 +104,7 @@ oxen_secondary_entry:
     mov     x3, #{stack_size}
     mul     x2, x2, x3
     add     sp, x1, x2
+    sub     sp, sp, #{frame_size}
     adrp    x1, oxen_vectors
     add     x1, x1, :lo12:oxen_vectors
     msr     vbar_el2, x1

@@ -13,7 +13,7 @@ use core::arch::asm;
 use aarch64_cpu::registers::{MAIR_EL2, SCTLR_EL2, TCR_EL2};
 use oxen_mm::el2;
 use oxen_types::PhysAddr;
-use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
+use tock_registers::interfaces::{ReadWriteable, Writeable};
 use tock_registers::LocalRegisterCopy;
 
 use super::sysreg;

@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod gic;
+pub mod gich;
 pub mod head;
 pub mod mmu;
 pub mod pl011;
@@ -13,7 +14,7 @@ pub mod timer;
 
 use aarch64_cpu::registers::HCR_EL2;
 use tock_registers::LocalRegisterCopy;
-use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::interfaces::{Readable, Writeable as _};
 
 
 /// HCR_EL2 while a guest runs: stage 2 on; physical IRQ/FIQ/SError routed

@@ -7,6 +7,10 @@ use core::ptr::{read_volatile, write_volatile};
 
 const DR: usize = 0x00;
 const FR: usize = 0x18;
+const IMSC: usize = 0x38;
+const ICR: usize = 0x44;
+/// IMSC/ICR: receive and receive-timeout interrupts.
+const RX_INTS: u32 = (1 << 4) | (1 << 6);
 /// FR.RXFE: receive FIFO empty.
 const FR_RXFE: u32 = 1 << 4;
 /// FR.TXFF: transmit FIFO full.
@@ -40,6 +44,12 @@ impl Pl011 {
             core::hint::spin_loop();
         }
         self.write_reg(DR, u32::from(c));
+    }
+
+    /// Raise an interrupt when input arrives.
+    pub fn enable_rx_interrupt(&self) {
+        self.write_reg(ICR, RX_INTS);
+        self.write_reg(IMSC, self.read_reg(IMSC) | RX_INTS);
     }
 
     /// One received byte, if any.

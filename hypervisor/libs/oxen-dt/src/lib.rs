@@ -26,6 +26,7 @@ mod boot;
 mod cmdline;
 mod dom0;
 mod guest;
+mod passthrough;
 pub mod tree;
 
 pub use boot::{
@@ -34,6 +35,7 @@ pub use boot::{
 pub use cmdline::{BootOptions, LogLevel, parse_cmdline, parse_size};
 pub use dom0::{Dom0DtConfig, build_dom0_dt};
 pub use guest::{GuestDtConfig, GuestGic, HypervisorNode, build_guest_dt};
+pub use passthrough::{dom0_mmio_regions, spi_of};
 pub use tree::{MAX_DTB_SIZE, dtb_size};
 
 use core::fmt;

@@ -1,0 +1,198 @@
+//! The virtual GIC of each domain, wired to the hardware: distributor and
+//! redistributor MMIO emulation (from stage-2 data aborts), SGIs, list
+//! registers around every guest entry and exit, and interrupt injection.
+//!
+//! The register model is the host-tested `oxen-vgic` crate. Protocol per
+//! trap: [`sync_from_hw`] right after the exit (hardware LR state folded
+//! into the model), handle the exit, then [`load_to_hw`] right before
+//! entering whichever vCPU runs next (model → LRs, maintenance request).
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+
+use oxen_trap::DataAbort;
+use oxen_trap::mmio;
+use oxen_types::{Ipa, IpaRange};
+use oxen_vgic::{
+    GICV3_REDIST_STRIDE, GicVersion, LrEntry, Vgic, VgicError, Width, decode_lr_v2, decode_lr_v3,
+    encode_lr_v2, encode_lr_v3,
+};
+
+use crate::arch::gich::{self, MAX_LRS};
+use crate::arch::head::TrapFrame;
+use crate::domain::Domain;
+use crate::sched;
+
+/// Where a domain's virtual GIC sits in its IPA space.
+#[derive(Clone, Copy, Debug)]
+pub struct VgicLayout {
+    /// GICv2 or GICv3.
+    pub version: GicVersion,
+    /// Distributor frame (emulated).
+    pub gicd: IpaRange,
+    /// GICv3: redistributor frames, one stride per vCPU (emulated).
+    pub gicr: Option<IpaRange>,
+}
+
+/// Build a domain's vGIC model: `nr_spis` shared interrupts (a multiple of 32).
+pub fn new_model(layout: &VgicLayout, nr_vcpus: usize, nr_spis: u32) -> Option<Vgic> {
+    match Vgic::new(layout.version, nr_vcpus, nr_spis) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            log::error!("vGIC for {nr_vcpus} vCPUs / {nr_spis} SPIs: {e}");
+            None
+        }
+    }
+}
+
+/// Fold the hardware list registers of `vcpu` (just exited) into its model.
+pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
+    let n = gich::nr_lrs();
+    let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
+    let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
+    for (i, slot) in lrs.iter_mut().enumerate().take(n) {
+        let raw = gich::read_lr(i);
+        *slot = if v2 { decode_lr_v2(raw as u32) } else { decode_lr_v3(raw) };
+    }
+    if let Err(e) = dom.vgic.lock().sync_lrs(vcpu, &lrs[..n]) {
+        log::error!("{}v{vcpu}: vGIC sync: {e}", dom.id);
+    }
+}
+
+/// Load the list registers for `vcpu` (about to be entered).
+pub fn load_to_hw(dom: &Domain, vcpu: usize) {
+    let n = gich::nr_lrs();
+    let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
+    let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
+    let maint = {
+        let mut g = dom.vgic.lock();
+        if let Err(e) = g.fill_lrs(vcpu, n, &mut lrs[..n]) {
+            log::error!("{}v{vcpu}: vGIC fill: {e}", dom.id);
+        }
+        g.needs_maintenance(vcpu)
+    };
+    for (i, e) in lrs.iter().enumerate().take(n) {
+        let raw = match e {
+            None => 0,
+            Some(e) if v2 => u64::from(encode_lr_v2(e)),
+            Some(e) => encode_lr_v3(e),
+        };
+        gich::write_lr(i, raw);
+    }
+    gich::write_hcr(gich::HCR_EN | if maint { gich::HCR_UIE } else { 0 });
+}
+
+/// Let `vcpu` of `dom` notice a newly deliverable interrupt: wake it if it
+/// is blocked, interrupt its physical CPU if it is running elsewhere.
+pub fn kick(dom: &Arc<Domain>, vcpu: usize) {
+    if vcpu >= dom.vcpus.len() {
+        return;
+    }
+    sched::wake(dom, vcpu);
+    let pcpu = dom.vcpus[vcpu].lock().pcpu;
+    if pcpu != sched::this_cpu() {
+        sched::kick(pcpu);
+    }
+}
+
+/// Make `intid` pending for `dom` (`vcpu` names the target of an SGI/PPI).
+pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
+    let r = dom.vgic.lock().inject(intid, vcpu);
+    match r {
+        Ok(Some(t)) => kick(dom, t),
+        Ok(None) => {}
+        Err(e) => log::debug!("{}: inject {intid}: {e}", dom.id),
+    }
+}
+
+/// Whether `vcpu` has an interrupt to take (WFI wake-up condition).
+pub fn has_pending(dom: &Domain, vcpu: usize) -> bool {
+    dom.vgic.lock().has_pending(vcpu)
+}
+
+/// Emulate a guest access to the vGIC at `ipa`. Returns false when the
+/// address is not a vGIC frame.
+pub fn mmio(dom: &Arc<Domain>, vcpu: usize, ipa: Ipa, da: &DataAbort, frame: &mut TrapFrame) -> bool {
+    let l = dom.vgic_layout;
+    let (is_dist, frame_vcpu, off) = if l.gicd.contains(ipa) {
+        (true, vcpu, ipa.as_u64() - l.gicd.start.as_u64())
+    } else if let Some(r) = l.gicr.filter(|r| r.contains(ipa)) {
+        let rel = ipa.as_u64() - r.start.as_u64();
+        (false, (rel / GICV3_REDIST_STRIDE) as usize, rel % GICV3_REDIST_STRIDE)
+    } else {
+        return false;
+    };
+    if !da.isv {
+        log::info!(
+            "{}v{vcpu}: vGIC access at IPA {ipa} without syndrome (PC {:#x}): ignored",
+            dom.id,
+            frame.elr
+        );
+        frame.elr += 4;
+        return true;
+    }
+    let Some(width) = Width::from_bytes(da.access_size) else {
+        frame.elr += 4;
+        return true;
+    };
+    let mut effect = None;
+    let result: Result<u64, VgicError> = {
+        let mut g = dom.vgic.lock();
+        if frame_vcpu >= g.nr_vcpus() {
+            Err(VgicError::BadVcpu(frame_vcpu))
+        } else if da.write {
+            let val = mmio::store_value(mmio::read_gpr(&frame.x, da.reg), da.access_size);
+            let r = if is_dist {
+                g.dist_write(vcpu, off, width, val)
+            } else {
+                g.redist_write(frame_vcpu, off, width, val)
+            };
+            r.map(|e| {
+                effect = Some(e);
+                0
+            })
+        } else if is_dist {
+            g.dist_read(vcpu, off, width)
+        } else {
+            g.redist_read(frame_vcpu, off, width)
+        }
+    };
+    let value = match result {
+        Ok(v) => v,
+        Err(e) => {
+            log::debug!("{}v{vcpu}: vGIC {}: {e}", dom.id, if is_dist { "GICD" } else { "GICR" });
+            0
+        }
+    };
+    if !da.write {
+        let v = mmio::load_value(value, da.access_size, da.sign_extend, da.sixty_four);
+        mmio::write_gpr(&mut frame.x, da.reg, v);
+    }
+    if let Some(e) = effect {
+        for t in e.kick {
+            if t != vcpu {
+                kick(dom, t);
+            }
+        }
+        if let Some(sgis) = e.sgis {
+            for (t, _, _) in sgis.iter() {
+                if t != vcpu {
+                    kick(dom, t);
+                }
+            }
+        }
+    }
+    frame.elr += 4;
+    true
+}
+
+/// A trapped write of ICC_SGI1R_EL1 (GICv3 SGI generation).
+pub fn sgi1r(dom: &Arc<Domain>, vcpu: usize, value: u64) {
+    let targets = dom.vgic.lock().sgi1r_write(vcpu, value);
+    for (t, _, _) in targets.iter() {
+        if t != vcpu {
+            kick(dom, t);
+        }
+    }
+}
