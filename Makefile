@@ -9,22 +9,32 @@ HYP_TARGET := aarch64-unknown-none-softfloat
 HYP_ELF := $(CARGO_TARGET_DIR)/$(HYP_TARGET)/release/oxen
 OBJCOPY ?= aarch64-linux-gnu-objcopy
 
-# QEMU knobs for `make run`
+DOM0 := $(ROOT)/.cache/dom0
+
+# QEMU knobs for `make run` (the same command line boots Xen 4.17)
 GIC ?= 3
 SMP ?= 2
 MEM ?= 2048
-OXEN_ARGS ?= loglvl=info
+OXEN_ARGS ?= dom0_mem=512M loglvl=info
+DOM0_ARGS ?= console=hvc0 rdinit=/init oxen.dom0=shell
 GUEST_ARGS ?= oxen.test=count oxen.count=10
 QEMU ?= qemu-system-aarch64
+QEMU_VIRT = $(QEMU) -machine virt,virtualization=on,gic-version=$(GIC) -cpu cortex-a72 \
+	    -smp $(SMP) -m $(MEM) -nographic -no-reboot -nic none \
+	    -kernel $(BUILD)/oxen.bin -append "$(OXEN_ARGS)"
 
-.PHONY: all setup build hypervisor test-guest run test unit-test integration-test lint clean
+.PHONY: all setup build hypervisor test-guest dom0 run run-test-guest test unit-test integration-test bench lint clean
 
 all: build
 
 setup:
 	@bash qemu/setup.sh
 
-build: setup hypervisor test-guest
+build: setup hypervisor test-guest dom0
+
+# Debian's arm64 kernel + a busybox initramfs for Dom0 (cached in .cache/)
+dom0:
+	bash qemu/build-dom0.sh
 
 hypervisor:
 	cargo build -p oxen --release --target $(HYP_TARGET)
@@ -37,11 +47,19 @@ test-guest:
 	bash qemu/build-test-guest.sh $(BUILD)/test-guest.bin
 
 run: build
-	@echo "run: oxen with the test guest as Dom0 (quit QEMU with Ctrl-a x)"
-	$(QEMU) -machine virt,virtualization=on,gic-version=$(GIC) -cpu cortex-a72 \
-	    -smp $(SMP) -m $(MEM) -nographic -no-reboot -nic none \
-	    -kernel $(BUILD)/oxen.bin -append "$(OXEN_ARGS)" \
+	@echo "run: oxen with Debian's Linux as Dom0; 'poweroff' in the shell or Ctrl-a x quits"
+	$(QEMU_VIRT) \
+	    -device guest-loader,addr=0x50000000,kernel=$(DOM0)/Image,bootargs="$(DOM0_ARGS)" \
+	    -device guest-loader,addr=$$(printf '0x%x' $$(( (0x50000000 + $$(stat -c %s $(DOM0)/Image) + 0x3fffff) & ~0x1fffff ))),initrd=$(DOM0)/dom0-initrd.gz
+
+run-test-guest: setup hypervisor test-guest
+	@echo "run: oxen with the bare-metal test guest as Dom0 (Ctrl-a x quits)"
+	$(QEMU_VIRT) \
 	    -device guest-loader,addr=0x50000000,kernel=$(BUILD)/test-guest.bin,bootargs="$(GUEST_ARGS)"
+
+# oxen and Xen 4.17 side by side on the same QEMU command (not a test)
+bench: build
+	bash qemu/bench.sh
 
 test: build unit-test integration-test
 
@@ -49,7 +67,7 @@ unit-test:
 	cargo test --workspace --exclude oxen-tests
 
 integration-test:
-	cargo test -p oxen-tests -- --test-threads=2
+	cargo test -p oxen-tests --no-fail-fast -- --test-threads=2
 
 lint:
 	cargo fmt --all --check

@@ -163,8 +163,8 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
 
     domain_build::build_domains(&info, &opts, dtb_bytes);
     start_secondaries(&info);
-    let ms = timer::ticks_to_ns(timer::now() - BOOT_COUNT.load(Ordering::Relaxed)) / 1_000_000;
-    log::info!("boot done in {ms} ms: scheduling guests");
+    let us = timer::ticks_to_ns(timer::now() - BOOT_COUNT.load(Ordering::Relaxed)) / 1_000;
+    log::info!("boot done in {us} us: scheduling guests");
     sched::run(0)
 }
 
