@@ -164,7 +164,12 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     domain_build::build_domains(&info, &opts, dtb_bytes);
     start_secondaries(&info);
     let us = timer::ticks_to_ns(timer::now() - BOOT_COUNT.load(Ordering::Relaxed)) / 1_000;
-    log::info!("boot done in {us} us: scheduling guests");
+    let (heap_used, heap_size) = mem::heap_usage();
+    log::info!(
+        "boot done in {us} us ({} KiB of {} KiB heap used): scheduling guests",
+        heap_used >> 10,
+        heap_size >> 10
+    );
     sched::run(0)
 }
 
@@ -210,7 +215,7 @@ fn setup_frames(info: &BootInfo, dtb: u64, dtb_len: u64) {
 }
 
 fn start_secondaries(info: &BootInfo) {
-    let entry = head::oxen_secondary_entry as usize as u64;
+    let entry = head::oxen_secondary_entry as *const () as u64;
     let want = info.cpus.len().min(head::MAX_CPUS);
     for (i, c) in info.cpus.iter().enumerate().take(want).skip(1) {
         match c.enable {

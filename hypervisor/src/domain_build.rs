@@ -71,6 +71,18 @@ pub enum BuildError {
     Vgic,
 }
 
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoMemory(n) => write!(f, "not enough free RAM for {} MiB", n >> 20),
+            Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
+            Self::TooBig(what) => write!(f, "the {what} does not fit in the domain's RAM"),
+            Self::Dt => write!(f, "its device tree could not be written"),
+            Self::Vgic => write!(f, "its virtual GIC could not be set up"),
+        }
+    }
+}
+
 /// Where the domain's virtual GIC goes: Dom0 sees the host's layout,
 /// other domains Xen's guest layout.
 fn vgic_layout(info: &BootInfo, is_dom0: bool, vcpus: u32) -> VgicLayout {
@@ -122,25 +134,24 @@ fn dom0_hypervisor_regions(info: &BootInfo, dom0_ram: PhysRange) -> Vec<IpaRange
 
 /// Build every boot-time domain described by the host device tree.
 pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
-    let mut next_id = 1u16;
+    let next_id = 1u16;
     if let Some(spec) = &info.dom0 {
         let size = opts.dom0_mem.unwrap_or(DOM0_MEM_DEFAULT);
         let vcpus = opts.dom0_max_vcpus.unwrap_or(sched::nr_cpus() as u32);
         match build(info, spec, DomId::DOM0, true, size, vcpus, host_dtb) {
             Ok(d) => register(d),
-            Err(e) => log::error!("Dom0 not built: {e:?}"),
+            Err(e) => log::error!("Dom0 not built: {e}"),
         }
     } else {
         log::info!("no Dom0 kernel module: running boot-time domains only");
     }
-    for spec in &info.domus {
-        let id = DomId(next_id);
-        next_id += 1;
+    for (i, spec) in info.domus.iter().enumerate() {
+        let id = DomId(next_id + i as u16);
         let size = spec.memory_kib.unwrap_or(128 * 1024) * 1024;
         let vcpus = spec.vcpus.unwrap_or(1);
         match build(info, spec, id, false, size, vcpus, host_dtb) {
             Ok(d) => register(d),
-            Err(e) => log::error!("{id} '{}' not built: {e:?}", spec.name),
+            Err(e) => log::error!("{id} '{}' not built: {e}", spec.name),
         }
     }
 }
@@ -325,7 +336,7 @@ fn build(
 
     let name = if spec.name.is_empty() { String::from("Domain-0") } else { spec.name.clone() };
     log::info!(
-        "{id}: {} MiB RAM at PA {phys} -> IPA {ram_ipa}, {vcpus} vCPU(s), kernel at IPA {:#x}{}",
+        "{id}: {} MiB RAM at PA {phys} -> IPA {ram_ipa}, {vcpus} vCPU(s), kernel at IPA {:#x}{} ('{name}')",
         size / MIB,
         ram_ipa.as_u64() + kernel_off,
         initrd.map(|r| format!(", initrd {} KiB", r.size >> 10)).unwrap_or_default()

@@ -224,10 +224,10 @@ pub fn schedule(frame: &mut TrapFrame) {
                 return;
             }
             None => {
-                if let Some((cd, cv)) = rq.current.take() {
-                    if cd.is_alive() {
-                        save(frame, &cd, cv);
-                    }
+                if let Some((cd, cv)) = rq.current.take()
+                    && cd.is_alive()
+                {
+                    save(frame, &cd, cv);
                 }
                 drop(rq);
                 timer::disarm();

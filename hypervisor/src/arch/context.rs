@@ -40,17 +40,11 @@ pub struct El1Context {
 
 /// FP/SIMD registers: q0..q31, FPCR, FPSR.
 #[repr(C, align(16))]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct FpContext {
     pub q: [u128; 32],
     pub fpcr: u64,
     pub fpsr: u64,
-}
-
-impl Default for FpContext {
-    fn default() -> Self {
-        Self { q: [0; 32], fpcr: 0, fpsr: 0 }
-    }
 }
 
 /// SCTLR_EL1 at reset for a guest: MMU and caches off, RES1 bits set

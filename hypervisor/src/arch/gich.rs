@@ -12,7 +12,6 @@ use super::gic::{self, Version};
 const GICH_HCR: usize = 0x00;
 const GICH_VTR: usize = 0x04;
 const GICH_VMCR: usize = 0x08;
-const GICH_MISR: usize = 0x10;
 const GICH_APR: usize = 0xf0;
 const GICH_LR0: usize = 0x100;
 /// GICH_HCR / ICH_HCR_EL2.En: virtual CPU interface enabled.
@@ -71,13 +70,6 @@ macro_rules! ich_lr {
     };
 }
 
-fn sysreg_read_hcr() -> u64 {
-    let v: u64;
-    // SAFETY: reading ICH_HCR_EL2.
-    unsafe { asm!("mrs {}, ich_hcr_el2", out(reg) v, options(nomem, nostack)) };
-    v
-}
-
 /// Number of implemented list registers.
 pub fn nr_lrs() -> usize {
     let n = match gic::version() {
@@ -119,27 +111,6 @@ pub fn write_hcr(v: u64) {
         Version::V3 => {
             // SAFETY: controls this CPU's virtual interface only.
             unsafe { asm!("msr ich_hcr_el2, {}", "isb", in(reg) v, options(nomem, nostack)) }
-        }
-    }
-}
-
-/// Read the virtual interface control register.
-pub fn read_hcr() -> u64 {
-    match gic::version() {
-        Version::V2 => u64::from(gich_rd(GICH_HCR)),
-        Version::V3 => sysreg_read_hcr(),
-    }
-}
-
-/// Maintenance interrupt status.
-pub fn read_misr() -> u64 {
-    match gic::version() {
-        Version::V2 => u64::from(gich_rd(GICH_MISR)),
-        Version::V3 => {
-            let v: u64;
-            // SAFETY: reading ICH_MISR_EL2.
-            unsafe { asm!("mrs {}, ich_misr_el2", out(reg) v, options(nomem, nostack)) };
-            v
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod timer;
 
 use aarch64_cpu::registers::HCR_EL2;
 use tock_registers::LocalRegisterCopy;
-use tock_registers::interfaces::{Readable, Writeable as _};
+use tock_registers::interfaces::Writeable;
 
 
 /// HCR_EL2 while a guest runs: stage 2 on; physical IRQ/FIQ/SError routed
@@ -60,7 +60,6 @@ pub unsafe fn init_cpu_for_guests(vtcr: u64) {
     }
     sysreg::isb();
     timer::init_cpu();
-    let _ = HCR_EL2.get();
 }
 
 /// Load a domain's stage-2 translation (VTTBR_EL2 = VMID | root).
