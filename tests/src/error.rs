@@ -33,6 +33,16 @@ pub enum ErrorKind {
         /// Its path relative to the workspace root.
         path: String,
     },
+    /// A file of the Linux Dom0 payload (`make dom0`) is missing.
+    Dom0Missing {
+        /// Its path (relative to the workspace root when inside it).
+        path: String,
+    },
+    /// The hypervisor image named by env `OXEN_TEST_HYPERVISOR` does not exist.
+    HypervisorMissing {
+        /// The path given.
+        path: String,
+    },
     /// An I/O operation failed.
     Io {
         /// What the harness was doing.
@@ -90,6 +100,8 @@ pub struct Report {
     pub tail: Vec<Line>,
     /// Number of console lines not shown in `tail`.
     pub omitted: usize,
+    /// The console's unterminated last line (e.g. a prompt), empty if none.
+    pub partial: String,
     /// QEMU's standard error lines.
     pub stderr: Vec<Line>,
     /// Where the whole transcript was saved, if it could be.
@@ -142,6 +154,12 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::ToolMissing { tool } => write!(f, "{tool} not found: run `make setup`"),
             ErrorKind::ImageMissing { path } => write!(f, "{path} missing: run `make build`"),
+            ErrorKind::Dom0Missing { path } => write!(f, "{path} missing: run `make dom0`"),
+            ErrorKind::HypervisorMissing { path } => write!(
+                f,
+                "{}={path} does not exist (unset it to test build/oxen.bin)",
+                crate::HYPERVISOR_ENV
+            ),
             ErrorKind::Io { what, err } => write!(f, "{what}: {err}"),
             ErrorKind::Tool {
                 what,
@@ -194,6 +212,9 @@ impl fmt::Display for Error {
             }
             for l in &r.tail {
                 write!(f, "\n{l}")?;
+            }
+            if !r.partial.is_empty() {
+                write!(f, "\n--- unterminated last line: {:?}", r.partial)?;
             }
             if !r.stderr.is_empty() {
                 write!(f, "\n--- QEMU stderr:")?;

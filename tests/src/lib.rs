@@ -26,6 +26,7 @@
 //! dumps QEMU's own DTB, adds the `xen,domain` nodes with `dtc` and boots with `-dtb`.
 #![deny(unsafe_code)]
 
+mod dom0;
 mod dtb;
 mod error;
 mod pattern;
@@ -34,6 +35,7 @@ mod running;
 #[cfg(test)]
 mod selftest;
 
+pub use dom0::{DOM0_KERNEL_ADDR, LinuxDom0, initrd_addr_after};
 pub use dtb::{DomainNode, dom0less_dtb, domain_nodes_dts, insert_under_chosen};
 pub use error::{Error, ErrorKind, REPORT_TAIL_LINES, Report};
 pub use pattern::{Pattern, re};
@@ -90,9 +92,44 @@ pub fn image(name: &str) -> Result<PathBuf, Error> {
     }
 }
 
-/// `build/oxen.bin`, the hypervisor image.
+/// Environment variable naming another hypervisor image to boot instead of
+/// `build/oxen.bin` (e.g. Xen 4.17, to check that a test's expectations are right).
+pub const HYPERVISOR_ENV: &str = "OXEN_TEST_HYPERVISOR";
+
+/// The hypervisor image: env `OXEN_TEST_HYPERVISOR` if set (and not empty), else
+/// `build/oxen.bin`.
 pub fn oxen_bin() -> Result<PathBuf, Error> {
-    image("oxen.bin")
+    hypervisor_image(std::env::var_os(HYPERVISOR_ENV))
+}
+
+/// [`oxen_bin`] given the value of `OXEN_TEST_HYPERVISOR`.
+fn hypervisor_image(env: Option<std::ffi::OsString>) -> Result<PathBuf, Error> {
+    match env.filter(|v| !v.is_empty()) {
+        None => image("oxen.bin"),
+        Some(v) => {
+            let path = PathBuf::from(v);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::new(ErrorKind::HypervisorMissing {
+                    path: path.to_string_lossy().into_owned(),
+                }))
+            }
+        }
+    }
+}
+
+/// Whether the hypervisor under test is another one than oxen (env
+/// `OXEN_TEST_HYPERVISOR` names an image other than `build/oxen.bin`), so tests can
+/// tolerate that hypervisor's own normal log lines.
+pub fn foreign_hypervisor() -> bool {
+    std::env::var_os(HYPERVISOR_ENV)
+        .filter(|v| !v.is_empty())
+        .is_some_and(|v| {
+            let given = std::fs::canonicalize(&v).unwrap_or_else(|_| PathBuf::from(&v));
+            let ours = workspace_root().join("build").join("oxen.bin");
+            given != std::fs::canonicalize(&ours).unwrap_or(ours)
+        })
 }
 
 /// `build/test-guest.bin`, the bare-metal test guest.
@@ -149,6 +186,26 @@ mod tests {
             e.to_string(),
             "build/no-such-image.bin missing: run `make build`"
         );
+    }
+
+    #[test]
+    fn hypervisor_image_can_be_overridden() {
+        assert_eq!(
+            hypervisor_image(Some("/bin/sh".into())).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        let e = hypervisor_image(Some("/nonexistent/xen".into())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "OXEN_TEST_HYPERVISOR=/nonexistent/xen does not exist (unset it to test build/oxen.bin)"
+        );
+        // Unset or empty: build/oxen.bin, whether or not it was built.
+        for env in [None, Some("".into())] {
+            match hypervisor_image(env) {
+                Ok(p) => assert_eq!(p, workspace_root().join("build/oxen.bin")),
+                Err(e) => assert_eq!(e.to_string(), "build/oxen.bin missing: run `make build`"),
+            }
+        }
     }
 
     #[test]

@@ -44,6 +44,8 @@ impl fmt::Display for Line {
 #[derive(Default)]
 struct State {
     console: Vec<Line>,
+    /// The console's unterminated last line (e.g. a shell prompt), lossily decoded.
+    partial: String,
     stderr: Vec<Line>,
     console_eof: bool,
     stderr_eof: bool,
@@ -148,6 +150,12 @@ fn reader<R: Read + Send + 'static>(
                         push(&partial[..pos]);
                         partial.drain(..=pos);
                     }
+                    if !stderr {
+                        // Publish the unterminated rest for `expect_prompt`.
+                        let text = String::from_utf8_lossy(&partial).into_owned();
+                        shared.lock().partial = text;
+                        shared.cond.notify_all();
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
@@ -157,6 +165,9 @@ fn reader<R: Read + Send + 'static>(
             push(&partial);
         }
         let mut st = shared.lock();
+        if !stderr {
+            st.partial.clear();
+        }
         if stderr {
             st.stderr_eof = true;
         } else {
@@ -347,6 +358,59 @@ impl Running {
                 }
             }
         })
+    }
+
+    /// Wait up to `timeout` ([scaled](crate::scaled)) until the console's unterminated last
+    /// line (the text after the last newline, such as a shell prompt waiting for input)
+    /// matches `pattern`, and return that text.
+    ///
+    /// [`Running::expect`] only sees complete lines, so it cannot wait for a prompt. Complete
+    /// lines that arrive in the meantime are consumed and checked against the forbidden list.
+    /// Once the prompt line is completed (e.g. by the echo of typed input) it is an ordinary
+    /// console line again.
+    pub fn expect_prompt(
+        &mut self,
+        pattern: impl Into<Pattern>,
+        timeout: Duration,
+    ) -> Result<String, Error> {
+        let p = pattern.into();
+        let what = format!("a prompt matching {p}");
+        let timeout = crate::scaled(timeout);
+        let deadline = Instant::now() + timeout;
+        let shared = self.shared.clone();
+        let mut st = shared.lock();
+        loop {
+            self.vet_rest(&st)?;
+            self.cursor = st.console.len();
+            if !st.partial.is_empty() && p.matches(&st.partial) {
+                return Ok(st.partial.clone());
+            }
+            if st.console_eof {
+                let status = self.reap(Instant::now() + Duration::from_secs(2));
+                return Err(self.failure(
+                    &st,
+                    ErrorKind::Exited {
+                        waiting_for: what,
+                        status,
+                    },
+                ));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.failure(
+                    &st,
+                    ErrorKind::Timeout {
+                        waiting_for: what,
+                        after: timeout,
+                    },
+                ));
+            }
+            st = shared
+                .cond
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     /// Check every line received so far that no expectation consumed against the forbidden
@@ -591,6 +655,7 @@ impl Running {
                 command_line: self.command_line.clone(),
                 tail: st.console[from..].to_vec(),
                 omitted: from,
+                partial: st.partial.clone(),
                 stderr: st.stderr.clone(),
                 log,
             },

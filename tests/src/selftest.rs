@@ -303,3 +303,52 @@ fn missing_fake_script_reports_exit_not_hang() {
     assert!(!r.stderr_lines().is_empty());
     assert!(Path::new(&r.log_path()).exists());
 }
+
+#[test]
+fn expect_prompt_sees_an_unterminated_line() {
+    let mut r = fake(
+        "prompt",
+        "echo 'booting'; sleep 0.2; printf '\\033[6ndom0:/# '; read x; echo \"got <$x>\"; sleep 30",
+    )
+    .spawn()
+    .unwrap();
+    let p = r.expect_prompt(re(r"dom0:\S*# $"), T).unwrap();
+    assert_eq!(p, "\x1b[6ndom0:/# ");
+    // The complete line before the prompt was consumed.
+    let e = r.expect("booting", Duration::from_millis(300)).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Timeout { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("--- unterminated last line: \"\\u{1b}[6ndom0:/# \""),
+        "{e}"
+    );
+    r.send("typed\n").unwrap();
+    // The prompt's line is completed by what the script prints next.
+    assert_eq!(
+        r.expect("got", T).unwrap().text,
+        "\x1b[6ndom0:/# got <typed>"
+    );
+}
+
+#[test]
+fn expect_prompt_vets_lines_and_reports_exit_and_timeout() {
+    let e = fake("prompt-forbid", "echo '(oxen) ERROR: x'; printf '# '; sleep 30")
+        .spawn()
+        .unwrap()
+        .expect_prompt("# ", T)
+        .unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Forbidden { .. }), "{e}");
+    let e = fake("prompt-exit", "printf 'login: '")
+        .spawn()
+        .unwrap()
+        .expect_prompt("# ", T)
+        .unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Exited { .. }), "{e}");
+    let e = fake("prompt-timeout", "printf 'login: '; sleep 30")
+        .spawn()
+        .unwrap()
+        .expect_prompt("# ", Duration::from_millis(300))
+        .unwrap_err();
+    assert!(e.to_string().starts_with("timed out after"), "{e}");
+    assert!(e.to_string().contains("a prompt matching \"# \""), "{e}");
+}

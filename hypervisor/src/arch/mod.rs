@@ -14,7 +14,6 @@ pub mod timer;
 
 use aarch64_cpu::registers::HCR_EL2;
 use tock_registers::LocalRegisterCopy;
-use tock_registers::interfaces::Writeable;
 
 
 /// HCR_EL2 while a guest runs: stage 2 on; physical IRQ/FIQ/SError routed
