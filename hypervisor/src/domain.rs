@@ -81,6 +81,17 @@ pub struct Vcpu {
     pub vif: VifState,
     /// Virtual-timer deadline (physical count) while blocked, if armed.
     pub timer_deadline: Option<u64>,
+    /// Unique id of this vCPU's register context (never reused), so a CPU
+    /// can tell that the registers it holds are still this vCPU's.
+    pub ctx_id: u64,
+}
+
+static NEXT_CTX_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+/// A fresh register-context id (a vCPU whose registers are reset gets one,
+/// so no CPU mistakes stale hardware state for it).
+pub fn new_ctx_id() -> u64 {
+    NEXT_CTX_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A domain.
@@ -164,6 +175,7 @@ impl Domain {
                     state,
                     vif: VifState::default(),
                     timer_deadline: None,
+                    ctx_id: new_ctx_id(),
                 })
             })
             .collect();

@@ -158,15 +158,28 @@ fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
     unsafe { sysreg::set_cntv_ctl_el0(0) };
 }
 
+/// Per CPU: the vCPU context whose EL1 and FP registers are still live in
+/// the hardware (0 = none). Resuming that vCPU after an idle period skips
+/// the reload, which matters because rewriting SCTLR/TTBR/TCR makes QEMU
+/// (and some hardware) drop its TLBs.
+static LIVE_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
 fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
     let v = dom.vcpus[vcpu].lock();
-    // SAFETY: switching this CPU to `dom`'s vCPU: its EL1 state, FP state and
-    // stage 2 are loaded together before returning to it.
-    unsafe {
-        v.el1.restore();
-        arch::load_stage2(dom.vttbr);
+    let cpu = this_cpu();
+    if LIVE_CTX[cpu].swap(v.ctx_id, Ordering::Relaxed) == v.ctx_id {
+        // Registers untouched since save(), except the timer it stopped.
+        // SAFETY: re-arming this vCPU's own virtual timer.
+        unsafe { sysreg::set_cntv_ctl_el0(v.el1.cntv_ctl) };
+    } else {
+        // SAFETY: switching this CPU to `dom`'s vCPU: its EL1 state, FP
+        // state and stage 2 are loaded together before returning to it.
+        unsafe {
+            v.el1.restore();
+            arch::load_stage2(dom.vttbr);
+        }
+        v.fp.restore();
     }
-    v.fp.restore();
     v.vif.restore();
     *frame = v.frame;
 }

@@ -31,6 +31,14 @@ pub fn domain_crash(dom: &Arc<Domain>) {
 }
 
 fn after_death(dom: &Arc<Domain>, reason: ShutdownReason) {
+    // Release event channels and grant mappings (and the references they
+    // hold on other domains), then tell Dom0 (VIRQ_DOM_EXC) as Xen does.
+    crate::xen::domain_destroyed(dom);
+    if !dom.is_dom0
+        && let Some(d0) = domain::get(oxen_types::DomId::DOM0)
+    {
+        crate::xen::raise_virq(&d0, xen_abi::event_channel::VIRQ_DOM_EXC);
+    }
     sched::kick_all();
     if dom.is_dom0 {
         match reason {

@@ -73,7 +73,14 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
         ExceptionClass::WfxTrap => {
             advance_pc(frame, &esr);
             match esr.wfx() {
-                Some(oxen_trap::Wfx::Wfi) if !vgic::has_pending(dom, vcpu) => sched::block_current(),
+                Some(oxen_trap::Wfx::Wfi) => {
+                    // Block first, then look: an interrupt injected in
+                    // between finds the vCPU blocked and wakes it.
+                    sched::block_current();
+                    if vgic::has_pending(dom, vcpu) {
+                        sched::wake(dom, vcpu);
+                    }
+                }
                 _ => sched::yield_current(),
             }
         }

@@ -21,7 +21,6 @@ pub fn raise_upcall(dom: &Arc<Domain>, vcpu: usize) {
 /// Console input arrived: Dom0 gets VIRQ_CONSOLE.
 pub fn console_input() {
     if let Some(d0) = crate::domain::get(oxen_types::DomId::DOM0) {
-        // Wired to the event-channel code once it offers raise_virq.
-        log::trace!("{}: console input (VIRQ_CONSOLE {})", d0.id, xen_abi::event_channel::VIRQ_CONSOLE);
+        crate::xen::raise_virq(&d0, xen_abi::event_channel::VIRQ_CONSOLE);
     }
 }

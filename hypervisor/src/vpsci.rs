@@ -95,6 +95,8 @@ fn cpu_on(dom: &Arc<Domain>, target: u64, entry: u64, context: u64) -> i64 {
         v.frame.x[0] = context;
         v.frame.spsr = SPSR_EL1H_MASKED;
         v.el1 = El1Context::reset(domain::vmpidr(t as u32));
+        v.fp = Default::default();
+        v.ctx_id = domain::new_ctx_id();
         v.state = VcpuState::Runnable;
     }
     log::debug!("{}v{t}: started at {entry:#x}", dom.id);

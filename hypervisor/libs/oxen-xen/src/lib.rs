@@ -15,6 +15,10 @@
 //!   side), the active (pinned) grants other domains hold on it, and the
 //!   handles of the grants *it* has mapped (mapping side). The granting
 //!   domain's entries are reached through [`grant::GrantEntries`].
+//! * [`hcall`]: the argument rules of the smaller hypercalls (feature
+//!   bits, `vcpu_info` placement, HVM param and platform-op checks,
+//!   reservation windows and batch continuations) as pure functions, plus
+//!   the few ABI structs `xen-abi` lacks (`sched_poll`, `xenpf_settime64`).
 //!
 //! # Locking
 //!
@@ -44,6 +48,7 @@ pub mod evtchn;
 #[cfg(test)]
 mod fuzz;
 pub mod grant;
+pub mod hcall;
 
 /// The other domain of a two-domain operation.
 ///

@@ -1,0 +1,339 @@
+//! `memory_op`: mapping shared_info and grant-table frames
+//! (`XENMEM_add_to_physmap`), foreign pages for Dom0's toolstack
+//! (`add_to_physmap_batch` with `XENMAPSPACE_gmfn_foreign`,
+//! `remove_from_physmap`), the balloon (`decrease_reservation`,
+//! `populate_physmap`) and reservation queries.
+//!
+//! Reservation calls are continued like Xen's: after a batch of extents
+//! the start extent is stored in `cmd` bits 6.. and the guest re-issues
+//! the call.
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+
+use oxen_mm::S2Attrs;
+use oxen_types::{DomId, PAGE_SIZE, PhysAddr};
+use oxen_xen::hcall;
+use xen_abi::Errno;
+use xen_abi::memory::{
+    MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPIDX_GRANT_TABLE_STATUS, XENMAPSPACE_GMFN_FOREIGN,
+    XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP,
+    XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
+    XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_GPFN, XENMEM_MAXIMUM_RESERVATION,
+    XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP, XenAddToPhysmap, XenAddToPhysmapBatch,
+    XenMemoryReservation, XenRemoveFromPhysmap,
+};
+
+use super::{
+    DomainXen, continuation, domain_by_id, foreign_attrs, lock, phys, read_arg, s2_lookup, s2_map,
+    s2_unmap, vacate,
+};
+use crate::arch::head::TrapFrame;
+use crate::domain::Domain;
+use crate::guest_mem;
+
+pub(super) fn memory_op(
+    dom: &Arc<Domain>,
+    a: [u64; 5],
+    frame: &mut TrapFrame,
+) -> Result<i64, Errno> {
+    let cmd = a[0] & MEMOP_CMD_MASK;
+    let start = a[0] >> MEMOP_EXTENT_SHIFT;
+    let arg = a[1];
+    match cmd {
+        XENMEM_ADD_TO_PHYSMAP => {
+            let op: XenAddToPhysmap = read_arg(dom, arg)?;
+            let target = target(dom, op.domid)?;
+            add_to_physmap(&target, op.space, op.idx, op.gpfn)?;
+            Ok(0)
+        }
+        XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(dom, arg),
+        XENMEM_REMOVE_FROM_PHYSMAP => {
+            let op: XenRemoveFromPhysmap = read_arg(dom, arg)?;
+            let target = target(dom, op.domid)?;
+            remove_from_physmap(&target, op.gpfn)?;
+            Ok(0)
+        }
+        XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP | XENMEM_INCREASE_RESERVATION => {
+            let r: XenMemoryReservation = read_arg(dom, arg)?;
+            let target = target(dom, r.domid)?;
+            let Some(window) = hcall::reservation_window(start, r.nr_extents, r.extent_order)
+            else {
+                return Ok(start as i64);
+            };
+            let end = window.end;
+            let done = match cmd {
+                XENMEM_DECREASE_RESERVATION => decrease(dom, &target, r.extent_start, window)?,
+                XENMEM_POPULATE_PHYSMAP => populate(dom, &target, r.extent_start, window)?,
+                // The pool only refills populate_physmap; an increase of an
+                // auto-translated guest's reservation does nothing yet.
+                _ => start,
+            };
+            if done == end && end < r.nr_extents {
+                return continuation(frame, cmd | (end << MEMOP_EXTENT_SHIFT));
+            }
+            Ok(done as i64)
+        }
+        XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION | XENMEM_MAXIMUM_GPFN => {
+            let mut id = [0u8; 2];
+            guest_mem::copy_from_guest(dom, arg, &mut id)?;
+            let target = target(dom, u16::from_le_bytes(id))?;
+            let ram_pages = target.ram_bytes() / PAGE_SIZE;
+            Ok(match cmd {
+                XENMEM_CURRENT_RESERVATION => ram_pages - lock(&target).pool.len() as u64,
+                XENMEM_MAXIMUM_RESERVATION => ram_pages,
+                _ => max_gpfn(&target),
+            } as i64)
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// The domain a `domid` field names (self, or any domain for Dom0).
+fn target(dom: &Arc<Domain>, domid: u16) -> Result<Arc<Domain>, Errno> {
+    let id = hcall::target_domain(dom.id, dom.is_dom0, DomId(domid))?;
+    domain_by_id(dom, id)
+}
+
+/// Highest GFN the domain has mapped (RAM, shared_info, grant frames).
+fn max_gpfn(dom: &Domain) -> u64 {
+    let ram = dom
+        .mem
+        .iter()
+        .map(|b| (b.ipa.as_u64() + b.phys.size) / PAGE_SIZE)
+        .max()
+        .unwrap_or(1)
+        - 1;
+    let x = lock(dom);
+    let (nr, _) = x.grant.query_size();
+    let grants = (0..nr)
+        .filter_map(|i| x.grant.frame_gfn(i))
+        .max()
+        .unwrap_or(0);
+    ram.max(x.shared_gfn.unwrap_or(0)).max(grants)
+}
+
+/// `XENMEM_add_to_physmap` for `dom` (the target domain).
+fn add_to_physmap(dom: &Arc<Domain>, space: u32, idx: u64, gfn: u64) -> Result<(), Errno> {
+    super::check_gfn(gfn)?;
+    match space {
+        XENMAPSPACE_SHARED_INFO => {
+            if idx != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let mut x = lock(dom);
+            let pa = x.shared_info.ok_or(Errno::ENOMEM)?;
+            if x.shared_gfn == Some(gfn) {
+                return Ok(());
+            }
+            if let Some(old) = x.shared_gfn.take() {
+                s2_unmap(dom, old)?;
+            }
+            vacate(dom, &mut x, gfn)?;
+            s2_map(dom, gfn, pa, S2Attrs::RAM)?;
+            x.shared_gfn = Some(gfn);
+            log::debug!("{}: shared_info at gfn {gfn:#x}", dom.id);
+            Ok(())
+        }
+        XENMAPSPACE_GRANT_TABLE => {
+            if idx & XENMAPIDX_GRANT_TABLE_STATUS != 0 {
+                // Status frames exist only in grant table v2.
+                return Err(Errno::EINVAL);
+            }
+            let mut x = lock(dom);
+            let (_, max) = x.grant.query_size();
+            if idx >= u64::from(max) {
+                return Err(Errno::EINVAL);
+            }
+            // Back every frame up to idx first, so a failure changes nothing.
+            while x.grant_frames.len() as u64 <= idx {
+                x.grant_frames.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                let f = phys::alloc_frame().ok_or(Errno::ENOMEM)?;
+                x.grant_frames.push(f);
+            }
+            let pa = x.grant_frames[idx as usize];
+            if s2_lookup(dom, gfn) == Some(pa) {
+                return Ok(());
+            }
+            vacate(dom, &mut x, gfn)?;
+            let fm = x.grant.add_to_physmap(idx, gfn).map_err(|e| e.errno())?;
+            if let Some(old) = fm.old_gfn {
+                s2_unmap(dom, old)?;
+            }
+            if let Err(e) = s2_map(dom, gfn, pa, S2Attrs::RAM) {
+                x.grant.remove_gfn(gfn);
+                return Err(e);
+            }
+            log::debug!("{}: grant frame {idx} at gfn {gfn:#x}", dom.id);
+            Ok(())
+        }
+        _ => {
+            log::info!("{}: add_to_physmap space {space} unsupported", dom.id);
+            Err(Errno::EOPNOTSUPP)
+        }
+    }
+}
+
+/// `XENMEM_add_to_physmap_batch`: only `gmfn_foreign` (privcmd's foreign
+/// mappings); each element's result goes to `errs`, the call returns 0.
+fn add_to_physmap_batch(dom: &Arc<Domain>, arg: u64) -> Result<i64, Errno> {
+    let op: XenAddToPhysmapBatch = read_arg(dom, arg)?;
+    let target = target(dom, op.domid)?;
+    if u32::from(op.space) != XENMAPSPACE_GMFN_FOREIGN {
+        log::info!(
+            "{}: add_to_physmap_batch space {} unsupported",
+            dom.id,
+            op.space
+        );
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let fid = DomId(op.foreign_domid);
+    let foreign = match crate::domain::get(fid) {
+        Some(f) if !Arc::ptr_eq(&f, &target) && dom.is_dom0 => f,
+        Some(_) => return Err(Errno::EINVAL),
+        None => return Err(Errno::ESRCH),
+    };
+    for i in 0..u64::from(op.size) {
+        let mut b = [0u8; 8];
+        guest_mem::copy_from_guest(dom, op.idxs + i * 8, &mut b)?;
+        let fgfn = u64::from_le_bytes(b);
+        guest_mem::copy_from_guest(dom, op.gpfns + i * 8, &mut b)?;
+        let gfn = u64::from_le_bytes(b);
+        let rc: i32 = match map_foreign(&target, &foreign, fgfn, gfn) {
+            Ok(()) => 0,
+            Err(e) => e.as_ret() as i32,
+        };
+        guest_mem::copy_to_guest(dom, op.errs + i * 4, &rc.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+/// Map `foreign`'s page `fgfn` at `gfn` of `dom`.
+fn map_foreign(dom: &Arc<Domain>, foreign: &Arc<Domain>, fgfn: u64, gfn: u64) -> Result<(), Errno> {
+    super::check_gfn(gfn)?;
+    let pa = s2_lookup(foreign, fgfn).ok_or(Errno::EINVAL)?;
+    if !foreign.owns_phys(pa, PAGE_SIZE) {
+        return Err(Errno::EINVAL);
+    }
+    let mut x = lock(dom);
+    if x.foreign.contains_key(&gfn) {
+        return Err(Errno::EBUSY);
+    }
+    vacate(dom, &mut x, gfn)?;
+    s2_map(dom, gfn, pa, foreign_attrs(false))?;
+    x.foreign.insert(gfn, foreign.id);
+    x.hold(foreign);
+    Ok(())
+}
+
+/// `XENMEM_remove_from_physmap` of `gfn` in `dom`.
+fn remove_from_physmap(dom: &Arc<Domain>, gfn: u64) -> Result<(), Errno> {
+    super::check_gfn(gfn)?;
+    let released = {
+        let mut x = lock(dom);
+        match x.foreign.remove(&gfn) {
+            Some(owner) => {
+                s2_unmap(dom, gfn)?;
+                x.unhold(owner)
+            }
+            None => {
+                vacate(dom, &mut x, gfn)?;
+                None
+            }
+        }
+    };
+    drop(released);
+    Ok(())
+}
+
+/// Unmap every foreign page `dom` maps (domain death).
+pub(super) fn unmap_all_foreign(dom: &Arc<Domain>) {
+    let gfns: alloc::vec::Vec<u64> = lock(dom).foreign.keys().copied().collect();
+    for g in gfns {
+        if let Err(e) = remove_from_physmap(dom, g) {
+            log::debug!("{}: unmapping foreign gfn {g:#x}: {e:?}", dom.id);
+        }
+    }
+}
+
+/// Read extent `i` (a GFN) of a reservation's list in the caller's memory.
+fn extent(caller: &Domain, list: u64, i: u64) -> Result<u64, Errno> {
+    let va = i
+        .checked_mul(8)
+        .and_then(|o| list.checked_add(o))
+        .ok_or(Errno::EFAULT)?;
+    let mut b = [0u8; 8];
+    guest_mem::copy_from_guest(caller, va, &mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// `XENMEM_decrease_reservation`: the guest gives up the pages at the
+/// listed GFNs. Own RAM goes to the domain's pool; a GFN that maps
+/// nothing (or something that is not plain RAM) stops the call there, as
+/// in Xen. Returns the index of the first extent not done.
+fn decrease(
+    caller: &Domain,
+    dom: &Arc<Domain>,
+    list: u64,
+    window: core::ops::Range<u64>,
+) -> Result<u64, Errno> {
+    let mut x = lock(dom);
+    for i in window.clone() {
+        let gfn = extent(caller, list, i)?;
+        match s2_lookup(dom, gfn) {
+            Some(pa) if dom.owns_phys(pa, PAGE_SIZE) && !x.foreign.contains_key(&gfn) => {
+                vacate(dom, &mut x, gfn)?;
+            }
+            _ => {
+                log::info!(
+                    "{}: decrease_reservation of gfn {gfn:#x}: not RAM, stopping",
+                    dom.id
+                );
+                return Ok(i);
+            }
+        }
+    }
+    Ok(window.end)
+}
+
+/// `XENMEM_populate_physmap`: map a pool page at each listed (empty) GFN.
+/// A 1:1 domain (Dom0) only gets back the page whose address equals the
+/// GFN, so its RAM stays identity-mapped for DMA. Stops at the first GFN
+/// it cannot populate; returns the index of the first extent not done.
+fn populate(
+    caller: &Domain,
+    dom: &Arc<Domain>,
+    list: u64,
+    window: core::ops::Range<u64>,
+) -> Result<u64, Errno> {
+    let mut x = lock(dom);
+    for i in window.clone() {
+        let gfn = extent(caller, list, i)?;
+        if super::check_gfn(gfn).is_err() || s2_lookup(dom, gfn).is_some() {
+            return Ok(i);
+        }
+        let Some(pos) = pick_pool_page(dom, &x, gfn) else {
+            log::debug!("{}: populate_physmap of gfn {gfn:#x}: no page", dom.id);
+            return Ok(i);
+        };
+        let pa = x.pool.swap_remove(pos);
+        phys::zero_page(pa);
+        if s2_map(dom, gfn, pa, S2Attrs::RAM).is_err() {
+            x.pool.push(pa);
+            return Ok(i);
+        }
+    }
+    Ok(window.end)
+}
+
+fn pick_pool_page(dom: &Domain, x: &DomainXen, gfn: u64) -> Option<usize> {
+    if dom.is_dom0 {
+        let want = PhysAddr(gfn << 12);
+        x.pool.iter().position(|&p| p == want)
+    } else if x.pool.is_empty() {
+        None
+    } else {
+        Some(x.pool.len() - 1)
+    }
+}

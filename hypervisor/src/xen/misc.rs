@@ -1,0 +1,212 @@
+//! The small hypercalls: `xen_version` sub-ops that depend on the domain,
+//! `vcpu_op` (vcpu_info and runstate registration), `hvm_op` params,
+//! `vm_assist` and `platform_op`.
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+
+use oxen_types::{DomId, PAGE_SIZE, PhysAddr, VcpuId};
+use oxen_xen::hcall;
+use xen_abi::Errno;
+use xen_abi::features::XenFeatureInfo;
+use xen_abi::hvm::{HVMOP_GET_PARAM, HVMOP_SET_PARAM, XenHvmParam};
+use xen_abi::hypercall::xenver;
+use xen_abi::vcpu::{
+    VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VMASST_CMD_DISABLE,
+    VMASST_CMD_ENABLE, VMASST_TYPE_RUNSTATE_UPDATE_FLAG, VcpuRegisterRunstateMemoryArea,
+    VcpuRegisterVcpuInfo,
+};
+
+use super::{Kicks, domain_by_id, lock, phys, read_arg, s2_lookup, write_arg};
+use crate::domain::Domain;
+use crate::guest_mem;
+
+/// `xen_version` sub-ops handled here; `None` leaves the rest (version,
+/// extraversion, capabilities, pagesize) to `hypercall.rs`.
+pub(super) fn xen_version(dom: &Arc<Domain>, a: [u64; 5]) -> Option<Result<i64, Errno>> {
+    let arg = a[1];
+    let r = match a[0] {
+        xenver::GET_FEATURES => (|| {
+            let mut fi: XenFeatureInfo = read_arg(dom, arg)?;
+            if fi.submap_idx != 0 {
+                return Err(Errno::EINVAL);
+            }
+            // Dom0 is built 1:1 (IPA == PA), every other domain is not.
+            fi.submap = hcall::features_submap0(dom.is_dom0, dom.is_dom0);
+            write_arg(dom, arg, &fi)?;
+            Ok(0)
+        })(),
+        xenver::CHANGESET => fixed_string(dom, arg, b"oxen", 64),
+        xenver::COMMANDLINE => fixed_string(dom, arg, b"", 1024),
+        xenver::COMPILE_INFO => {
+            // compiler[64], compile_by[16], compile_domain[32], compile_date[32].
+            let mut b = [0u8; 144];
+            b[..5].copy_from_slice(b"rustc");
+            b[64..68].copy_from_slice(b"oxen");
+            guest_mem::copy_to_guest(dom, arg, &b)
+                .map(|_| 0)
+                .map_err(Errno::from)
+        }
+        // xen_platform_parameters { virt_start }: nothing is reserved in a
+        // guest's address space on ARM.
+        xenver::PLATFORM_PARAMETERS => guest_mem::copy_to_guest(dom, arg, &0u64.to_le_bytes())
+            .map(|_| 0)
+            .map_err(Errno::from),
+        // The domain handle (UUID): oxen has none, all zero.
+        xenver::GUEST_HANDLE => guest_mem::copy_to_guest(dom, arg, &[0u8; 16])
+            .map(|_| 0)
+            .map_err(Errno::from),
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn fixed_string(dom: &Domain, arg: u64, s: &[u8], size: usize) -> Result<i64, Errno> {
+    let mut b = [0u8; 1024];
+    let n = s.len().min(size - 1);
+    b[..n].copy_from_slice(&s[..n]);
+    guest_mem::copy_to_guest(dom, arg, &b[..size])?;
+    Ok(0)
+}
+
+/// `vcpu_op`: Xen on ARM accepts only the two registrations; everything
+/// else is `-EINVAL`.
+pub(super) fn vcpu_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Result<i64, Errno> {
+    let (cmd, target, arg) = (a[0], a[1], a[2]);
+    if !matches!(
+        cmd,
+        VCPUOP_REGISTER_VCPU_INFO | VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA
+    ) {
+        return Err(Errno::EINVAL);
+    }
+    let target = usize::try_from(target)
+        .ok()
+        .filter(|&t| t < dom.vcpus.len())
+        .ok_or(Errno::ENOENT)?;
+    match cmd {
+        VCPUOP_REGISTER_VCPU_INFO => {
+            let op: VcpuRegisterVcpuInfo = read_arg(dom, arg)?;
+            register_vcpu_info(dom, vcpu, target, op.mfn, op.offset)?;
+            Ok(0)
+        }
+        _ => {
+            // Recorded only: oxen does not write runstate areas yet. Linux
+            // accepts an all-zero area (no steal time).
+            let op: VcpuRegisterRunstateMemoryArea = read_arg(dom, arg)?;
+            lock(dom).runstate_va[target] = Some(op.addr);
+            Ok(0)
+        }
+    }
+}
+
+/// `VCPUOP_register_vcpu_info`: `gfn` must be a page of the domain's own
+/// RAM, the area inside it; only the calling vCPU registers itself (Linux
+/// does it on the CPU being brought up), and only once (`-EINVAL`, as Xen).
+fn register_vcpu_info(
+    dom: &Arc<Domain>,
+    vcpu: usize,
+    target: usize,
+    gfn: u64,
+    offset: u32,
+) -> Result<(), Errno> {
+    hcall::check_vcpu_info_offset(offset)?;
+    if target != vcpu {
+        log::info!(
+            "{}v{vcpu}: register_vcpu_info for v{target}: only for itself",
+            dom.id
+        );
+        return Err(Errno::EINVAL);
+    }
+    let page = s2_lookup(dom, gfn).ok_or(Errno::EINVAL)?;
+    if !dom.owns_phys(page, PAGE_SIZE) {
+        log::info!("{}v{vcpu}: vcpu_info gfn {gfn:#x} is not RAM", dom.id);
+        return Err(Errno::EINVAL);
+    }
+    let area = PhysAddr(page.as_u64() + u64::from(offset));
+    let mut kicks = Kicks::default();
+    {
+        let mut x = lock(dom);
+        if x.vcpu_info[target].is_some() {
+            return Err(Errno::EINVAL);
+        }
+        // Carry over what the old location held (vCPU 0's legacy slot in
+        // shared_info), then mark everything pending so nothing is lost.
+        let old = if target == 0 { x.shared_info } else { None };
+        phys::move_vcpu_info(area, old);
+        x.vcpu_info[target] = Some(area);
+        x.private_bits[target] = Default::default();
+        let (_, mut bits) = x.evtchn_and_bits();
+        if bits.mark_all_pending(VcpuId(target as u32)) {
+            kicks.upcall(dom, Some(VcpuId(target as u32)));
+        }
+    }
+    kicks.fire();
+    log::debug!(
+        "{}v{target}: vcpu_info at gfn {gfn:#x} + {offset:#x}",
+        dom.id
+    );
+    Ok(())
+}
+
+/// `hvm_op`: get/set of HVM params (any index below `HVM_NR_PARAMS`, on
+/// itself, or on any domain for Dom0 — Xen/ARM's `XSM_TARGET`); unset
+/// params read as 0. Other HVMOPs are `-ENOSYS` on ARM.
+pub(super) fn hvm_op(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (op, arg) = (a[0], a[1]);
+    if op != HVMOP_SET_PARAM && op != HVMOP_GET_PARAM {
+        return Err(Errno::ENOSYS);
+    }
+    let mut p: XenHvmParam = read_arg(dom, arg)?;
+    let idx = hcall::check_hvm_param(p.index)?;
+    let id = hcall::target_domain(dom.id, dom.is_dom0, DomId(p.domid))?;
+    let t = domain_by_id(dom, id)?;
+    if op == HVMOP_SET_PARAM {
+        lock(&t).hvm_params[idx] = p.value;
+        log::debug!(
+            "{}: set HVM param {} of {} = {:#x}",
+            dom.id,
+            p.index,
+            t.id,
+            p.value
+        );
+        Ok(0)
+    } else {
+        p.value = lock(&t).hvm_params[idx];
+        write_arg(dom, arg, &p)?;
+        Ok(0)
+    }
+}
+
+/// Set HVM param `index` of `dom` (for the domain builder: console and
+/// xenstore rings and ports of DomUs). Out-of-range indices are ignored.
+#[allow(dead_code)] // for the domain builder / toolstack
+pub fn set_hvm_param(dom: &Domain, index: u32, value: u64) {
+    if let Ok(i) = hcall::check_hvm_param(index) {
+        lock(dom).hvm_params[i] = value;
+    }
+}
+
+/// `vm_assist`: Xen/ARM knows only `runstate_update_flag`.
+pub(super) fn vm_assist(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
+    let (cmd, ty) = (a[0], a[1]);
+    if ty != VMASST_TYPE_RUNSTATE_UPDATE_FLAG {
+        return Err(Errno::EINVAL);
+    }
+    let mut x = lock(dom);
+    match cmd {
+        VMASST_CMD_ENABLE => x.vm_assist |= 1 << ty,
+        VMASST_CMD_DISABLE => x.vm_assist &= !(1 << ty),
+        _ => return Err(Errno::ENOSYS),
+    }
+    Ok(0)
+}
+
+/// `platform_op`: only `XENPF_settime64` from Dom0 succeeds (and is not
+/// acted on yet: oxen keeps no wall clock for `shared_info.wc_*`).
+pub(super) fn platform_op(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
+    let op: hcall::PlatformOpSettime64 = read_arg(dom, a[0])?;
+    hcall::platform_op_result(op.interface_version, dom.is_dom0, op.cmd, op.mbz)?;
+    log::debug!("{}: settime64 {}.{:09}", dom.id, op.secs, op.nsecs);
+    Ok(0)
+}
