@@ -19,7 +19,12 @@ const PAGE: u64 = 4096;
 fn skipped(dt: &DeviceTree<'_>, id: NodeId, gic: Option<NodeId>, hidden: &[NodeId]) -> bool {
     let mut cur = Some(id);
     while let Some(c) = cur {
-        if Some(c) == gic || hidden.contains(&c) || !dt.is_enabled(c) {
+        if Some(c) == gic {
+            // The GIC is the hypervisor's, but a GICv2m MSI frame below it
+            // only turns device writes into SPIs, which are Dom0's anyway.
+            return !(c != id && dt.is_compatible(id, "arm,gic-v2m-frame"));
+        }
+        if hidden.contains(&c) || !dt.is_enabled(c) {
             return true;
         }
         let name = dt.node(c).base_name();
@@ -53,7 +58,8 @@ fn pci_windows(dt: &DeviceTree<'_>, id: NodeId) -> Vec<(u64, u64)> {
     out
 }
 
-/// Host MMIO ranges `(base, size)` to map 1:1 into Dom0, page-aligned,
+/// Host MMIO ranges `(base, size)` to map 1:1 into Dom0 (a GICv2m MSI frame
+/// included), page-aligned,
 /// sorted and merged. `hidden_paths` are nodes the hypervisor keeps.
 pub fn dom0_mmio_regions(host_dtb: &[u8], hidden_paths: &[&str]) -> Result<Vec<(u64, u64)>, DtError> {
     let dt = DeviceTree::parse(host_dtb)?;
@@ -144,6 +150,7 @@ mod tests {
         for a in [0x0800_0000u64, 0x0801_0000, 0x0803_0000, 0x0804_0000] {
             assert!(!has(a), "GIC frame {a:#x} passed through");
         }
+        assert!(has(0x0802_0000), "the GICv2m MSI frame is Dom0's");
         assert!(has(0x0901_0000));
     }
 
