@@ -3,7 +3,7 @@
 #
 # Brings up a minimal Dom0: pseudo filesystems, the Xen backend modules, xenfs on
 # /proc/xen, then runs the scenario named by `oxen.dom0=` on the kernel command line:
-#   shell    (default) interactive busybox shell on the console (Ctrl-a x quits QEMU)
+#   shell    (default) interactive busybox shell on the console; `poweroff` stops the machine
 #   check    print the facts the tests read, run `evtchn-ping`, power off
 #   poweroff power off at once
 # Knobs: oxen.ping=N (evtchn-ping round trips in `check`, default 10000).
@@ -98,10 +98,16 @@ poweroff)
     ;;
 shell)
     echo 'export PS1="dom0:\w# "' > /etc/profile
-    echo "dom0: starting shell (poweroff -f to stop)"
+    echo "dom0: starting shell ('poweroff' or 'reboot' to stop)"
+    # busybox poweroff/reboot/halt signal PID 1 (USR2/TERM/USR1): as init, honour them.
+    trap 'off' USR2 USR1
+    trap 'echo "dom0: rebooting"; sync; reboot -f' TERM
     # setsid + cttyhack give the shell the console as controlling tty (job control, ^C).
+    # The shell runs in the background so that `wait` (unlike a foreground child)
+    # lets the traps above run as soon as a signal arrives.
     while :; do
-        setsid cttyhack /bin/sh -l
+        setsid cttyhack /bin/sh -l &
+        wait $!
         echo "dom0: shell exited, restarting"
         sleep 1
     done
