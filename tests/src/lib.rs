@@ -22,6 +22,10 @@
 //!   and the last console lines, and the whole timestamped transcript is saved as
 //!   `target/qemu-logs/<test>.log` (written on failure and again when the handle drops).
 //!
+//! The hypervisor is `build/oxen.bin` unless env `OXEN_TEST_HYPERVISOR` names another image
+//! (real Xen 4.17, to check that a test's expectations hold on the reference). Debian's
+//! Linux as Dom0 (`make dom0`) is booted with [`Qemu::linux_dom0`].
+//!
 //! Boot-time (dom0less) domains are described with [`DomainNode`]; [`Qemu::with_domains`]
 //! dumps QEMU's own DTB, adds the `xen,domain` nodes with `dtc` and boots with `-dtb`.
 #![deny(unsafe_code)]
@@ -117,19 +121,6 @@ fn hypervisor_image(env: Option<std::ffi::OsString>) -> Result<PathBuf, Error> {
             }
         }
     }
-}
-
-/// Whether the hypervisor under test is another one than oxen (env
-/// `OXEN_TEST_HYPERVISOR` names an image other than `build/oxen.bin`), so tests can
-/// tolerate that hypervisor's own normal log lines.
-pub fn foreign_hypervisor() -> bool {
-    std::env::var_os(HYPERVISOR_ENV)
-        .filter(|v| !v.is_empty())
-        .is_some_and(|v| {
-            let given = std::fs::canonicalize(&v).unwrap_or_else(|_| PathBuf::from(&v));
-            let ours = workspace_root().join("build").join("oxen.bin");
-            given != std::fs::canonicalize(&ours).unwrap_or(ours)
-        })
 }
 
 /// `build/test-guest.bin`, the bare-metal test guest.

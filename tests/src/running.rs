@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 pub struct Line {
     /// Time since spawn when the line was complete.
     pub at: Duration,
-    /// The text, without the line terminator (`\n` or `\r\n`).
+    /// The text, without the line terminator (`\n` after any number of `\r`).
     pub text: String,
 }
 
@@ -127,7 +127,9 @@ fn reader<R: Read + Send + 'static>(
         let mut buf = [0u8; 4096];
         let mut partial: Vec<u8> = Vec::new();
         let push = |bytes: &[u8]| {
-            let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            // `\r\r\n` too: Xen turns a guest's `\r\n` into `\r\r\n`.
+            let end = bytes.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
+            let bytes = &bytes[..end];
             let line = Line {
                 at: start.elapsed(),
                 text: String::from_utf8_lossy(bytes).into_owned(),

@@ -31,13 +31,18 @@ fn proc_state(pid: u32) -> Option<char> {
 fn expect_returns_matching_lines_in_order_with_timestamps() {
     let mut r = fake(
         "order",
-        "echo 'one'; printf 'two\\r\\n'; sleep 0.2; echo 'three 3'; printf 'tail'",
+        "echo 'one'; printf 'two\\r\\n'; sleep 0.2; echo 'three 3'; printf 'x\\r\\r\\n'; printf 'tail'",
     )
     .spawn()
     .unwrap();
     let two = r.expect("two", T).unwrap();
     assert_eq!(two.text, "two", "\\r must be stripped");
     let three = r.expect(re(r"^three \d$"), T).unwrap();
+    assert_eq!(
+        r.expect("x", T).unwrap().text,
+        "x",
+        "\\r\\r must be stripped"
+    );
     assert!(
         three.at >= two.at + Duration::from_millis(150),
         "{two:?} {three:?}"
@@ -48,7 +53,7 @@ fn expect_returns_matching_lines_in_order_with_timestamps() {
     let e = r.expect("one", T).unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Exited { .. }), "{e}");
     let texts: Vec<String> = r.lines().into_iter().map(|l| l.text).collect();
-    assert_eq!(texts, ["one", "two", "three 3", "tail"]);
+    assert_eq!(texts, ["one", "two", "three 3", "x", "tail"]);
 }
 
 #[test]
@@ -332,11 +337,14 @@ fn expect_prompt_sees_an_unterminated_line() {
 
 #[test]
 fn expect_prompt_vets_lines_and_reports_exit_and_timeout() {
-    let e = fake("prompt-forbid", "echo '(oxen) ERROR: x'; printf '# '; sleep 30")
-        .spawn()
-        .unwrap()
-        .expect_prompt("# ", T)
-        .unwrap_err();
+    let e = fake(
+        "prompt-forbid",
+        "echo '(oxen) ERROR: x'; printf '# '; sleep 30",
+    )
+    .spawn()
+    .unwrap()
+    .expect_prompt("# ", T)
+    .unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Forbidden { .. }), "{e}");
     let e = fake("prompt-exit", "printf 'login: '")
         .spawn()
