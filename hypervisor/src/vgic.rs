@@ -62,11 +62,16 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
 
 /// Load the list registers for `vcpu` (about to be entered).
 pub fn load_to_hw(dom: &Domain, vcpu: usize) {
+    // The event-channel upcall is a level that follows the vCPU's
+    // evtchn_upcall_pending flag, as on Xen: if an event arrived after the
+    // guest's handler last looked, the interrupt is pending again.
+    let upcall = crate::xen::has_pending_upcall(dom, vcpu);
     let n = gich::nr_lrs();
     let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
     let maint = {
         let mut g = dom.vgic.lock();
+        let _ = g.set_level(crate::virq::EVTCHN_UPCALL_INTID, vcpu, upcall);
         if let Err(e) = g.fill_lrs(vcpu, n, &mut lrs[..n]) {
             log::error!("{}v{vcpu}: vGIC fill: {e}", dom.id);
         }
@@ -103,6 +108,16 @@ pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
         Ok(Some(t)) => kick(dom, t),
         Ok(None) => {}
         Err(e) => log::debug!("{}: inject {intid}: {e}", dom.id),
+    }
+}
+
+/// Drive the line of private interrupt `intid` of `vcpu` (level semantics).
+pub fn set_level(dom: &Arc<Domain>, intid: u32, vcpu: usize, high: bool) {
+    let r = dom.vgic.lock().set_level(intid, vcpu, high);
+    match r {
+        Ok(Some(t)) => kick(dom, t),
+        Ok(None) => {}
+        Err(e) => log::debug!("{}: line {intid}: {e}", dom.id),
     }
 }
 

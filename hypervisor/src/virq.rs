@@ -14,6 +14,9 @@ pub const EVTCHN_UPCALL_INTID: u32 = 31;
 /// Raise the event-channel upcall interrupt on vCPU `vcpu` of `dom` and
 /// wake the vCPU if it is blocked.
 pub fn raise_upcall(dom: &Arc<Domain>, vcpu: usize) {
+    // The line follows evtchn_upcall_pending (re-evaluated at every guest
+    // entry); the extra edge covers a guest that configured it edge-triggered.
+    crate::vgic::set_level(dom, EVTCHN_UPCALL_INTID, vcpu, true);
     crate::vgic::inject(dom, EVTCHN_UPCALL_INTID, Some(vcpu));
     crate::vgic::kick(dom, vcpu);
 }
