@@ -119,6 +119,9 @@ pub struct Domain {
     pub vgic: Mutex<Vgic>,
     /// Where the virtual GIC sits in the domain's IPA space.
     pub vgic_layout: VgicLayout,
+    /// Bumped on every change to the vGIC model that may make an interrupt
+    /// deliverable (lets a CPU skip refilling list registers otherwise).
+    pub vgic_gen: core::sync::atomic::AtomicU64,
 }
 
 /// vMPIDR of vCPU `id` (Xen's layout: Aff0 = id % 16, Aff1 = id / 16; bit 31 RES1).
@@ -192,6 +195,7 @@ impl Domain {
             xen: Mutex::new(crate::xen::DomainXen::new(pcpus.len())),
             vgic: Mutex::new(vgic),
             vgic_layout,
+            vgic_gen: core::sync::atomic::AtomicU64::new(1),
         }
     }
 

@@ -26,12 +26,15 @@ pub const SLICE_NS: u64 = 10_000_000;
 struct RunQueue {
     current: Option<(Arc<Domain>, usize)>,
     queue: VecDeque<(Arc<Domain>, usize)>,
+    /// vCPUs pinned here that left the CPU blocked (their virtual-timer
+    /// deadlines are this CPU's to watch); stale entries are dropped lazily.
+    blocked: alloc::vec::Vec<(Arc<Domain>, usize)>,
     need_resched: bool,
 }
 
 impl RunQueue {
     const fn new() -> Self {
-        Self { current: None, queue: VecDeque::new(), need_resched: false }
+        Self { current: None, queue: VecDeque::new(), blocked: alloc::vec::Vec::new(), need_resched: false }
     }
 }
 
@@ -193,7 +196,6 @@ fn runnable(dom: &Domain, vcpu: usize) -> bool {
 pub fn schedule(frame: &mut TrapFrame) {
     let cpu = this_cpu();
     loop {
-        wake_expired_timers(cpu);
         let mut rq = RQ[cpu].lock();
         let keep = match &rq.current {
             Some((d, v)) => runnable(d, *v),
@@ -201,6 +203,12 @@ pub fn schedule(frame: &mut TrapFrame) {
         };
         if keep && !rq.need_resched {
             return;
+        }
+        if rq.need_resched && !rq.blocked.is_empty() {
+            // A tick or a kick: time to look at blocked vCPUs' timers.
+            drop(rq);
+            wake_expired_timers(cpu);
+            rq = RQ[cpu].lock();
         }
         rq.need_resched = false;
         // The next runnable entry; dead or offline entries are dropped.
@@ -229,6 +237,7 @@ pub fn schedule(frame: &mut TrapFrame) {
                     } else if cd.is_alive() {
                         // Blocked, or offline (PSCI CPU_OFF): keep its state.
                         save(frame, &cd, cv);
+                        rq.blocked.push((cd, cv));
                     }
                 }
                 load(frame, &nd, nv);
@@ -241,6 +250,7 @@ pub fn schedule(frame: &mut TrapFrame) {
                     && cd.is_alive()
                 {
                     save(frame, &cd, cv);
+                    rq.blocked.push((cd, cv));
                 }
                 drop(rq);
                 timer::disarm();
@@ -252,30 +262,38 @@ pub fn schedule(frame: &mut TrapFrame) {
 
 /// Wake the blocked vCPUs pinned to `cpu` whose virtual timer has expired
 /// (they were descheduled with it armed), and return the earliest deadline
-/// still ahead (and whether any vCPU was woken).
+/// still ahead (and whether any vCPU was woken). Only this CPU's own list
+/// and vCPUs are touched: no lock another CPU uses on its fast path.
 fn wake_expired_timers(cpu: usize) -> (bool, Option<u64>) {
     let now = timer::now();
     let mut earliest: Option<u64> = None;
-    let mut woke = false;
-    let doms: alloc::vec::Vec<Arc<Domain>> = crate::domain::DOMAINS.lock().clone();
-    for d in doms.iter().filter(|d| d.is_alive()) {
-        for (i, vc) in d.vcpus.iter().enumerate() {
-            let deadline = {
-                let v = vc.lock();
-                if v.pcpu != cpu || v.state != VcpuState::Blocked {
-                    continue;
-                }
-                v.timer_deadline
-            };
-            match deadline {
-                Some(t) if t <= now => {
-                    wake(d, i);
-                    woke = true;
-                }
-                Some(t) => earliest = Some(earliest.map_or(t, |e| e.min(t))),
-                None => {}
+    let mut due = alloc::vec::Vec::new();
+    {
+        let mut rq = RQ[cpu].lock();
+        rq.blocked.retain(|(d, i)| {
+            if !d.is_alive() {
+                return false;
             }
-        }
+            let v = d.vcpus[*i].lock();
+            if v.state != VcpuState::Blocked {
+                return false;
+            }
+            match v.timer_deadline {
+                Some(t) if t <= now => {
+                    due.push((d.clone(), *i));
+                    false
+                }
+                Some(t) => {
+                    earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                    true
+                }
+                None => true,
+            }
+        });
+    }
+    let woke = !due.is_empty();
+    for (d, i) in due {
+        wake(&d, i);
     }
     (woke, earliest)
 }

@@ -57,6 +57,7 @@ fn after_death(dom: &Arc<Domain>, reason: ShutdownReason) {
 
 /// Power the machine off (PSCI SYSTEM_OFF). QEMU exits with status 0.
 pub fn machine_off() -> ! {
+    crate::trap::log_exit_stats();
     log::info!("powering off");
     smc::system_off();
     crate::arch::head::park()

@@ -9,6 +9,7 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use oxen_trap::{Esr, ExceptionClass, TrapReport, fault_ipa};
 use xen_abi::XEN_HYPERCALL_TAG;
@@ -25,9 +26,29 @@ const VEC_LOWER_A64: u64 = 0x400;
 /// ESR "unknown reason" class with IL set: what an UNDEFINED instruction reports.
 const ESR_UNDEF: u64 = 1 << 25;
 
+/// Exits from guests by exception class (index 64: interrupts), for the
+/// statistics line printed at power-off.
+static EXITS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
+
+/// One line of exit statistics (hypercalls, WFI, MMIO, system registers,
+/// interrupts), printed when the machine stops.
+pub fn log_exit_stats() {
+    let n = |i: usize| EXITS[i].load(Ordering::Relaxed);
+    log::info!(
+        "guest exits: {} hypercall/SMCCC, {} WFI/WFE, {} MMIO, {} sysreg, {} interrupt",
+        n(0x16) + n(0x17),
+        n(0x01),
+        n(0x24),
+        n(0x18),
+        n(64)
+    );
+}
+
 /// Entry from the vectors for exceptions from EL1/EL0.
 pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
     let cpu = sched::this_cpu();
+    let slot = if kind == KIND_SYNC { (sysreg::esr_el2() >> 26) as usize & 63 } else { 64 };
+    EXITS[slot].fetch_add(1, Ordering::Relaxed);
     let cur = sched::current();
     if let Some((dom, vcpu)) = &cur {
         vgic::sync_from_hw(dom, *vcpu);

@@ -19,8 +19,10 @@ use oxen_vgic::{
     encode_lr_v2, encode_lr_v3,
 };
 
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use crate::arch::gich::{self, MAX_LRS};
-use crate::arch::head::TrapFrame;
+use crate::arch::head::{MAX_CPUS, TrapFrame};
 use crate::domain::Domain;
 use crate::sched;
 
@@ -46,8 +48,32 @@ pub fn new_model(layout: &VgicLayout, nr_vcpus: usize, nr_spis: u32) -> Option<V
     }
 }
 
+/// Per physical CPU: the vCPU register context whose list registers are
+/// loaded, whether any LR was valid after that fill, and the domain's vGIC
+/// generation the fill saw. When the same vCPU comes back with no LR in use
+/// and nothing changed in its domain's vGIC since, both the sync and the
+/// fill are skipped: most traps (hypercalls, timer ticks, WFI) then touch
+/// no shared lock.
+static LR_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static LR_BUSY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+static LR_GEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Something in `dom`'s vGIC model may have become deliverable.
+fn changed(dom: &Domain) {
+    dom.vgic_gen.fetch_add(1, Ordering::AcqRel);
+}
+
+fn is_upcall_listed(g: &Vgic, vcpu: usize) -> bool {
+    g.listed(vcpu).iter().flatten().any(|e| e.intid == crate::virq::EVTCHN_UPCALL_INTID)
+}
+
 /// Fold the hardware list registers of `vcpu` (just exited) into its model.
 pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
+    let cpu = sched::this_cpu();
+    let ctx = dom.vcpus[vcpu].lock().ctx_id;
+    if LR_CTX[cpu].load(Ordering::Relaxed) == ctx && !LR_BUSY[cpu].load(Ordering::Relaxed) {
+        return;
+    }
     let n = gich::nr_lrs();
     let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
@@ -55,37 +81,64 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
         let raw = gich::read_lr(i);
         *slot = if v2 { decode_lr_v2(raw as u32) } else { decode_lr_v3(raw) };
     }
-    if let Err(e) = dom.vgic.lock().sync_lrs(vcpu, &lrs[..n]) {
-        log::error!("{}v{vcpu}: vGIC sync: {e}", dom.id);
+    let upcall_completed = {
+        let mut g = dom.vgic.lock();
+        let before = is_upcall_listed(&g, vcpu);
+        if let Err(e) = g.sync_lrs(vcpu, &lrs[..n]) {
+            log::error!("{}v{vcpu}: vGIC sync: {e}", dom.id);
+        }
+        before && !is_upcall_listed(&g, vcpu)
+    };
+    // LR_CTX still names this vCPU: its LRs are now in the model.
+    LR_BUSY[cpu].store(true, Ordering::Relaxed);
+    if upcall_completed {
+        // The event-channel upcall is a level that follows the vCPU's
+        // evtchn_upcall_pending flag, as on Xen: re-read it when the guest
+        // has finished with the interrupt, so an event that arrived after
+        // its handler last looked makes the interrupt pending again.
+        let up = crate::xen::has_pending_upcall(dom, vcpu);
+        let _ = dom.vgic.lock().set_level(crate::virq::EVTCHN_UPCALL_INTID, vcpu, up);
+        changed(dom);
     }
 }
 
 /// Load the list registers for `vcpu` (about to be entered).
 pub fn load_to_hw(dom: &Domain, vcpu: usize) {
-    // The event-channel upcall is a level that follows the vCPU's
-    // evtchn_upcall_pending flag, as on Xen: if an event arrived after the
-    // guest's handler last looked, the interrupt is pending again.
-    let upcall = crate::xen::has_pending_upcall(dom, vcpu);
+    let cpu = sched::this_cpu();
+    let ctx = dom.vcpus[vcpu].lock().ctx_id;
+    let generation = dom.vgic_gen.load(Ordering::Acquire);
+    if LR_CTX[cpu].load(Ordering::Relaxed) == ctx
+        && !LR_BUSY[cpu].load(Ordering::Relaxed)
+        && LR_GEN[cpu].load(Ordering::Relaxed) == generation
+    {
+        // Nothing listed, nothing new: the hardware LRs are all invalid.
+        gich::write_hcr(gich::HCR_EN);
+        return;
+    }
     let n = gich::nr_lrs();
     let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
     let maint = {
         let mut g = dom.vgic.lock();
-        let _ = g.set_level(crate::virq::EVTCHN_UPCALL_INTID, vcpu, upcall);
         if let Err(e) = g.fill_lrs(vcpu, n, &mut lrs[..n]) {
             log::error!("{}v{vcpu}: vGIC fill: {e}", dom.id);
         }
         g.needs_maintenance(vcpu)
     };
+    let mut busy = false;
     for (i, e) in lrs.iter().enumerate().take(n) {
         let raw = match e {
             None => 0,
             Some(e) if v2 => u64::from(encode_lr_v2(e)),
             Some(e) => encode_lr_v3(e),
         };
+        busy |= e.is_some();
         gich::write_lr(i, raw);
     }
     gich::write_hcr(gich::HCR_EN | if maint { gich::HCR_UIE } else { 0 });
+    LR_CTX[cpu].store(ctx, Ordering::Relaxed);
+    LR_BUSY[cpu].store(busy || maint, Ordering::Relaxed);
+    LR_GEN[cpu].store(generation, Ordering::Relaxed);
 }
 
 /// Let `vcpu` of `dom` notice a newly deliverable interrupt: wake it if it
@@ -104,6 +157,7 @@ pub fn kick(dom: &Arc<Domain>, vcpu: usize) {
 /// Make `intid` pending for `dom` (`vcpu` names the target of an SGI/PPI).
 pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
     let r = dom.vgic.lock().inject(intid, vcpu);
+    changed(dom);
     match r {
         Ok(Some(t)) => kick(dom, t),
         Ok(None) => {}
@@ -114,6 +168,7 @@ pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
 /// Drive the line of private interrupt `intid` of `vcpu` (level semantics).
 pub fn set_level(dom: &Arc<Domain>, intid: u32, vcpu: usize, high: bool) {
     let r = dom.vgic.lock().set_level(intid, vcpu, high);
+    changed(dom);
     match r {
         Ok(Some(t)) => kick(dom, t),
         Ok(None) => {}
@@ -184,6 +239,9 @@ pub fn mmio(dom: &Arc<Domain>, vcpu: usize, ipa: Ipa, da: &DataAbort, frame: &mu
         let v = mmio::load_value(value, da.access_size, da.sign_extend, da.sixty_four);
         mmio::write_gpr(&mut frame.x, da.reg, v);
     }
+    if da.write {
+        changed(dom);
+    }
     if let Some(e) = effect {
         for t in e.kick {
             if t != vcpu {
@@ -205,6 +263,7 @@ pub fn mmio(dom: &Arc<Domain>, vcpu: usize, ipa: Ipa, da: &DataAbort, frame: &mu
 /// A trapped write of ICC_SGI1R_EL1 (GICv3 SGI generation).
 pub fn sgi1r(dom: &Arc<Domain>, vcpu: usize, value: u64) {
     let targets = dom.vgic.lock().sgi1r_write(vcpu, value);
+    changed(dom);
     for (t, _, _) in targets.iter() {
         if t != vcpu {
             kick(dom, t);

@@ -487,6 +487,9 @@ impl Vgic {
                 BitReg::ClearActive if one => irq.active = false,
                 _ => {}
             }
+            if one && matches!(kind, BitReg::SetEnable | BitReg::ClearEnable) {
+                self.note_spi_enable(intid, kind == BitReg::SetEnable);
+            }
         }
     }
 

@@ -373,6 +373,9 @@ pub struct Vgic {
     pub(crate) ctlr: u32,
     pub(crate) vcpus: Vec<VcpuState>,
     pub(crate) spis: Vec<Spi>,
+    /// Enabled SPIs, one bit each, 32 per word (word 0 = INTIDs 32..63):
+    /// the scans for deliverable interrupts visit only these.
+    pub(crate) spi_enabled: Vec<u32>,
 }
 
 impl Vgic {
@@ -421,7 +424,35 @@ impl Vgic {
             ctlr: 0,
             vcpus,
             spis,
+            spi_enabled: alloc::vec![0; nr_spis.div_ceil(32) as usize],
         })
+    }
+
+    /// The INTIDs a scan for deliverable interrupts of `vcpu` must visit:
+    /// every private one, and the enabled SPIs (a disabled interrupt is
+    /// never deliverable).
+    fn scan_candidates(&self) -> impl Iterator<Item = u32> + '_ {
+        let limit = self.nr_lines();
+        (0..NR_PRIVATE).chain(self.spi_enabled.iter().enumerate().flat_map(move |(w, &bits)| {
+            let base = NR_PRIVATE + 32 * w as u32;
+            (0..32u32)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| base + b)
+                .filter(move |&i| i < limit)
+        }))
+    }
+
+    /// Record that SPI `intid` was enabled or disabled.
+    pub(crate) fn note_spi_enable(&mut self, intid: u32, enabled: bool) {
+        if let Some(spi) = intid.checked_sub(NR_PRIVATE)
+            && let Some(w) = self.spi_enabled.get_mut((spi / 32) as usize)
+        {
+            if enabled {
+                *w |= 1 << (spi % 32);
+            } else {
+                *w &= !(1 << (spi % 32));
+            }
+        }
     }
 
     /// GIC version presented to the guest.
@@ -647,7 +678,7 @@ impl Vgic {
     pub fn pending_for(&self, vcpu: usize) -> impl Iterator<Item = u32> + use<> {
         let mut v: Vec<(u8, u32)> = Vec::new();
         if vcpu < self.nr_vcpus {
-            for intid in 0..self.nr_lines() {
+            for intid in self.scan_candidates() {
                 if let Some(irq) = self.irq(vcpu, intid)
                     && irq.lr.is_none()
                     && self.deliverable_to(vcpu, intid)
@@ -667,8 +698,17 @@ impl Vgic {
         let Some(v) = self.vcpus.get(vcpu) else {
             return false;
         };
-        v.lrs.iter().flatten().any(|e| e.state != LrState::Active)
-            || self.pending_for(vcpu).next().is_some()
+        v.lrs.iter().flatten().any(|e| e.state != LrState::Active) || self.any_waiting(vcpu)
+    }
+
+    /// Whether some interrupt [`Vgic::pending_for`] would list exists (an
+    /// early-exit scan: no allocation, no sorting; used on hot paths).
+    fn any_waiting(&self, vcpu: usize) -> bool {
+        vcpu < self.nr_vcpus
+            && self.scan_candidates().any(|intid| {
+                self.irq(vcpu, intid).is_some_and(|irq| irq.lr.is_none() && irq.enabled)
+                    && self.deliverable_to(vcpu, intid)
+            })
     }
 
     /// Whether the hypervisor should request an underflow maintenance
@@ -677,7 +717,7 @@ impl Vgic {
     /// interrupts did not fit into the LRs, so oxen gets control back as
     /// soon as the guest drains them.
     pub fn needs_maintenance(&self, vcpu: usize) -> bool {
-        self.pending_for(vcpu).next().is_some()
+        self.any_waiting(vcpu)
     }
 
     /// Whether `intid` (banked to `vcpu`) is enabled — for tests and
