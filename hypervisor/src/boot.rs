@@ -32,7 +32,9 @@ fn dtb_len(dtb: u64) -> usize {
 
 /// RAM ranges from the DTB's memory nodes, without a heap (MMU off).
 fn early_ram(dtb: &[u8], out: &mut [(u64, u64); 16]) -> usize {
-    let Ok(fdt) = fdt::Fdt::new(dtb) else { return 0 };
+    let Ok(fdt) = fdt::Fdt::new(dtb) else {
+        return 0;
+    };
     let mut n = 0;
     for node in fdt.all_nodes() {
         let is_mem = node
@@ -118,7 +120,11 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     let parange = (sysreg::id_aa64mmfr0_el1() & 0xf) as u8;
     let s2 = Stage2Config::from_parange(parange);
     VTCR.store(s2.vtcr(), Ordering::Relaxed);
-    log::info!("stage 2: {}-bit IPA, {} level root", s2.ipa_bits, s2.start_level);
+    log::info!(
+        "stage 2: {}-bit IPA, {} level root",
+        s2.ipa_bits,
+        s2.start_level
+    );
 
     // SAFETY: the GIC described by the host DT, initialised once here.
     unsafe {
@@ -140,13 +146,24 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
             }
         }
     }
-    if let Gic::V2 { gich: Some(gich), .. } = &info.gic {
+    if let Gic::V2 {
+        gich: Some(gich), ..
+    } = &info.gic
+    {
         arch::gich::set_gich_base(gich.start.as_u64() as usize);
     }
     let maintenance = match &info.gic {
-        Gic::V2 { maintenance_irq, .. } | Gic::V3 { maintenance_irq, .. } => *maintenance_irq,
+        Gic::V2 {
+            maintenance_irq, ..
+        }
+        | Gic::V3 {
+            maintenance_irq, ..
+        } => *maintenance_irq,
     };
-    let uart_irq = info.stdout.as_ref().and_then(|u| oxen_dt::spi_of(dtb_bytes, &u.path));
+    let uart_irq = info
+        .stdout
+        .as_ref()
+        .and_then(|u| oxen_dt::spi_of(dtb_bytes, &u.path));
     irq::configure(&irq::IrqConfig {
         hyp_timer: info.timer.hyp,
         virt_timer: info.timer.virt,
@@ -157,11 +174,17 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
         gic::route_and_enable_spi(spi, 0, arch::mpidr());
         console::enable_input_interrupt();
     }
-    let mpidrs: Vec<u64> = info.cpus.iter().map(|c| c.mpidr).take(head::MAX_CPUS).collect();
+    let mpidrs: Vec<u64> = info
+        .cpus
+        .iter()
+        .map(|c| c.mpidr)
+        .take(head::MAX_CPUS)
+        .collect();
     sched::set_cpus(if mpidrs.is_empty() { &[0] } else { &mpidrs });
     cpu_init(0);
 
     domain_build::build_domains(&info, &opts, dtb_bytes);
+    release_boot_modules(&info);
     start_secondaries(&info);
     let us = timer::ticks_to_ns(timer::now() - BOOT_COUNT.load(Ordering::Relaxed)) / 1_000;
     let (heap_used, heap_size) = mem::heap_usage();
@@ -214,6 +237,30 @@ fn setup_frames(info: &BootInfo, dtb: u64, dtb_len: u64) {
     );
 }
 
+/// The domains have their own copies of their kernels and initrds now:
+/// give the boot modules' memory back, as Xen does.
+fn release_boot_modules(info: &BootInfo) {
+    let mut f = mem::FRAMES.lock();
+    let mut released = 0;
+    for m in &info.modules {
+        let start = m.start.align_up(oxen_types::PAGE_SIZE);
+        let end = m.end() & !(oxen_types::PAGE_SIZE - 1);
+        let Some(start) = start.filter(|s| s.as_u64() < end) else {
+            continue;
+        };
+        let r = PhysRange::new(start, end - start.as_u64());
+        match f.free(r) {
+            Ok(()) => released += r.size,
+            Err(e) => log::debug!("boot module {r} not released: {e:?}"),
+        }
+    }
+    log::info!(
+        "boot modules released ({} KiB): {} MiB free for domains",
+        released >> 10,
+        f.free_bytes() >> 20
+    );
+}
+
 fn start_secondaries(info: &BootInfo) {
     let entry = head::oxen_secondary_entry as *const () as u64;
     let want = info.cpus.len().min(head::MAX_CPUS);
@@ -222,7 +269,10 @@ fn start_secondaries(info: &BootInfo) {
             EnableMethod::Psci => {
                 let r = smc::cpu_on(c.mpidr, entry, i as u64);
                 if r != 0 {
-                    log::warn!("CPU{i} (MPIDR {:#x}) did not start: PSCI error {r}", c.mpidr);
+                    log::warn!(
+                        "CPU{i} (MPIDR {:#x}) did not start: PSCI error {r}",
+                        c.mpidr
+                    );
                 }
             }
             _ => log::warn!("CPU{i}: only PSCI CPU bring-up is supported; left offline"),

@@ -68,7 +68,11 @@ struct InputRing {
     len: usize,
 }
 
-static INPUT: Mutex<InputRing> = Mutex::new(InputRing { buf: [0; 1024], head: 0, len: 0 });
+static INPUT: Mutex<InputRing> = Mutex::new(InputRing {
+    buf: [0; 1024],
+    head: 0,
+    len: 0,
+});
 
 /// Take console input by interrupt from now on.
 pub fn enable_input_interrupt() {
@@ -135,7 +139,10 @@ pub struct LineBuf {
 impl LineBuf {
     /// An empty buffer.
     pub const fn new() -> Self {
-        Self { buf: [0; 256], len: 0 }
+        Self {
+            buf: [0; 256],
+            len: 0,
+        }
     }
 
     /// Append guest bytes, printing every completed line as `(d<id>) line`.
@@ -146,7 +153,11 @@ impl LineBuf {
                 b'\n' => self.flush(domid),
                 b'\r' => {}
                 _ => {
-                    let c = if b == b'\t' || (0x20..0x7f).contains(&b) { b } else { b'.' };
+                    let c = if b == b'\t' || (0x20..0x7f).contains(&b) {
+                        b
+                    } else {
+                        b'.'
+                    };
                     self.buf[self.len] = c;
                     self.len += 1;
                     if self.len == self.buf.len() {

@@ -18,17 +18,17 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use oxen_mm::Stage2;
-use oxen_types::{DomId, Ipa, PhysAddr, PhysRange, VcpuId};
+use oxen_types::{DomId, Ipa, PhysAddr, PhysRange};
 use spin::Mutex;
 
 use oxen_vgic::Vgic;
 
 use crate::arch::context::{El1Context, FpContext};
 use crate::arch::gich::VifState;
-use crate::vgic::VgicLayout;
 use crate::arch::head::TrapFrame;
 use crate::console::LineBuf;
 use crate::mem::{FRAMES, HostTables};
+use crate::vgic::VgicLayout;
 
 /// PSTATE a vCPU starts with: EL1h, D/A/I/F masked.
 pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
@@ -65,8 +65,6 @@ pub enum VcpuState {
 
 /// A virtual CPU.
 pub struct Vcpu {
-    /// Index within the domain.
-    pub id: VcpuId,
     /// Physical CPU it is pinned to.
     pub pcpu: usize,
     /// General-purpose registers, PC and PSTATE while not running.
@@ -170,7 +168,6 @@ impl Domain {
                     VcpuState::Offline
                 };
                 Mutex::new(Vcpu {
-                    id: VcpuId(i as u32),
                     pcpu,
                     frame,
                     el1: El1Context::reset(vmpidr(i as u32)),
@@ -235,7 +232,11 @@ impl Drop for Domain {
                 log::error!("{}: returning RAM {}: {e:?}", self.id, b.phys);
             }
         }
-        log::info!("{}: destroyed, {} MiB returned", self.id, self.ram_bytes() >> 20);
+        log::info!(
+            "{}: destroyed, {} MiB returned",
+            self.id,
+            self.ram_bytes() >> 20
+        );
     }
 }
 

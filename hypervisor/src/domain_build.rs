@@ -52,7 +52,12 @@ const DTB_SLOT: u64 = MIB2;
 const SECTION: u64 = 128 * MIB;
 /// Dom0's view of passed-through MMIO: Normal memory at stage 2, so Dom0's
 /// own stage-1 attributes (Device for registers) decide, as on Xen.
-const DOM0_MMIO: S2Attrs = S2Attrs { read: true, write: true, exec: false, mem: MemType::Normal };
+const DOM0_MMIO: S2Attrs = S2Attrs {
+    read: true,
+    write: true,
+    exec: false,
+    mem: MemType::Normal,
+};
 /// SPIs a DomU's vGIC has (one bank, for emulated devices).
 const DOMU_SPIS: u32 = 32;
 
@@ -123,7 +128,9 @@ fn dom0_hypervisor_regions(info: &BootInfo, dom0_ram: PhysRange) -> Vec<IpaRange
     let mut v = vec![IpaRange::new(Ipa(s), e - s)];
     for r in &info.ram {
         let lo = r.start.as_u64().max(dom0_ram.end());
-        let Some(lo) = align_up(lo, SECTION) else { continue };
+        let Some(lo) = align_up(lo, SECTION) else {
+            continue;
+        };
         let hi = r.end() & !(SECTION - 1);
         if hi > lo {
             v.push(IpaRange::new(Ipa(lo), hi - lo));
@@ -157,6 +164,7 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
 }
 
 fn register(d: Arc<Domain>) {
+    log::debug!("{} '{}': runnable", d.id, d.name);
     domain::DOMAINS.lock().push(d.clone());
     sched::enqueue(&d, 0);
 }
@@ -191,11 +199,22 @@ fn build(
     let vcpus = vcpus.clamp(1, 64);
     let phys = {
         let mut f = FRAMES.lock();
-        if is_dom0 { f.alloc(size, MIB2) } else { f.alloc_top(size, MIB2) }
-            .map_err(|_| BuildError::NoMemory(size))?
+        if is_dom0 {
+            f.alloc(size, MIB2)
+        } else {
+            f.alloc_top(size, MIB2)
+        }
+        .map_err(|_| BuildError::NoMemory(size))?
     };
-    let ram_ipa = if is_dom0 { Ipa(phys.as_u64()) } else { Ipa(GUEST_RAM0_BASE) };
-    let bank = MemBank { ipa: ram_ipa, phys: PhysRange::new(phys, size) };
+    let ram_ipa = if is_dom0 {
+        Ipa(phys.as_u64())
+    } else {
+        Ipa(GUEST_RAM0_BASE)
+    };
+    let bank = MemBank {
+        ipa: ram_ipa,
+        phys: PhysRange::new(phys, size),
+    };
     let give_back = |e: BuildError| {
         let _ = FRAMES.lock().free(bank.phys);
         e
@@ -224,7 +243,11 @@ fn build(
     // SAFETY: destination is the new domain's RAM (not yet running), source
     // the reserved boot module; they do not overlap.
     unsafe {
-        arch::copy_phys(phys.as_u64() + kernel_off, spec.kernel.start.as_u64(), spec.kernel.size as usize)
+        arch::copy_phys(
+            phys.as_u64() + kernel_off,
+            spec.kernel.start.as_u64(),
+            spec.kernel.size as usize,
+        )
     };
     let kernel_end_off = kernel_off + img_size;
 
@@ -244,20 +267,35 @@ fn build(
 
     // Virtual GIC.
     let layout = vgic_layout(info, is_dom0, vcpus);
-    let nr_spis = if is_dom0 { (gic::nr_lines().saturating_sub(32)).clamp(32, 960) } else { DOMU_SPIS };
+    let nr_spis = if is_dom0 {
+        (gic::nr_lines().saturating_sub(32)).clamp(32, 960)
+    } else {
+        DOMU_SPIS
+    };
     let Some(mut vgic) = crate::vgic::new_model(&layout, vcpus as usize, nr_spis) else {
         return Err(fail(s2, BuildError::Vgic));
     };
-    if let Gic::V2 { gicc, gicv: Some(gicv), .. } = &info.gic {
+    if let Gic::V2 {
+        gicc,
+        gicv: Some(gicv),
+        ..
+    } = &info.gic
+    {
         // The guest's GICC is the hardware's virtual CPU interface (GICV).
-        let at = if is_dom0 { Ipa(gicc.start.as_u64()) } else { Ipa(GUEST_GICC) };
+        let at = if is_dom0 {
+            Ipa(gicc.start.as_u64())
+        } else {
+            Ipa(GUEST_GICC)
+        };
         if let Err(e) = s2.map(&mut HostTables, at, gicv.start, 0x2000, S2Attrs::DEVICE) {
             return Err(fail(s2, BuildError::Stage2(e)));
         }
     }
 
     // Device tree, and for Dom0 the host's devices.
-    let hv_regions = if is_dom0 { dom0_hypervisor_regions(info, bank.phys) } else {
+    let hv_regions = if is_dom0 {
+        dom0_hypervisor_regions(info, bank.phys)
+    } else {
         vec![IpaRange::new(Ipa(GUEST_GNTTAB_BASE), GUEST_GNTTAB_SIZE)]
     };
     let hypervisor = HypervisorNode {
@@ -272,7 +310,9 @@ fn build(
         match oxen_dt::dom0_mmio_regions(host_dtb, &hidden_refs) {
             Ok(regions) => {
                 for (base, len) in regions {
-                    if let Err(e) = s2.map(&mut HostTables, Ipa(base), PhysAddr(base), len, DOM0_MMIO) {
+                    if let Err(e) =
+                        s2.map(&mut HostTables, Ipa(base), PhysAddr(base), len, DOM0_MMIO)
+                    {
                         log::warn!("d0: MMIO [{base:#x}+{len:#x}] not passed through: {e:?}");
                     }
                 }
@@ -291,7 +331,10 @@ fn build(
         oxen_dt::build_dom0_dt(host_dtb, &cfg)
     } else {
         let gic = match layout.gicr {
-            Some(gicr) => GuestGic::V3 { gicd: layout.gicd, gicr },
+            Some(gicr) => GuestGic::V3 {
+                gicd: layout.gicd,
+                gicr,
+            },
             None => GuestGic::V2 {
                 gicd: layout.gicd,
                 gicc: IpaRange::new(Ipa(GUEST_GICC), 0x2000),
@@ -334,12 +377,18 @@ fn build(
     // SAFETY: the DTB slot at the top of the new domain's RAM.
     unsafe { arch::copy_phys(phys.as_u64() + dtb_off, dtb.as_ptr() as u64, dtb.len()) };
 
-    let name = if spec.name.is_empty() { String::from("Domain-0") } else { spec.name.clone() };
+    let name = if spec.name.is_empty() {
+        String::from("Domain-0")
+    } else {
+        spec.name.clone()
+    };
     log::info!(
         "{id}: {} MiB RAM at PA {phys} -> IPA {ram_ipa}, {vcpus} vCPU(s), kernel at IPA {:#x}{} ('{name}')",
         size / MIB,
         ram_ipa.as_u64() + kernel_off,
-        initrd.map(|r| format!(", initrd {} KiB", r.size >> 10)).unwrap_or_default()
+        initrd
+            .map(|r| format!(", initrd {} KiB", r.size >> 10))
+            .unwrap_or_default()
     );
     let vmid = id.0 + 1;
     Ok(Arc::new(Domain::new(

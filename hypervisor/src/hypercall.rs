@@ -10,8 +10,8 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 
-use xen_abi::hypercall::{self as hc, consoleio, schedop, xenver};
 use xen_abi::hypercall::ShutdownReason;
+use xen_abi::hypercall::{self as hc, consoleio, schedop, xenver};
 use xen_abi::{Errno, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
 
 use crate::arch::head::TrapFrame;
@@ -61,7 +61,9 @@ pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
 fn console_io(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
     match a[0] {
         consoleio::WRITE => {
-            let count = usize::try_from(a[1]).map_err(|_| Errno::EINVAL)?.min(CONSOLE_WRITE_MAX);
+            let count = usize::try_from(a[1])
+                .map_err(|_| Errno::EINVAL)?
+                .min(CONSOLE_WRITE_MAX);
             let mut buf = [0u8; 256];
             let mut done = 0usize;
             while done < count {
@@ -86,7 +88,8 @@ fn console_io(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
             guest_mem::copy_to_guest(dom, a[2], &buf[..n])?;
             Ok(n as i64)
         }
-        _ => Err(Errno::EINVAL),
+        // Xen's do_console_io: an unknown sub-op is -ENOSYS.
+        _ => Err(Errno::ENOSYS),
     }
 }
 
@@ -106,6 +109,8 @@ fn xen_version(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
             guest_mem::copy_to_guest(dom, a[1], &s)?;
             Ok(0)
         }
+        // Xen: the argument must be NULL (-EINVAL otherwise).
+        xenver::PAGESIZE if a[1] != 0 => Err(Errno::EINVAL),
         xenver::PAGESIZE => Ok(4096),
         _ => Err(Errno::ENOSYS),
     }
@@ -120,12 +125,44 @@ fn sched_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Result<i64, Errno> {
         schedop::SHUTDOWN => {
             let raw = guest_mem::read_u32(dom, a[1])?;
             let Some(reason) = ShutdownReason::from_raw(raw) else {
-                log::info!("{}v{vcpu}: sched_op(shutdown) with unknown reason {raw}", dom.id);
+                log::info!(
+                    "{}v{vcpu}: sched_op(shutdown) with unknown reason {raw}",
+                    dom.id
+                );
                 return Err(Errno::EINVAL);
             };
             shutdown::domain_shutdown(dom, reason);
             Ok(0)
         }
+        SCHEDOP_REMOTE_SHUTDOWN => remote_shutdown(dom, vcpu, a[1]),
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// `SCHEDOP_remote_shutdown` (Xen's sub-op 4).
+const SCHEDOP_REMOTE_SHUTDOWN: u64 = 4;
+
+/// `SCHEDOP_remote_shutdown`: `struct sched_remote_shutdown { domid_t
+/// domain_id; unsigned int reason; }` (8 bytes). As Xen: -EFAULT, then
+/// -ESRCH for no such domain (`DOMID_SELF` included: Xen looks the id up
+/// literally), then -EPERM unless the caller is the control domain (Dom0).
+/// An unknown reason is -EINVAL, as for `SCHEDOP_shutdown` in oxen.
+fn remote_shutdown(dom: &Arc<Domain>, vcpu: usize, arg: u64) -> Result<i64, Errno> {
+    let mut b = [0u8; 8];
+    guest_mem::copy_from_guest(dom, arg, &mut b)?;
+    let id = oxen_types::DomId(u16::from_le_bytes([b[0], b[1]]));
+    let raw = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let target = crate::domain::get(id).ok_or(Errno::ESRCH)?;
+    if !dom.is_dom0 {
+        log::info!("{}v{vcpu}: remote_shutdown of {id}: not permitted", dom.id);
+        return Err(Errno::EPERM);
+    }
+    let reason = ShutdownReason::from_raw(raw).ok_or(Errno::EINVAL)?;
+    log::info!(
+        "{}v{vcpu}: remote_shutdown of {id} ({})",
+        dom.id,
+        reason.name()
+    );
+    shutdown::domain_shutdown(&target, reason);
+    Ok(0)
 }

@@ -34,7 +34,12 @@ struct RunQueue {
 
 impl RunQueue {
     const fn new() -> Self {
-        Self { current: None, queue: VecDeque::new(), blocked: alloc::vec::Vec::new(), need_resched: false }
+        Self {
+            current: None,
+            queue: VecDeque::new(),
+            blocked: alloc::vec::Vec::new(),
+            need_resched: false,
+        }
     }
 }
 
@@ -155,8 +160,8 @@ fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
     v.vif.save();
     // The guest's virtual timer must not fire while another vCPU (or
     // nothing) runs here; remember when it wanted to fire instead.
-    v.timer_deadline = (v.el1.cntv_ctl & (CNTV_ENABLE | CNTV_IMASK) == CNTV_ENABLE)
-        .then_some(v.el1.cntv_cval);
+    v.timer_deadline =
+        (v.el1.cntv_ctl & (CNTV_ENABLE | CNTV_IMASK) == CNTV_ENABLE).then_some(v.el1.cntv_cval);
     // SAFETY: the vCPU's timer state was saved just above.
     unsafe { sysreg::set_cntv_ctl_el0(0) };
 }
@@ -214,7 +219,10 @@ pub fn schedule(frame: &mut TrapFrame) {
         // The next runnable entry; dead or offline entries are dropped.
         let mut next = None;
         while let Some((d, v)) = rq.queue.pop_front() {
-            let is_current = rq.current.as_ref().is_some_and(|(cd, cv)| Arc::ptr_eq(cd, &d) && *cv == v);
+            let is_current = rq
+                .current
+                .as_ref()
+                .is_some_and(|(cd, cv)| Arc::ptr_eq(cd, &d) && *cv == v);
             if is_current {
                 // A wake-up queued the vCPU while it was still current.
                 continue;

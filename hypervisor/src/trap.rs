@@ -47,7 +47,11 @@ pub fn log_exit_stats() {
 /// Entry from the vectors for exceptions from EL1/EL0.
 pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
     let cpu = sched::this_cpu();
-    let slot = if kind == KIND_SYNC { (sysreg::esr_el2() >> 26) as usize & 63 } else { 64 };
+    let slot = if kind == KIND_SYNC {
+        (sysreg::esr_el2() >> 26) as usize & 63
+    } else {
+        64
+    };
     EXITS[slot].fetch_add(1, Ordering::Relaxed);
     let cur = sched::current();
     if let Some((dom, vcpu)) = &cur {
@@ -58,7 +62,12 @@ pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
             KIND_SYNC => guest_sync(&dom, vcpu, frame),
             KIND_IRQ | KIND_FIQ => irq::handle_pending(cpu),
             KIND_SERROR => {
-                log::info!("{}v{vcpu}: SError (ESR {:#x}): domain {} crashed", dom.id, sysreg::esr_el2(), dom.id);
+                log::info!(
+                    "{}v{vcpu}: SError (ESR {:#x}): domain {} crashed",
+                    dom.id,
+                    sysreg::esr_el2(),
+                    dom.id
+                );
                 shutdown::domain_crash(&dom);
             }
             _ => {}
@@ -82,7 +91,10 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
             XEN_HYPERCALL_TAG => hypercall::dispatch(dom, vcpu, frame),
             0 => vpsci::handle(dom, vcpu, frame),
             imm => {
-                log::info!("{}v{vcpu}: HVC #{imm:#x} is not a Xen or SMCCC call: undefined", dom.id);
+                log::info!(
+                    "{}v{vcpu}: HVC #{imm:#x} is not a Xen or SMCCC call: undefined",
+                    dom.id
+                );
                 inject_undef(frame, frame.elr - 4);
             }
         },
@@ -125,21 +137,32 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
                     advance_pc(frame, &esr);
                     return;
                 }
-                if key == oxen_trap::sysreg::ICC_SGI0R_EL1 || key == oxen_trap::sysreg::ICC_ASGI1R_EL1 {
+                if key == oxen_trap::sysreg::ICC_SGI0R_EL1
+                    || key == oxen_trap::sysreg::ICC_ASGI1R_EL1
+                {
                     // Group 0 / alternate-group SGIs: not offered; write ignored.
                     advance_pc(frame, &esr);
                     return;
                 }
             }
             let what = esr.sysreg().map(|s| s.encoding()).unwrap_or(0);
-            log::debug!("{}v{vcpu}: trapped system register access {what:#x} at {:#x}: undefined", dom.id, frame.elr);
+            log::debug!(
+                "{}v{vcpu}: trapped system register access {what:#x} at {:#x}: undefined",
+                dom.id,
+                frame.elr
+            );
             inject_undef(frame, frame.elr);
         }
         _ => {
             let mut s = String::new();
             let _ = write!(s, "{}v{vcpu}", dom.id);
             report(frame, &s, &esr);
-            log::info!("{}v{vcpu}: unexpected {}: domain {} crashed", dom.id, esr.class_name(), dom.id);
+            log::info!(
+                "{}v{vcpu}: unexpected {}: domain {} crashed",
+                dom.id,
+                esr.class_name(),
+                dom.id
+            );
             shutdown::domain_crash(dom);
         }
     }

@@ -64,7 +64,10 @@ fn changed(dom: &Domain) {
 }
 
 fn is_upcall_listed(g: &Vgic, vcpu: usize) -> bool {
-    g.listed(vcpu).iter().flatten().any(|e| e.intid == crate::virq::EVTCHN_UPCALL_INTID)
+    g.listed(vcpu)
+        .iter()
+        .flatten()
+        .any(|e| e.intid == crate::virq::EVTCHN_UPCALL_INTID)
 }
 
 /// Fold the hardware list registers of `vcpu` (just exited) into its model.
@@ -79,7 +82,11 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
     for (i, slot) in lrs.iter_mut().enumerate().take(n) {
         let raw = gich::read_lr(i);
-        *slot = if v2 { decode_lr_v2(raw as u32) } else { decode_lr_v3(raw) };
+        *slot = if v2 {
+            decode_lr_v2(raw as u32)
+        } else {
+            decode_lr_v3(raw)
+        };
     }
     let upcall_completed = {
         let mut g = dom.vgic.lock();
@@ -97,7 +104,10 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
         // has finished with the interrupt, so an event that arrived after
         // its handler last looked makes the interrupt pending again.
         let up = crate::xen::has_pending_upcall(dom, vcpu);
-        let _ = dom.vgic.lock().set_level(crate::virq::EVTCHN_UPCALL_INTID, vcpu, up);
+        let _ = dom
+            .vgic
+            .lock()
+            .set_level(crate::virq::EVTCHN_UPCALL_INTID, vcpu, up);
         changed(dom);
     }
 }
@@ -183,13 +193,23 @@ pub fn has_pending(dom: &Domain, vcpu: usize) -> bool {
 
 /// Emulate a guest access to the vGIC at `ipa`. Returns false when the
 /// address is not a vGIC frame.
-pub fn mmio(dom: &Arc<Domain>, vcpu: usize, ipa: Ipa, da: &DataAbort, frame: &mut TrapFrame) -> bool {
+pub fn mmio(
+    dom: &Arc<Domain>,
+    vcpu: usize,
+    ipa: Ipa,
+    da: &DataAbort,
+    frame: &mut TrapFrame,
+) -> bool {
     let l = dom.vgic_layout;
     let (is_dist, frame_vcpu, off) = if l.gicd.contains(ipa) {
         (true, vcpu, ipa.as_u64() - l.gicd.start.as_u64())
     } else if let Some(r) = l.gicr.filter(|r| r.contains(ipa)) {
         let rel = ipa.as_u64() - r.start.as_u64();
-        (false, (rel / GICV3_REDIST_STRIDE) as usize, rel % GICV3_REDIST_STRIDE)
+        (
+            false,
+            (rel / GICV3_REDIST_STRIDE) as usize,
+            rel % GICV3_REDIST_STRIDE,
+        )
     } else {
         return false;
     };
@@ -231,7 +251,11 @@ pub fn mmio(dom: &Arc<Domain>, vcpu: usize, ipa: Ipa, da: &DataAbort, frame: &mu
     let value = match result {
         Ok(v) => v,
         Err(e) => {
-            log::debug!("{}v{vcpu}: vGIC {}: {e}", dom.id, if is_dist { "GICD" } else { "GICR" });
+            log::debug!(
+                "{}v{vcpu}: vGIC {}: {e}",
+                dom.id,
+                if is_dist { "GICD" } else { "GICR" }
+            );
             0
         }
     };

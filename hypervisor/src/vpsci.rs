@@ -10,8 +10,8 @@ use oxen_trap::psci::{self, Call};
 use oxen_trap::smccc;
 use xen_abi::hypercall::ShutdownReason;
 
-use crate::arch::head::TrapFrame;
 use crate::arch::context::El1Context;
+use crate::arch::head::TrapFrame;
 use crate::domain::{self, Domain, SPSR_EL1H_MASKED, VcpuState};
 use crate::{sched, shutdown};
 
@@ -19,6 +19,7 @@ const SUCCESS: i64 = 0;
 const NOT_SUPPORTED: i64 = -1;
 const INVALID_PARAMETERS: i64 = -2;
 const ALREADY_ON: i64 = -4;
+const INVALID_ADDRESS: i64 = -9;
 /// AFFINITY_INFO answers.
 const AFF_ON: i64 = 0;
 const AFF_OFF: i64 = 1;
@@ -32,7 +33,11 @@ pub fn handle(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
     let call = psci::decode([frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
     let ret: i64 = match call {
         Call::Version => psci::VERSION_1_1 as i64,
-        Call::CpuOn { target_mpidr, entry, context } => cpu_on(dom, target_mpidr, entry, context),
+        Call::CpuOn {
+            target_mpidr,
+            entry,
+            context,
+        } => cpu_on(dom, target_mpidr, entry, context),
         Call::CpuOff => {
             dom.vcpus[vcpu].lock().state = VcpuState::Offline;
             sched::yield_current();
@@ -57,12 +62,10 @@ pub fn handle(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
             shutdown::domain_shutdown(dom, ShutdownReason::Reboot);
             SUCCESS
         }
-        Call::Features { fid } => {
-            match psci::decode([u64::from(fid), 0, 0, 0]) {
-                Call::Unknown { .. } | Call::SmcccArchFeatures { .. } => NOT_SUPPORTED,
-                _ => SUCCESS,
-            }
-        }
+        Call::Features { fid } => match psci::decode([u64::from(fid), 0, 0, 0]) {
+            Call::Unknown { .. } | Call::SmcccArchFeatures { .. } => NOT_SUPPORTED,
+            _ => SUCCESS,
+        },
         Call::SmcccVersion => SMCCC_VERSION_1_1,
         Call::SmcccArchFeatures { .. } => smccc::NOT_SUPPORTED,
         Call::CpuSuspend { .. } => {
@@ -84,6 +87,11 @@ fn cpu_on(dom: &Arc<Domain>, target: u64, entry: u64, context: u64) -> i64 {
     };
     if t >= dom.vcpus.len() {
         return INVALID_PARAMETERS;
+    }
+    // As Xen's vPSCI: an entry point with bit 0 set (Thumb) cannot start a
+    // 64-bit vCPU.
+    if entry & 1 != 0 {
+        return INVALID_ADDRESS;
     }
     {
         let mut v = dom.vcpus[t].lock();

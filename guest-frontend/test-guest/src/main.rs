@@ -12,6 +12,11 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 #![deny(unsafe_code)]
 
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+mod hostile;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[allow(unsafe_code)]
+mod hostile_run;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod rt;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

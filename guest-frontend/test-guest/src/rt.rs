@@ -22,7 +22,7 @@
 
 use core::arch::{asm, global_asm};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use xen_guest::{Console, Hvc, ShutdownReason};
 
@@ -92,18 +92,61 @@ _start:
     b       2b
 
     // EL1 exception vectors: 16 entries of 0x80 bytes. Every exception is
-    // fatal: x0 = entry index, and the handler runs on a fresh stack.
+    // fatal (x0 = entry index, and the handler runs on a fresh stack),
+    // except an UNDEFINED instruction (EC 0) at EL1h while `UNDEF_ARMED`
+    // is set: see `expect_undef`.
     .section .text.vectors, "ax"
     .balign 2048
     .global __vectors
 __vectors:
     .set    .Lvec_index, 0
-    .rept   16
+    .rept   4
     .balign 0x80
     mov     x0, #.Lvec_index
     b       6f
     .set    .Lvec_index, .Lvec_index + 1
     .endr
+    .balign 0x80                    // 4: sync, current EL with SP_ELx
+    b       7f
+    .set    .Lvec_index, 5
+    .rept   11
+    .balign 0x80
+    mov     x0, #.Lvec_index
+    b       6f
+    .set    .Lvec_index, .Lvec_index + 1
+    .endr
+
+    // Recoverable UNDEF: record ESR/ELR, disarm, resume after the HVC the
+    // test issued if ELR points at it (else at ELR), x0/x1 preserved.
+7:  stp     x0, x1, [sp, #-16]!
+    adrp    x0, {armed}
+    add     x0, x0, :lo12:{armed}
+    ldr     x1, [x0]
+    cbz     x1, 9f
+    mrs     x1, esr_el1
+    lsr     x1, x1, #26
+    cbnz    x1, 9f
+    str     xzr, [x0]
+    mrs     x1, esr_el1
+    adrp    x0, {seen_esr}
+    add     x0, x0, :lo12:{seen_esr}
+    str     x1, [x0]
+    mrs     x1, elr_el1
+    adrp    x0, {seen_elr}
+    add     x0, x0, :lo12:{seen_elr}
+    str     x1, [x0]
+    ldr     w0, [x1]
+    movz    w1, #{hvc_lo}
+    movk    w1, #{hvc_hi}, lsl #16
+    cmp     w0, w1
+    b.ne    8f
+    mrs     x1, elr_el1
+    add     x1, x1, #4
+    msr     elr_el1, x1
+8:  ldp     x0, x1, [sp], #16
+    eret
+9:  ldp     x0, x1, [sp], #16
+    mov     x0, #4
 6:  adrp    x1, __stack_top
     add     x1, x1, :lo12:__stack_top
     mov     sp, x1
@@ -117,7 +160,65 @@ __vectors:
     cpacr = const CPACR_FPEN,
     main = sym crate::run::rust_main,
     exception = sym exception,
+    armed = sym UNDEF_ARMED,
+    seen_esr = sym UNDEF_ESR,
+    seen_elr = sym UNDEF_ELR,
+    hvc_lo = const HVC_BAD_IMM_INSN & 0xffff,
+    hvc_hi = const HVC_BAD_IMM_INSN >> 16,
 );
+
+/// The immediate of [`hvc_bad_imm`]: neither Xen's 0xEA1 nor SMCCC's 0.
+pub const BAD_HVC_IMM: u32 = 0x1234;
+/// The encoding of `hvc #0x1234` (`0xd4000002 | imm16 << 5`).
+const HVC_BAD_IMM_INSN: u32 = 0xd400_0002 | (BAD_HVC_IMM << 5);
+
+/// Non-zero while an UNDEF is expected (plain loads/stores only: the MMU is
+/// off, so no exclusives).
+static UNDEF_ARMED: AtomicU64 = AtomicU64::new(0);
+/// ESR_EL1 of the last expected UNDEF.
+static UNDEF_ESR: AtomicU64 = AtomicU64::new(0);
+/// ELR_EL1 of the last expected UNDEF.
+static UNDEF_ELR: AtomicU64 = AtomicU64::new(0);
+
+/// What an `hvc #0x1234` led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HvcOutcome {
+    /// The ESR_EL1 of the UNDEF taken, if one was.
+    pub undef_esr: Option<u64>,
+    /// Whether ELR_EL1 pointed at the HVC itself (the architectural UNDEF
+    /// return address) rather than after it.
+    pub elr_at_hvc: bool,
+}
+
+/// Execute `hvc #0x1234` with an UNDEF handler armed.
+pub fn hvc_bad_imm() -> HvcOutcome {
+    UNDEF_ESR.store(u64::MAX, Ordering::Relaxed);
+    UNDEF_ELR.store(0, Ordering::Relaxed);
+    UNDEF_ARMED.store(1, Ordering::Relaxed);
+    let at: u64;
+    // SAFETY: a hypervisor either injects an UNDEF (handled by the vector
+    // above, which resumes after the HVC with x0/x1 preserved) or treats it
+    // as a call of its own and returns to the next instruction, possibly
+    // changing x0..x17 (all declared clobbered). The stack below SP is only
+    // used by the handler, which restores SP.
+    unsafe {
+        asm!(
+            "adr {at}, 1f",
+            "1: hvc #0x1234",
+            at = out(reg) at,
+            out("x0") _, out("x1") _, out("x2") _, out("x3") _, out("x4") _,
+            out("x5") _, out("x6") _, out("x7") _, out("x8") _, out("x9") _,
+            out("x10") _, out("x11") _, out("x12") _, out("x13") _, out("x14") _,
+            out("x15") _, out("x16") _, out("x17") _,
+        )
+    };
+    UNDEF_ARMED.store(0, Ordering::Relaxed);
+    let esr = UNDEF_ESR.load(Ordering::Relaxed);
+    HvcOutcome {
+        undef_esr: (esr != u64::MAX).then_some(esr),
+        elr_at_hvc: UNDEF_ELR.load(Ordering::Relaxed) == at,
+    }
+}
 
 /// Set while a fatal report is being written, so a fault inside the report
 /// (e.g. `hvc` without a hypervisor) parks the CPU instead of recursing.

@@ -147,5 +147,9 @@ fn run(s: Scenario, dt: &GuestDt<'_>) -> ! {
             finish(ShutdownReason::Poweroff)
         }
         Scenario::Crash => finish(ShutdownReason::Crash),
+        Scenario::Hostile { seed, calls, peer } => {
+            crate::hostile_run::run(dt, seed, calls, peer);
+            finish(ShutdownReason::Poweroff)
+        }
     }
 }

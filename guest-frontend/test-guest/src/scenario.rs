@@ -29,6 +29,17 @@ pub enum Scenario {
     Enosys,
     /// Shut down with reason crash.
     Crash,
+    /// Bad hypercalls, then `calls` random ones from `seed`
+    /// (`oxen.seed=`, `oxen.count=`), plus the cases against domain `peer`
+    /// (`oxen.peer=`) if given.
+    Hostile {
+        /// Seed of the random phase.
+        seed: u64,
+        /// Number of random calls.
+        calls: u64,
+        /// Another domain's id, for the permission cases.
+        peer: Option<u16>,
+    },
 }
 
 /// Why the command line does not name a runnable scenario.
@@ -42,6 +53,8 @@ pub enum ConfigError<'a> {
     BadNumber(&'static str, &'a str, NumError),
     /// A parameter the scenario needs is missing.
     Missing(&'static str),
+    /// A parameter is out of the range the scenario supports.
+    OutOfRange(&'static str, u64),
 }
 
 impl fmt::Display for ConfigError<'_> {
@@ -51,6 +64,7 @@ impl fmt::Display for ConfigError<'_> {
             Self::Unknown(name) => write!(f, "unknown scenario '{name}'"),
             Self::BadNumber(key, v, e) => write!(f, "bad {key}={v}: {e}"),
             Self::Missing(key) => write!(f, "missing {key}="),
+            Self::OutOfRange(key, v) => write!(f, "{key}={v} is out of range"),
         }
     }
 }
@@ -89,6 +103,20 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError<'_>> {
         "spin" => Scenario::Spin,
         "enosys" => Scenario::Enosys,
         "crash" => Scenario::Crash,
+        "hostile" => {
+            let peer = match number(cmdline, "oxen.peer", bootargs::parse_u64)? {
+                None => None,
+                Some(p) if crate::hostile::peer_supported(p) => Some(p as u16),
+                Some(p) => return Err(ConfigError::OutOfRange("oxen.peer", p)),
+            };
+            Scenario::Hostile {
+                seed: number(cmdline, "oxen.seed", bootargs::parse_u64)?
+                    .unwrap_or(crate::hostile::DEFAULT_SEED),
+                calls: number(cmdline, "oxen.count", bootargs::parse_u64)?
+                    .unwrap_or(crate::hostile::DEFAULT_CALLS),
+                peer,
+            }
+        }
         other => return Err(ConfigError::Unknown(other)),
     })
 }
@@ -131,6 +159,26 @@ mod tests {
         assert_eq!(
             parse("oxen.test=gicd oxen.addr=0x3001004"),
             Ok(Scenario::Gicd(0x300_1004))
+        );
+        assert_eq!(
+            parse("oxen.test=hostile"),
+            Ok(Scenario::Hostile {
+                seed: crate::hostile::DEFAULT_SEED,
+                calls: 2000,
+                peer: None
+            })
+        );
+        assert_eq!(
+            parse("oxen.test=hostile oxen.seed=0x1234 oxen.count=10 oxen.peer=2"),
+            Ok(Scenario::Hostile {
+                seed: 0x1234,
+                calls: 10,
+                peer: Some(2)
+            })
+        );
+        assert_eq!(
+            parse("oxen.test=hostile oxen.peer=9"),
+            Err(ConfigError::OutOfRange("oxen.peer", 9))
         );
     }
 

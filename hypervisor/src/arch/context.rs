@@ -54,7 +54,11 @@ pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 impl El1Context {
     /// The EL1 state a fresh vCPU starts with.
     pub fn reset(vmpidr: u64) -> Self {
-        Self { sctlr: SCTLR_EL1_RESET, vmpidr, ..Self::default() }
+        Self {
+            sctlr: SCTLR_EL1_RESET,
+            vmpidr,
+            ..Self::default()
+        }
     }
 
     /// Capture the live EL1 registers.

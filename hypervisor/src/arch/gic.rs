@@ -7,10 +7,10 @@
 
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use super::sysreg;
 use super::head::MAX_CPUS;
+use super::sysreg;
 
 // Distributor (both versions).
 const GICD_CTLR: usize = 0x000;
@@ -88,7 +88,11 @@ fn rd64(a: usize) -> u64 {
 
 /// The GIC version found at init.
 pub fn version() -> Version {
-    if VERSION.load(Ordering::Relaxed) == 3 { Version::V3 } else { Version::V2 }
+    if VERSION.load(Ordering::Relaxed) == 3 {
+        Version::V3
+    } else {
+        Version::V2
+    }
 }
 
 fn v3_wait_rwp() {
@@ -246,7 +250,9 @@ pub fn priority_drop(intid: u32) {
         Version::V2 => wr32(GICC.load(Ordering::Relaxed) + GICC_EOIR, intid),
         Version::V3 => {
             // SAFETY: EOI of an interrupt acknowledged by ack().
-            unsafe { asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nostack)) };
+            unsafe {
+                asm!("msr icc_eoir1_el1, {}", "isb", in(reg) u64::from(intid), options(nostack))
+            };
         }
     }
 }
@@ -257,7 +263,9 @@ pub fn deactivate(intid: u32) {
         Version::V2 => wr32(GICC.load(Ordering::Relaxed) + GICC_DIR, intid),
         Version::V3 => {
             // SAFETY: deactivating an interrupt this CPU acknowledged.
-            unsafe { asm!("msr icc_dir_el1, {}", "isb", in(reg) u64::from(intid), options(nostack)) };
+            unsafe {
+                asm!("msr icc_dir_el1, {}", "isb", in(reg) u64::from(intid), options(nostack))
+            };
         }
     }
 }
@@ -294,7 +302,10 @@ pub fn route_and_enable_spi(intid: u32, cpu: usize, mpidr: u64) {
 /// Disable SPI `intid`.
 pub fn disable_spi(intid: u32) {
     let i = intid as usize;
-    wr32(GICD.load(Ordering::Relaxed) + GICD_ICENABLER + (i / 32) * 4, 1 << (i % 32));
+    wr32(
+        GICD.load(Ordering::Relaxed) + GICD_ICENABLER + (i / 32) * 4,
+        1 << (i % 32),
+    );
 }
 
 /// Send SGI `sgi` to physical CPU `cpu` (whose MPIDR is `mpidr`).
@@ -302,7 +313,10 @@ pub fn send_sgi(cpu: usize, mpidr: u64, sgi: u32) {
     match version() {
         Version::V2 => {
             let mask = CPU_ID[cpu].load(Ordering::Relaxed) as u32;
-            wr32(GICD.load(Ordering::Relaxed) + GICD_SGIR, (mask << 16) | (sgi & 0xf));
+            wr32(
+                GICD.load(Ordering::Relaxed) + GICD_SGIR,
+                (mask << 16) | (sgi & 0xf),
+            );
         }
         Version::V3 => {
             // ICC_SGI1R_EL1: Aff3 [55:48], Aff2 [39:32], INTID [27:24], Aff1 [23:16], TargetList [15:0].

@@ -13,8 +13,8 @@ use core::arch::asm;
 use aarch64_cpu::registers::{MAIR_EL2, SCTLR_EL2, TCR_EL2};
 use oxen_mm::el2;
 use oxen_types::PhysAddr;
-use tock_registers::interfaces::{ReadWriteable, Writeable};
 use tock_registers::LocalRegisterCopy;
+use tock_registers::interfaces::{ReadWriteable, Writeable};
 
 use super::sysreg;
 
@@ -40,7 +40,11 @@ struct MmuRegs {
     tcr: u64,
     ttbr0: u64,
 }
-static mut MMU_REGS: MmuRegs = MmuRegs { mair: 0, tcr: 0, ttbr0: 0 };
+static mut MMU_REGS: MmuRegs = MmuRegs {
+    mair: 0,
+    tcr: 0,
+    ttbr0: 0,
+};
 
 /// How a 2 MiB or 1 GiB span relates to RAM.
 fn ram_overlap(ram: &[(u64, u64)], start: u64, size: u64) -> (bool, bool) {
@@ -138,14 +142,22 @@ pub unsafe fn enable() {
         asm!("msr ttbr0_el2, {}", "isb", "tlbi alle2", "dsb ish", "isb", in(reg) ttbr0,
             options(nostack, preserves_flags));
     }
-    SCTLR_EL2.modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::SA::Enable);
+    SCTLR_EL2.modify(
+        SCTLR_EL2::M::Enable
+            + SCTLR_EL2::C::Cacheable
+            + SCTLR_EL2::I::Cacheable
+            + SCTLR_EL2::SA::Enable,
+    );
     sysreg::isb();
 }
 
 /// Clean the MMU configuration and tables to the point of coherency so that
 /// secondary CPUs, which read them with their MMU off, see them.
 pub fn publish_for_secondaries() {
-    clean_dcache_range((&raw const MMU_REGS) as u64, core::mem::size_of::<MmuRegs>() as u64);
+    clean_dcache_range(
+        (&raw const MMU_REGS) as u64,
+        core::mem::size_of::<MmuRegs>() as u64,
+    );
     clean_dcache_range((&raw const L1) as u64, 4096);
     clean_dcache_range((&raw const L2) as u64, 4096 * L2_POOL as u64);
 }
@@ -162,4 +174,3 @@ pub fn clean_dcache_range(start: u64, len: u64) {
     }
     sysreg::dsb_sy();
 }
-

@@ -15,7 +15,6 @@ pub mod timer;
 use aarch64_cpu::registers::HCR_EL2;
 use tock_registers::LocalRegisterCopy;
 
-
 /// HCR_EL2 while a guest runs: stage 2 on; physical IRQ/FIQ/SError routed
 /// to EL2; WFI, SMC, set/way cache maintenance, ACTLR and implementation
 /// defined registers trapped; TLB/cache maintenance broadcast; EL1 is

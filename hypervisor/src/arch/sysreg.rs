@@ -83,7 +83,11 @@ sysreg!(hpfar_el2, set_hpfar_el2, "hpfar_el2");
 // Identification and time.
 sysreg!(midr_el1, set_midr_el1_unused, "midr_el1");
 sysreg!(mpidr_el1, set_mpidr_el1_unused, "mpidr_el1");
-sysreg!(id_aa64mmfr0_el1, set_id_aa64mmfr0_unused, "id_aa64mmfr0_el1");
+sysreg!(
+    id_aa64mmfr0_el1,
+    set_id_aa64mmfr0_unused,
+    "id_aa64mmfr0_el1"
+);
 sysreg!(cntfrq_el0, set_cntfrq_el0_unused, "cntfrq_el0");
 sysreg!(cntpct_el0, set_cntpct_el0_unused, "cntpct_el0");
 sysreg!(cnthp_ctl_el2, set_cnthp_ctl_el2, "cnthp_ctl_el2");
@@ -124,7 +128,15 @@ pub fn wfi() {
 /// VTTBR_EL2 must hold the VMID whose entries are to be dropped.
 pub unsafe fn tlbi_vmalls12e1is() {
     // SAFETY: per this function's contract.
-    unsafe { asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// Invalidate all EL2 stage-1 TLB entries on this CPU.
@@ -133,7 +145,15 @@ pub unsafe fn tlbi_vmalls12e1is() {
 /// Only called while changing the hypervisor's own page tables.
 pub unsafe fn tlbi_alle2() {
     // SAFETY: per this function's contract.
-    unsafe { asm!("dsb ishst", "tlbi alle2", "dsb ish", "isb", options(nostack, preserves_flags)) };
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi alle2",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
 }
 
 /// Translate a guest virtual address through the guest's current stage 1 and

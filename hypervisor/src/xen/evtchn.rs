@@ -19,7 +19,7 @@ use xen_abi::event_channel::{
 };
 use xen_abi::hypercall::schedop;
 
-use super::{DomainXen, Kicks, domain_by_id, lock, lock_pair, read_arg, write_arg};
+use super::{DomainXen, Kicks, domain_by_id, lock, lock_pair, read_arg, target_domain, write_arg};
 use crate::domain::Domain;
 use crate::guest_mem;
 
@@ -37,8 +37,7 @@ pub(super) fn event_channel_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> R
     match cmd {
         abi::EVTCHNOP_ALLOC_UNBOUND => {
             let mut op: EvtchnAllocUnbound = read_arg(dom, arg)?;
-            let target = ev::resolve_target(dom.id, dom.is_dom0, DomId(op.dom)).map_err(errno)?;
-            let td = domain_by_id(dom, target)?;
+            let td = target_domain(dom, op.dom)?;
             let port = lock(&td)
                 .evtchn
                 .alloc_unbound(dom.id, DomId(op.remote_dom))
@@ -105,8 +104,7 @@ pub(super) fn event_channel_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> R
         }
         abi::EVTCHNOP_STATUS => {
             let mut op: EvtchnStatus = read_arg(dom, arg)?;
-            let target = ev::resolve_target(dom.id, dom.is_dom0, DomId(op.dom)).map_err(errno)?;
-            let td = domain_by_id(dom, target)?;
+            let td = target_domain(dom, op.dom)?;
             let chan = lock(&td).evtchn.status(Port(op.port)).map_err(errno)?;
             chan.fill_status(&mut op);
             write_arg(dom, arg, &op)?;
@@ -134,8 +132,7 @@ pub(super) fn event_channel_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> R
         }
         abi::EVTCHNOP_RESET => {
             let op: EvtchnReset = read_arg(dom, arg)?;
-            let target = ev::resolve_target(dom.id, dom.is_dom0, DomId(op.dom)).map_err(errno)?;
-            let td = domain_by_id(dom, target)?;
+            let td = target_domain(dom, op.dom)?;
             close_all(&td);
             Ok(0)
         }

@@ -12,7 +12,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::size_of;
 
-use oxen_types::{DomId, Ipa, PAGE_SIZE, PhysAddr};
+use oxen_types::{Ipa, PAGE_SIZE, PhysAddr};
 use oxen_xen::Peer;
 use oxen_xen::grant::{
     self as gt, CopyGrant, CopyOp, CopySide, GrantError, GrantHandle, MapRequest, MapTarget,
@@ -31,21 +31,32 @@ use super::{
 use crate::arch::head::TrapFrame;
 use crate::domain::Domain;
 
+/// Xen's `GNTTABOP_CMD_MASK`: the sub-op is in the low 12 bits of `cmd`.
+const GNTTABOP_CMD_MASK: u64 = (1 << 12) - 1;
+
 pub(super) fn grant_table_op(
     dom: &Arc<Domain>,
     a: [u64; 5],
     frame: &mut TrapFrame,
 ) -> Result<i64, Errno> {
-    let (cmd, uop, count) = (a[0], a[1], a[2]);
+    // Xen's cmd is an `unsigned int`: the upper half of x0 is ignored.
+    let (cmd, uop, count) = (u64::from(a[0] as u32), a[1], a[2]);
+    // Xen: bits above GNTTABOP_CMD_MASK are continuation state that only
+    // cache_flush uses (-EINVAL otherwise); a count of 2^31 or more is
+    // -EINVAL for every sub-op.
+    if cmd & !GNTTABOP_CMD_MASK != 0 && cmd & GNTTABOP_CMD_MASK != abi::GNTTABOP_CACHE_FLUSH {
+        return Err(Errno::EINVAL);
+    }
+    if count > u64::from(i32::MAX as u32) {
+        return Err(Errno::EINVAL);
+    }
     match cmd {
         abi::GNTTABOP_QUERY_SIZE => {
             if count != 1 {
                 return Err(Errno::EINVAL);
             }
             let mut op: GnttabQuerySize = read_arg(dom, uop)?;
-            match hcall::target_domain(dom.id, dom.is_dom0, DomId(op.dom))
-                .and_then(|id| super::domain_by_id(dom, id))
-            {
+            match super::target_domain(dom, op.dom) {
                 Ok(t) => {
                     (op.nr_frames, op.max_nr_frames) = lock(&t).grant.query_size();
                     op.status = abi::GNTST_OKAY;
@@ -71,8 +82,7 @@ pub(super) fn grant_table_op(
                 return Err(Errno::EINVAL);
             }
             let mut op: GnttabGetVersion = read_arg(dom, uop)?;
-            let id = hcall::target_domain(dom.id, dom.is_dom0, DomId(op.dom))?;
-            let t = super::domain_by_id(dom, id)?;
+            let t = super::target_domain(dom, op.dom)?;
             op.version = lock(&t).grant.version();
             write_arg(dom, uop, &op)?;
             Ok(0)

@@ -17,17 +17,17 @@ use oxen_types::{DomId, PAGE_SIZE, PhysAddr};
 use oxen_xen::hcall;
 use xen_abi::Errno;
 use xen_abi::memory::{
-    MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPIDX_GRANT_TABLE_STATUS, XENMAPSPACE_GMFN_FOREIGN,
-    XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP,
-    XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
-    XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_GPFN, XENMEM_MAXIMUM_RESERVATION,
-    XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP, XenAddToPhysmap, XenAddToPhysmapBatch,
-    XenMemoryReservation, XenRemoveFromPhysmap,
+    MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPIDX_GRANT_TABLE_STATUS, XENMAPSPACE_DEV_MMIO,
+    XENMAPSPACE_GMFN_FOREIGN, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
+    XENMEM_ADD_TO_PHYSMAP, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION,
+    XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_GPFN,
+    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP,
+    XenAddToPhysmap, XenAddToPhysmapBatch, XenMemoryReservation, XenRemoveFromPhysmap,
 };
 
 use super::{
-    DomainXen, continuation, domain_by_id, foreign_attrs, lock, phys, read_arg, s2_lookup, s2_map,
-    s2_unmap, vacate,
+    DomainXen, continuation, foreign_attrs, lock, phys, read_arg, s2_lookup, s2_map, s2_unmap,
+    vacate,
 };
 use crate::arch::head::TrapFrame;
 use crate::domain::Domain;
@@ -44,7 +44,16 @@ pub(super) fn memory_op(
     match cmd {
         XENMEM_ADD_TO_PHYSMAP => {
             let op: XenAddToPhysmap = read_arg(dom, arg)?;
+            // Xen: foreign mappings only through add_to_physmap_batch.
+            if op.space == XENMAPSPACE_GMFN_FOREIGN {
+                return Err(Errno::ENOSYS);
+            }
             let target = target(dom, op.domid)?;
+            // Xen's xatp_permission_check: dev_mmio only for the hardware
+            // domain on itself.
+            if op.space == XENMAPSPACE_DEV_MMIO && !(dom.is_dom0 && Arc::ptr_eq(dom, &target)) {
+                return Err(Errno::EACCES);
+            }
             add_to_physmap(&target, op.space, op.idx, op.gpfn)?;
             Ok(0)
         }
@@ -56,8 +65,15 @@ pub(super) fn memory_op(
             Ok(0)
         }
         XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP | XENMEM_INCREASE_RESERVATION => {
-            let r: XenMemoryReservation = read_arg(dom, arg)?;
-            let target = target(dom, r.domid)?;
+            // Xen answers every argument error of these three (bad
+            // pointer, no such domain, not permitted, bad sizes) with the
+            // number of extents done so far, never an errno.
+            let Ok(r) = read_arg::<XenMemoryReservation>(dom, arg) else {
+                return Ok(start as i64);
+            };
+            let Ok(target) = target(dom, r.domid) else {
+                return Ok(start as i64);
+            };
             let Some(window) = hcall::reservation_window(start, r.nr_extents, r.extent_order)
             else {
                 return Ok(start as i64);
@@ -76,6 +92,9 @@ pub(super) fn memory_op(
             Ok(done as i64)
         }
         XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION | XENMEM_MAXIMUM_GPFN => {
+            if start != 0 {
+                return Err(Errno::EINVAL);
+            }
             let mut id = [0u8; 2];
             guest_mem::copy_from_guest(dom, arg, &mut id)?;
             let target = target(dom, u16::from_le_bytes(id))?;
@@ -90,10 +109,10 @@ pub(super) fn memory_op(
     }
 }
 
-/// The domain a `domid` field names (self, or any domain for Dom0).
+/// The domain a `domid` field names (self, or any domain for Dom0; a
+/// missing domain is -ESRCH before a forbidden one is -EPERM, as in Xen).
 fn target(dom: &Arc<Domain>, domid: u16) -> Result<Arc<Domain>, Errno> {
-    let id = hcall::target_domain(dom.id, dom.is_dom0, DomId(domid))?;
-    domain_by_id(dom, id)
+    super::target_domain(dom, domid)
 }
 
 /// Highest GFN the domain has mapped (RAM, shared_info, grant frames).
@@ -169,8 +188,11 @@ fn add_to_physmap(dom: &Arc<Domain>, space: u32, idx: u64, gfn: u64) -> Result<(
             Ok(())
         }
         _ => {
+            // Xen/Arm's xenmem_add_to_physmap_one: any other space
+            // (gmfn, gmfn_range, unknown) is -ENOSYS; oxen does not map
+            // dev_mmio either.
             log::info!("{}: add_to_physmap space {space} unsupported", dom.id);
-            Err(Errno::EOPNOTSUPP)
+            Err(Errno::ENOSYS)
         }
     }
 }
@@ -194,17 +216,24 @@ fn add_to_physmap_batch(dom: &Arc<Domain>, arg: u64) -> Result<i64, Errno> {
         Some(_) => return Err(Errno::EINVAL),
         None => return Err(Errno::ESRCH),
     };
+    // Element addresses: guest pointers plus an offset, checked (a wrap is
+    // -EFAULT, not an access somewhere else).
+    let elem = |base: u64, i: u64, size: u64| {
+        i.checked_mul(size)
+            .and_then(|o| base.checked_add(o))
+            .ok_or(Errno::EFAULT)
+    };
     for i in 0..u64::from(op.size) {
         let mut b = [0u8; 8];
-        guest_mem::copy_from_guest(dom, op.idxs + i * 8, &mut b)?;
+        guest_mem::copy_from_guest(dom, elem(op.idxs, i, 8)?, &mut b)?;
         let fgfn = u64::from_le_bytes(b);
-        guest_mem::copy_from_guest(dom, op.gpfns + i * 8, &mut b)?;
+        guest_mem::copy_from_guest(dom, elem(op.gpfns, i, 8)?, &mut b)?;
         let gfn = u64::from_le_bytes(b);
         let rc: i32 = match map_foreign(&target, &foreign, fgfn, gfn) {
             Ok(()) => 0,
             Err(e) => e.as_ret() as i32,
         };
-        guest_mem::copy_to_guest(dom, op.errs + i * 4, &rc.to_le_bytes())?;
+        guest_mem::copy_to_guest(dom, elem(op.errs, i, 4)?, &rc.to_le_bytes())?;
     }
     Ok(0)
 }
@@ -280,7 +309,10 @@ fn decrease(
 ) -> Result<u64, Errno> {
     let mut x = lock(dom);
     for i in window.clone() {
-        let gfn = extent(caller, list, i)?;
+        // Xen: an unreadable extent list ends the call with what is done.
+        let Ok(gfn) = extent(caller, list, i) else {
+            return Ok(i);
+        };
         match s2_lookup(dom, gfn) {
             Some(pa) if dom.owns_phys(pa, PAGE_SIZE) && !x.foreign.contains_key(&gfn) => {
                 vacate(dom, &mut x, gfn)?;
@@ -309,7 +341,9 @@ fn populate(
 ) -> Result<u64, Errno> {
     let mut x = lock(dom);
     for i in window.clone() {
-        let gfn = extent(caller, list, i)?;
+        let Ok(gfn) = extent(caller, list, i) else {
+            return Ok(i);
+        };
         if super::check_gfn(gfn).is_err() || s2_lookup(dom, gfn).is_some() {
             return Ok(i);
         }

@@ -6,11 +6,15 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 
-use oxen_types::{DomId, PAGE_SIZE, PhysAddr, VcpuId};
+use oxen_types::{PAGE_SIZE, PhysAddr, VcpuId};
 use oxen_xen::hcall;
 use xen_abi::Errno;
 use xen_abi::features::XenFeatureInfo;
-use xen_abi::hvm::{HVMOP_GET_PARAM, HVMOP_SET_PARAM, XenHvmParam};
+use xen_abi::hvm::{
+    HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN,
+    HVM_PARAM_MONITOR_RING_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, HVMOP_GET_PARAM,
+    HVMOP_SET_PARAM, XenHvmParam,
+};
 use xen_abi::hypercall::xenver;
 use xen_abi::vcpu::{
     VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VMASST_CMD_DISABLE,
@@ -18,7 +22,7 @@ use xen_abi::vcpu::{
     VcpuRegisterVcpuInfo,
 };
 
-use super::{Kicks, domain_by_id, lock, phys, read_arg, s2_lookup, write_arg};
+use super::{Kicks, lock, phys, read_arg, s2_lookup, write_arg};
 use crate::domain::Domain;
 use crate::guest_mem;
 
@@ -74,16 +78,17 @@ fn fixed_string(dom: &Domain, arg: u64, s: &[u8], size: usize) -> Result<i64, Er
 /// else is `-EINVAL`.
 pub(super) fn vcpu_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Result<i64, Errno> {
     let (cmd, target, arg) = (a[0], a[1], a[2]);
+    // Xen checks the vCPU first (-ENOENT), then the command (-EINVAL).
+    let target = usize::try_from(target)
+        .ok()
+        .filter(|&t| t < dom.vcpus.len())
+        .ok_or(Errno::ENOENT)?;
     if !matches!(
         cmd,
         VCPUOP_REGISTER_VCPU_INFO | VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA
     ) {
         return Err(Errno::EINVAL);
     }
-    let target = usize::try_from(target)
-        .ok()
-        .filter(|&t| t < dom.vcpus.len())
-        .ok_or(Errno::ENOENT)?;
     match cmd {
         VCPUOP_REGISTER_VCPU_INFO => {
             let op: VcpuRegisterVcpuInfo = read_arg(dom, arg)?;
@@ -110,7 +115,9 @@ fn register_vcpu_info(
     gfn: u64,
     offset: u32,
 ) -> Result<(), Errno> {
-    hcall::check_vcpu_info_offset(offset)?;
+    // Xen's map_vcpu_info: an area that leaves the page or is misaligned
+    // is -ENXIO.
+    hcall::check_vcpu_info_offset(offset).map_err(|_| Errno::ENXIO)?;
     if target != vcpu {
         log::info!(
             "{}v{vcpu}: register_vcpu_info for v{target}: only for itself",
@@ -158,10 +165,11 @@ pub(super) fn hvm_op(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
         return Err(Errno::ENOSYS);
     }
     let mut p: XenHvmParam = read_arg(dom, arg)?;
+    let t = super::target_domain(dom, p.domid)?;
     let idx = hcall::check_hvm_param(p.index)?;
-    let id = hcall::target_domain(dom.id, dom.is_dom0, DomId(p.domid))?;
-    let t = domain_by_id(dom, id)?;
+    let on_self = Arc::ptr_eq(&t, dom);
     if op == HVMOP_SET_PARAM {
+        hvm_allow_set_param(p.index, on_self)?;
         lock(&t).hvm_params[idx] = p.value;
         log::debug!(
             "{}: set HVM param {} of {} = {:#x}",
@@ -172,9 +180,47 @@ pub(super) fn hvm_op(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
         );
         Ok(0)
     } else {
+        hvm_allow_get_param(p.index, on_self)?;
         p.value = lock(&t).hvm_params[idx];
         write_arg(dom, arg, &p)?;
         Ok(0)
+    }
+}
+
+/// Xen/Arm's `hvm_allow_set_param`: only the toolstack params may be set,
+/// and only on another domain (-EPERM on itself); every other index is
+/// -EINVAL.
+fn hvm_allow_set_param(index: u32, on_self: bool) -> Result<(), Errno> {
+    match index {
+        HVM_PARAM_CALLBACK_IRQ
+        | HVM_PARAM_STORE_PFN
+        | HVM_PARAM_STORE_EVTCHN
+        | HVM_PARAM_CONSOLE_PFN
+        | HVM_PARAM_CONSOLE_EVTCHN
+        | HVM_PARAM_MONITOR_RING_PFN => {
+            if on_self {
+                Err(Errno::EPERM)
+            } else {
+                Ok(())
+            }
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// Xen/Arm's `hvm_allow_get_param`: the callback, xenstore and console
+/// params are readable by anyone allowed on the domain; the monitor ring
+/// only by another domain; every other index is -EINVAL.
+fn hvm_allow_get_param(index: u32, on_self: bool) -> Result<(), Errno> {
+    match index {
+        HVM_PARAM_CALLBACK_IRQ
+        | HVM_PARAM_STORE_PFN
+        | HVM_PARAM_STORE_EVTCHN
+        | HVM_PARAM_CONSOLE_PFN
+        | HVM_PARAM_CONSOLE_EVTCHN => Ok(()),
+        HVM_PARAM_MONITOR_RING_PFN if on_self => Err(Errno::EPERM),
+        HVM_PARAM_MONITOR_RING_PFN => Ok(()),
+        _ => Err(Errno::EINVAL),
     }
 }
 

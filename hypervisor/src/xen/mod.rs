@@ -286,6 +286,22 @@ fn domain_by_id(caller: &Arc<Domain>, id: DomId) -> Result<Arc<Domain>, Errno> {
     crate::domain::get(id).ok_or(Errno::ESRCH)
 }
 
+/// The domain a `domid` argument of an `XSM_TARGET` operation names, in
+/// Xen's order: the id is looked up first (`rcu_lock_domain_by_any_id`:
+/// `-ESRCH` for no such domain, `DOMID_SELF` is the caller), and only then
+/// is the caller's right checked (another domain needs Dom0: `-EPERM`).
+fn target_domain(caller: &Arc<Domain>, domid: u16) -> Result<Arc<Domain>, Errno> {
+    let id = DomId(domid);
+    if id == caller.id || id == DomId::SELF {
+        return Ok(caller.clone());
+    }
+    let d = crate::domain::get(id).ok_or(Errno::ESRCH)?;
+    if !caller.is_dom0 {
+        return Err(Errno::EPERM);
+    }
+    Ok(d)
+}
+
 // ---- guest arguments ----
 
 /// Read a struct from guest virtual address `va`.

@@ -10,9 +10,9 @@
 
 use alloc::vec::Vec;
 
+use crate::DtError;
 use crate::boot::find_gic;
 use crate::tree::{DeviceTree, NodeId, read_cells};
-use crate::DtError;
 
 const PAGE: u64 = 4096;
 
@@ -43,7 +43,9 @@ fn skipped(dt: &DeviceTree<'_>, id: NodeId, gic: Option<NodeId>, hidden: &[NodeI
 /// parent's address cells, 2 size cells. Returns the CPU-side windows.
 fn pci_windows(dt: &DeviceTree<'_>, id: NodeId) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    let Some(r) = dt.prop(id, "ranges") else { return out };
+    let Some(r) = dt.prop(id, "ranges") else {
+        return out;
+    };
     let parent = dt.node(id).parent.unwrap_or(dt.root());
     let (pac, _) = dt.cells_of(parent);
     let stride = (3 + pac + 2) as usize * 4;
@@ -51,7 +53,10 @@ fn pci_windows(dt: &DeviceTree<'_>, id: NodeId) -> Vec<(u64, u64)> {
         return out;
     }
     for e in r.chunks_exact(stride) {
-        if let (Some(pa), Some(sz)) = (read_cells(e, 12, pac), read_cells(e, (3 + pac) as usize * 4, 2)) {
+        if let (Some(pa), Some(sz)) = (
+            read_cells(e, 12, pac),
+            read_cells(e, (3 + pac) as usize * 4, 2),
+        ) {
             out.push((pa, sz));
         }
     }
@@ -61,7 +66,10 @@ fn pci_windows(dt: &DeviceTree<'_>, id: NodeId) -> Vec<(u64, u64)> {
 /// Host MMIO ranges `(base, size)` to map 1:1 into Dom0 (a GICv2m MSI frame
 /// included), page-aligned,
 /// sorted and merged. `hidden_paths` are nodes the hypervisor keeps.
-pub fn dom0_mmio_regions(host_dtb: &[u8], hidden_paths: &[&str]) -> Result<Vec<(u64, u64)>, DtError> {
+pub fn dom0_mmio_regions(
+    host_dtb: &[u8],
+    hidden_paths: &[&str],
+) -> Result<Vec<(u64, u64)>, DtError> {
     let dt = DeviceTree::parse(host_dtb)?;
     let gic = find_gic(&dt);
     let hidden: Vec<NodeId> = hidden_paths.iter().filter_map(|p| dt.find(p)).collect();
@@ -139,7 +147,10 @@ mod tests {
         for w in r.windows(2) {
             assert!(w[0].0 + w[0].1 < w[1].0);
         }
-        assert!(r.iter().all(|&(b, s)| b % PAGE == 0 && s % PAGE == 0 && s > 0));
+        assert!(
+            r.iter()
+                .all(|&(b, s)| b % PAGE == 0 && s % PAGE == 0 && s > 0)
+        );
     }
 
     #[test]

@@ -433,13 +433,18 @@ impl Vgic {
     /// never deliverable).
     fn scan_candidates(&self) -> impl Iterator<Item = u32> + '_ {
         let limit = self.nr_lines();
-        (0..NR_PRIVATE).chain(self.spi_enabled.iter().enumerate().flat_map(move |(w, &bits)| {
-            let base = NR_PRIVATE + 32 * w as u32;
-            (0..32u32)
-                .filter(move |b| bits & (1 << b) != 0)
-                .map(move |b| base + b)
-                .filter(move |&i| i < limit)
-        }))
+        (0..NR_PRIVATE).chain(
+            self.spi_enabled
+                .iter()
+                .enumerate()
+                .flat_map(move |(w, &bits)| {
+                    let base = NR_PRIVATE + 32 * w as u32;
+                    (0..32u32)
+                        .filter(move |b| bits & (1 << b) != 0)
+                        .map(move |b| base + b)
+                        .filter(move |&i| i < limit)
+                }),
+        )
     }
 
     /// Record that SPI `intid` was enabled or disabled.
@@ -706,7 +711,8 @@ impl Vgic {
     fn any_waiting(&self, vcpu: usize) -> bool {
         vcpu < self.nr_vcpus
             && self.scan_candidates().any(|intid| {
-                self.irq(vcpu, intid).is_some_and(|irq| irq.lr.is_none() && irq.enabled)
+                self.irq(vcpu, intid)
+                    .is_some_and(|irq| irq.lr.is_none() && irq.enabled)
                     && self.deliverable_to(vcpu, intid)
             })
     }
