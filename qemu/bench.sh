@@ -170,7 +170,7 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init
     exec {rfd}<"$dir/out"
 
     local line buf="" firsterr="" now rel last=$t0 status=running sent=0 pre_linux=1
-    local w_hyp="" w_linux="" w_init="" up="" pk="" pmed="" pmean="" pn="" memkb="" xfree=0 xseen=0 ofree=""
+    local w_hyp="" w_linux="" w_init="" up="" pk="" pmed="" pmean="" pn="" memkb="" xfree=0 xseen=0 ofree="" oafter=""
     : > "$logf"
     while :; do
         if IFS= read -r -t 2 -u "$rfd" line; then
@@ -213,6 +213,9 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init
                 if [[ $line =~ (Xen\ heap|heap\[[0-9]+\]):\ ([0-9]+)kB\ free ]]; then
                     xfree=$((xfree + BASH_REMATCH[2])); xseen=1
                 fi ;;
+            *"boot modules released"*"MiB free for domains"*)
+                # after Dom0 is built and the boot modules are given back
+                [[ $line =~ ([0-9]+)\ MiB\ free\ for\ domains ]] && oafter=${BASH_REMATCH[1]} ;;
             *"MiB free for domains"*)
                 [ $pre_linux = 1 ] && [[ $line =~ ([0-9]+)\ MiB\ free\ for\ domains ]] && ofree=${BASH_REMATCH[1]} ;;
         esac
@@ -259,7 +262,12 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init
             v=$(awk -v k=$xfree -v m="$MEM" -v d="$DOM0_MEM" 'BEGIN { printf "%.1f", m - d - k / 1024 }')
             echo "hyp_mem_mib=$v"; echo "hyp_mem_excl_modules_mib=$v"
         fi
-        if [ "$hyp" = oxen ] && [ -n "$ofree" ]; then
+        if [ "$hyp" = oxen ] && [ -n "$oafter" ]; then
+            # oxen released the boot modules: RAM − free − Dom0 is what it keeps
+            echo "free_mib=$oafter"
+            echo "hyp_mem_mib=$((MEM - oafter - DOM0_MEM))"
+            echo "hyp_mem_excl_modules_mib=$((MEM - oafter - DOM0_MEM))"
+        elif [ "$hyp" = oxen ] && [ -n "$ofree" ]; then
             echo "free_mib=$ofree"
             echo "hyp_mem_mib=$((MEM - ofree))"
             echo "hyp_mem_excl_modules_mib=$(awk -v m="$MEM" -v f="$ofree" -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", m - f - b / 1048576 }')"
@@ -365,7 +373,7 @@ MK=$(mem_kind)
     echo "- *wall* runs use QEMU's default TCG (MTTCG, one host thread per vCPU): host-load dependent. *icount* runs add \`-icount shift=0,sleep=off\` (guest clock = instruction count, 1 ns per instruction, idle time skipped; QEMU then runs all vCPUs on one host thread, MTTCG cannot do icount): their guest times do not depend on the host."
     echo "- /init time: host time from QEMU start to the \`OXEN-DOM0-INIT\` console line; guest time: \`/proc/uptime\` read by /init (10 ms resolution) and the kernel's printk stamp of \`Run /init as init process\`; both count from the Dom0 kernel's own start (its timekeeping starts at 0), so the hypervisor's boot is not in them."
     echo "- evtchn round trip: \`evtchn-ping $PING\` in Dom0 (two /dev/xen/evtchn handles bound by a loopback interdomain channel), its median and mean."
-    echo "- Hypervisor memory = RAM − memory free for domains − Dom0's memory. Xen: free = sum over its heap zones from the \`m\` debug key (memory info), sent on the serial console once Dom0's /init runs (what \`xl info\` free_memory reports: 1504 MiB in the reference run); Xen has freed the boot modules by then, so both rows are equal. oxen: ${MEM} MiB − the \`MiB free for domains\` figure it prints at boot, before Dom0 is built (so Dom0's memory is not in it); it still counts the boot modules (Dom0 Image + initrd, $(awk -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", b / 1048576 }') MiB), which the second row leaves out."
+    echo "- Hypervisor memory = RAM − memory free for domains − Dom0's memory. Xen: free = sum over its heap zones from the \`m\` debug key (memory info), sent on the serial console once Dom0's /init runs (what \`xl info\` free_memory reports: 1504 MiB in the reference run); Xen has freed the boot modules by then, so both rows are equal. oxen: ${MEM} MiB − Dom0's ${DOM0_MEM} MiB − the \`MiB free for domains\` figure of its \`boot modules released\` line (printed after Dom0 is built and the boot modules are given back). Older oxen builds printed only the figure from before Dom0 is built, which still counts the boot modules (Dom0 Image + initrd, $(awk -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", b / 1048576 }') MiB), which the second row leaves out."
     echo "- n/a (did not reach /init): Dom0 never printed \`OXEN-DOM0-INIT\` (timeout ${TIMEOUT} s, ${SILENCE} s of console silence, panic or QEMU exit); see the run's log. [k/N runs]: only k runs gave the figure."
     echo "- Raw logs (console stamped with host seconds since QEMU start) and per-run figures: \`$OUT/\`."
 } | tee "$OUT/summary.md"
