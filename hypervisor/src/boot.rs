@@ -87,6 +87,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     }
     mmu::publish_for_secondaries();
     mem::init_heap();
+    let wx = mmu::check_wx();
 
     let info = match oxen_dt::parse_boot_info(dtb_bytes) {
         Ok(i) => i,
@@ -114,6 +115,12 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     );
     if !info.cmdline.is_empty() {
         log::info!("command line: {}", info.cmdline);
+    }
+    match wx {
+        (false, true) => log::info!("EL2 map: code read-only, data never executable (W^X)"),
+        (code_w, data_w) => {
+            log::warn!("EL2 map is not W^X: code writable {code_w}, data writable {data_w}")
+        }
     }
 
     setup_frames(&info, dtb, len as u64);

@@ -1,12 +1,15 @@
-//! The hypervisor's own EL2 stage-1 translation: an identity map.
+//! The hypervisor's own EL2 stage-1 translation: an identity map, W^X.
 //!
 //! Built by the boot CPU with the MMU still off (so: no locks, no heap, only
 //! aligned accesses — the softfloat target is strict-align), from the RAM
 //! ranges of the host device tree. Each 1 GiB of the 39-bit address space is
 //! one level-1 block: Normal write-back where it is RAM, Device-nGnRnE
 //! otherwise; a gigabyte that is only partly RAM (the Raspberry Pi 4's last
-//! one holds the peripherals) is split into 2 MiB level-2 blocks. All CPUs
-//! share the tables. Guest memory is reached through this same map.
+//! one holds the peripherals) is split into 2 MiB level-2 blocks, and the
+//! 2 MiB holding the hypervisor's code into 4 KiB pages: code is read-only
+//! and executable, read-only data read-only, everything else (data, stacks,
+//! heap, all other RAM, devices) never executable. All CPUs share the
+//! tables. Guest memory is reached through this same map.
 
 use core::arch::asm;
 
@@ -31,6 +34,9 @@ struct Table([u64; 512]);
 
 static mut L1: Table = Table([0; 512]);
 static mut L2: [Table; L2_POOL] = [const { Table([0; 512]) }; L2_POOL];
+/// Level-3 tables for the 2 MiB blocks holding the hypervisor's code.
+const L3_POOL: usize = 2;
+static mut L3: [Table; L3_POOL] = [const { Table([0; 512]) }; L3_POOL];
 
 /// Register values every CPU loads to turn its MMU on (written by the boot
 /// CPU, cleaned to the point of coherency for the secondaries).
@@ -63,6 +69,49 @@ fn ram_overlap(ram: &[(u64, u64)], start: u64, size: u64) -> (bool, bool) {
     (any, covered == size)
 }
 
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+}
+
+/// The hypervisor's own code and read-only data: `[start, text_end)` is
+/// executable and read-only, `[text_end, rodata_end)` read-only; everything
+/// else at EL2 is never executable (W^X).
+#[derive(Clone, Copy)]
+struct ImageLayout {
+    start: u64,
+    text_end: u64,
+    rodata_end: u64,
+}
+
+impl ImageLayout {
+    fn here() -> Self {
+        Self {
+            start: (&raw const __image_start) as u64,
+            text_end: (&raw const __text_end) as u64,
+            rodata_end: (&raw const __rodata_end) as u64,
+        }
+    }
+
+    /// Whether `[base, base+size)` holds any code or read-only data.
+    fn overlaps(&self, base: u64, size: u64) -> bool {
+        base < self.rodata_end && self.start < base + size
+    }
+
+    /// Descriptor bits for the 4 KiB page at `pa` (RAM).
+    fn page(&self, pa: u64) -> u64 {
+        let (writable, exec) = if pa >= self.start && pa < self.text_end {
+            (false, true)
+        } else if pa >= self.text_end && pa < self.rodata_end {
+            (false, false)
+        } else {
+            (true, false)
+        };
+        el2::page_desc(PhysAddr(pa), ATTR_NORMAL, writable, exec)
+    }
+}
+
 /// Build the identity map for the given RAM ranges `(base, size)`.
 ///
 /// # Safety
@@ -70,14 +119,18 @@ fn ram_overlap(ram: &[(u64, u64)], start: u64, size: u64) -> (bool, bool) {
 pub unsafe fn build_tables(ram: &[(u64, u64)]) {
     let l1 = &raw mut L1;
     let l2 = &raw mut L2;
+    let l3 = &raw mut L3;
+    let img = ImageLayout::here();
     let mut next_l2 = 0usize;
+    let mut next_l3 = 0usize;
     for i in 0..512u64 {
         let base = i * GIB;
         let (any, full) = ram_overlap(ram, base, GIB);
+        let split = any && (!full || img.overlaps(base, GIB)) && next_l2 < L2_POOL;
         let desc = if !any {
             el2::block_desc(PhysAddr(base), ATTR_DEVICE, true, false)
-        } else if full || next_l2 == L2_POOL {
-            el2::block_desc(PhysAddr(base), ATTR_NORMAL, true, true)
+        } else if !split {
+            el2::block_desc(PhysAddr(base), ATTR_NORMAL, true, false)
         } else {
             // SAFETY: boot CPU, single-threaded; the pool index is in range.
             let t = unsafe { &mut (*l2)[next_l2].0 };
@@ -85,10 +138,21 @@ pub unsafe fn build_tables(ram: &[(u64, u64)]) {
             for (j, e) in t.iter_mut().enumerate() {
                 let b = base + j as u64 * MIB2;
                 let (any2, _) = ram_overlap(ram, b, MIB2);
-                *e = if any2 {
+                *e = if !any2 {
+                    el2::block_desc(PhysAddr(b), ATTR_DEVICE, true, false)
+                } else if img.overlaps(b, MIB2) && next_l3 < L3_POOL {
+                    // SAFETY: boot CPU, single-threaded; the pool index is in range.
+                    let p = unsafe { &mut (*l3)[next_l3].0 };
+                    next_l3 += 1;
+                    for (k, pe) in p.iter_mut().enumerate() {
+                        *pe = img.page(b + k as u64 * 4096);
+                    }
+                    el2::table_desc(PhysAddr(p.as_ptr() as u64))
+                } else if img.overlaps(b, MIB2) {
+                    // No page table left: keep the code executable.
                     el2::block_desc(PhysAddr(b), ATTR_NORMAL, true, true)
                 } else {
-                    el2::block_desc(PhysAddr(b), ATTR_DEVICE, true, false)
+                    el2::block_desc(PhysAddr(b), ATTR_NORMAL, true, false)
                 };
             }
             el2::table_desc(PhysAddr(t.as_ptr() as u64))
@@ -123,6 +187,23 @@ pub unsafe fn build_tables(ram: &[(u64, u64)]) {
         (*regs).tcr = tcr;
         (*regs).ttbr0 = l1 as u64;
     }
+}
+
+/// Check with the hardware walker (`AT S1E2W`) that the hypervisor's code
+/// is not writable and its data is: returns `(code_writable, data_writable)`.
+pub fn check_wx() -> (bool, bool) {
+    let img = ImageLayout::here();
+    let probe = |va: u64| {
+        let par: u64;
+        // SAFETY: AT only writes PAR_EL1, which holds no guest state at this
+        // point of boot (no guest has run yet).
+        unsafe {
+            asm!("at s1e2w, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va, par = out(reg) par,
+                options(nostack, preserves_flags));
+        }
+        par & 1 == 0
+    };
+    (probe(img.start), probe(img.rodata_end))
 }
 
 /// Turn on this CPU's MMU and caches with the shared tables.
@@ -160,6 +241,7 @@ pub fn publish_for_secondaries() {
     );
     clean_dcache_range((&raw const L1) as u64, 4096);
     clean_dcache_range((&raw const L2) as u64, 4096 * L2_POOL as u64);
+    clean_dcache_range((&raw const L3) as u64, 4096 * L3_POOL as u64);
 }
 
 /// Clean (write back) data cache lines covering `[start, start+len)` to PoC.
