@@ -117,6 +117,9 @@ pub struct Domain {
     pub vgic: Mutex<Vgic>,
     /// Where the virtual GIC sits in the domain's IPA space.
     pub vgic_layout: VgicLayout,
+    /// Unimplemented hypercall numbers already reported (bit n = number n,
+    /// bit 63 = any number ≥ 63).
+    pub reported_hypercalls: core::sync::atomic::AtomicU64,
     /// Bumped on every change to the vGIC model that may make an interrupt
     /// deliverable (lets a CPU skip refilling list registers otherwise).
     pub vgic_gen: core::sync::atomic::AtomicU64,
@@ -193,6 +196,7 @@ impl Domain {
             vgic: Mutex::new(vgic),
             vgic_layout,
             vgic_gen: core::sync::atomic::AtomicU64::new(1),
+            reported_hypercalls: core::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -44,11 +44,26 @@ pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
         hc::XEN_VERSION => xen_version(dom, a),
         hc::SCHED_OP => sched_op(dom, vcpu, a),
         _ => {
-            log::info!(
-                "{}v{vcpu}: hypercall {nr} ({}) not implemented: -ENOSYS",
-                dom.id,
-                hc::name(nr).unwrap_or("unknown")
-            );
+            // One line per domain and hypercall number (numbers ≥ 63 share
+            // one), so a guest cannot flood the console this way.
+            let bit = 1u64 << nr.min(63);
+            if dom
+                .reported_hypercalls
+                .fetch_or(bit, core::sync::atomic::Ordering::Relaxed)
+                & bit
+                == 0
+            {
+                log::info!(
+                    "{}v{vcpu}: hypercall {nr} ({}) not implemented: -ENOSYS{}",
+                    dom.id,
+                    hc::name(nr).unwrap_or("unknown"),
+                    if nr >= 63 {
+                        " (further numbers >= 63 not reported)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             Err(Errno::ENOSYS)
         }
     };
