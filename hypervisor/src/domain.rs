@@ -117,6 +117,8 @@ pub struct Domain {
     pub vgic: Mutex<Vgic>,
     /// Where the virtual GIC sits in the domain's IPA space.
     pub vgic_layout: VgicLayout,
+    /// The emulated console UART (`vpl011` in the domain's DT node).
+    pub vuart: Option<Mutex<oxen_vuart::VUart>>,
     /// Unimplemented hypercall numbers already reported (bit n = number n,
     /// bit 63 = any number ≥ 63).
     pub reported_hypercalls: core::sync::atomic::AtomicU64,
@@ -197,6 +199,7 @@ impl Domain {
             vgic_layout,
             vgic_gen: core::sync::atomic::AtomicU64::new(1),
             reported_hypercalls: core::sync::atomic::AtomicU64::new(0),
+            vuart: None,
         }
     }
 

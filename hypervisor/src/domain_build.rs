@@ -347,8 +347,13 @@ fn build(
             initrd,
             gic,
             timer: info.timer,
-            hypervisor: Some(hypervisor),
-            vpl011: None,
+            // Like Xen's dom0less domains without `xen,enhanced`: no
+            // `/hypervisor` node (no xenstore for them), so Linux runs
+            // without PV drivers; the console is the vUART if asked for.
+            hypervisor: None,
+            vpl011: spec
+                .vpl011
+                .then_some((Ipa(crate::vuart::BASE), crate::vuart::SPI)),
         })
     };
     let dtb = match dtb {
@@ -391,7 +396,7 @@ fn build(
             .unwrap_or_default()
     );
     let vmid = id.0 + 1;
-    Ok(Arc::new(Domain::new(
+    let mut dom = Domain::new(
         id,
         name,
         is_dom0,
@@ -403,5 +408,9 @@ fn build(
         &pcpus,
         ram_ipa.add(kernel_off),
         ram_ipa.add(dtb_off),
-    )))
+    );
+    if spec.vpl011 && !is_dom0 {
+        dom.vuart = Some(spin::Mutex::new(oxen_vuart::VUart::new()));
+    }
+    Ok(Arc::new(dom))
 }

@@ -43,6 +43,8 @@ mod virq;
 #[cfg(target_os = "none")]
 mod vpsci;
 #[cfg(target_os = "none")]
+mod vuart;
+#[cfg(target_os = "none")]
 mod xen;
 
 /// A broken hypervisor invariant: report it without taking locks and stop

@@ -172,7 +172,8 @@ fn data_abort(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame, esr: &Esr) 
     let far = sysreg::far_el2();
     let ipa = fault_ipa(sysreg::hpfar_el2(), far);
     if let Some(da) = esr.data_abort()
-        && vgic::mmio(dom, vcpu, oxen_types::Ipa(ipa), &da, frame)
+        && (vgic::mmio(dom, vcpu, oxen_types::Ipa(ipa), &da, frame)
+            || crate::vuart::mmio(dom, vcpu, oxen_types::Ipa(ipa), &da, frame))
     {
         return;
     }

@@ -30,6 +30,8 @@ pub struct DomainNode {
     pub cpus: u32,
     /// Whether to add the empty `vpl011` property.
     pub vpl011: bool,
+    /// An initrd (`multiboot,ramdisk` module): file, load address and size in bytes.
+    pub ramdisk: Option<(PathBuf, u64, u64)>,
 }
 
 impl DomainNode {
@@ -42,7 +44,16 @@ impl DomainNode {
             memory_mib: 64,
             cpus: 1,
             vpl011: false,
+            ramdisk: None,
         }
+    }
+
+    /// Give the domain an initrd loaded at `addr` (a `multiboot,ramdisk` module).
+    pub fn ramdisk(mut self, file: impl Into<PathBuf>, addr: u64) -> Result<Self, Error> {
+        let file = file.into();
+        let size = file_size(&file)?;
+        self.ramdisk = Some((file, addr, size));
+        Ok(self)
     }
 
     /// Set the RAM size in MiB.
@@ -116,6 +127,16 @@ pub fn domain_nodes_dts(domains: &[DomainNode], sizes: &[u64]) -> String {
             dts_string(&d.bootargs)
         ));
         out.push_str("\t\t\t};\n");
+        if let Some((_, addr, size)) = &d.ramdisk {
+            out.push_str(&format!("\t\t\tmodule@{addr:x} {{\n"));
+            out.push_str("\t\t\t\tcompatible = \"multiboot,ramdisk\", \"multiboot,module\";\n");
+            out.push_str(&format!(
+                "\t\t\t\treg = <{} {}>;\n",
+                cells64(*addr),
+                cells64(*size)
+            ));
+            out.push_str("\t\t\t};\n");
+        }
         out.push_str("\t\t};\n");
     }
     out
@@ -291,6 +312,11 @@ pub fn dom0less_dtb(base: &Qemu, domains: &[DomainNode]) -> Result<PathBuf, Erro
         .zip(&sizes)
         .map(|(d, s)| (d.addr, *s, d.kernel.clone()))
         .collect();
+    for d in domains {
+        if let Some((file, addr, size)) = &d.ramdisk {
+            ranges.push((*addr, *size, file.clone()));
+        }
+    }
     for g in base.guest_loaders() {
         ranges.push((g.addr, file_size(&g.file)?, g.file.clone()));
     }
@@ -343,6 +369,9 @@ impl Qemu {
         let mut q = self.clone().dtb(dtb);
         for d in domains {
             q = q.loader(d.kernel.clone(), d.addr);
+            if let Some((file, addr, _)) = &d.ramdisk {
+                q = q.loader(file.clone(), *addr);
+            }
         }
         Ok(q)
     }
