@@ -23,7 +23,7 @@ QEMU_VIRT = $(QEMU) -machine virt,virtualization=on,gic-version=$(GIC) -cpu cort
 	    -smp $(SMP) -m $(MEM) -nographic -no-reboot -nic none \
 	    -kernel $(BUILD)/oxen.bin -append "$(OXEN_ARGS)"
 
-.PHONY: all setup build hypervisor test-guest dom0 run run-test-guest test unit-test integration-test bench lint clean
+.PHONY: all setup build hypervisor test-guest dom0 run run-domu run-test-guest test unit-test integration-test bench lint clean
 
 all: build
 
@@ -51,6 +51,10 @@ run: build
 	$(QEMU_VIRT) \
 	    -device guest-loader,addr=0x50000000,kernel=$(DOM0)/Image,bootargs="$(DOM0_ARGS)" \
 	    -device guest-loader,addr=$$(printf '0x%x' $$(( (0x50000000 + $$(stat -c %s $(DOM0)/Image) + 0x3fffff) & ~0x1fffff ))),initrd=$(DOM0)/dom0-initrd.gz
+
+# Linux Dom0 and a Linux boot-time DomU (dom0less, console on its emulated UART)
+run-domu: build
+	bash qemu/run-domu.sh
 
 run-test-guest: setup hypervisor test-guest
 	@echo "run: oxen with the bare-metal test guest as Dom0 (Ctrl-a x quits)"

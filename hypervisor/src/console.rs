@@ -7,7 +7,9 @@
 //! `(d<N>) <line>`, so two guests never interleave inside one line.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+
+extern crate alloc;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
@@ -84,25 +86,114 @@ pub fn enable_input_interrupt() {
 /// The UART has input: move it to the ring (oldest bytes are dropped when
 /// Dom0 does not keep up) and tell Dom0 (VIRQ_CONSOLE).
 pub fn input_interrupt() {
-    let mut got = false;
+    let mut bytes = [0u8; 64];
+    let mut n = 0;
     {
         let uart = UART.lock();
         let Some(u) = uart.as_ref() else { return };
-        let mut r = INPUT.lock();
-        while let Some(c) = u.getc() {
-            let cap = r.buf.len();
-            let tail = (r.head + r.len) % cap;
-            r.buf[tail] = c;
-            if r.len == cap {
-                r.head = (r.head + 1) % cap;
-            } else {
-                r.len += 1;
-            }
-            got = true;
+        while n < bytes.len() {
+            let Some(c) = u.getc() else { break };
+            bytes[n] = c;
+            n += 1;
         }
     }
-    if got {
+    let mut to_dom0 = false;
+    for &c in &bytes[..n] {
+        // Three Ctrl-a in a row switch the input between Dom0 and the
+        // domains with a console UART, as on Xen.
+        if c == CTRL_A {
+            if CTRL_A_RUN.fetch_add(1, Ordering::Relaxed) + 1 == 3 {
+                CTRL_A_RUN.store(0, Ordering::Relaxed);
+                switch_focus();
+            }
+            continue;
+        }
+        for _ in 0..CTRL_A_RUN.swap(0, Ordering::Relaxed) {
+            to_dom0 |= deliver(CTRL_A);
+        }
+        to_dom0 |= deliver(c);
+    }
+    if to_dom0 {
         crate::virq::console_input();
+    }
+}
+
+const CTRL_A: u8 = 0x01;
+static CTRL_A_RUN: AtomicUsize = AtomicUsize::new(0);
+/// The domain console input goes to (`u16::MAX`: Dom0, the default).
+static FOCUS: AtomicU16 = AtomicU16::new(u16::MAX);
+
+/// Give one input byte to the focused domain; true if it went to Dom0's ring.
+fn deliver(c: u8) -> bool {
+    let mut focus = FOCUS.load(Ordering::Relaxed);
+    if focus == u16::MAX && crate::domain::get(oxen_types::DomId::DOM0).is_none() {
+        // No Dom0: input goes to the first domain with a console UART.
+        let first = crate::domain::DOMAINS
+            .lock()
+            .iter()
+            .find(|d| d.vuart.is_some())
+            .map(|d| d.id.0);
+        if let Some(f) = first {
+            focus = f;
+            FOCUS.store(f, Ordering::Relaxed);
+        }
+    }
+    if focus != u16::MAX
+        && let Some(d) = crate::domain::get(oxen_types::DomId(focus))
+        && d.is_alive()
+        && d.vuart.is_some()
+    {
+        crate::vuart::input(&d, &[c]);
+        return false;
+    }
+    let mut r = INPUT.lock();
+    let cap = r.buf.len();
+    let tail = (r.head + r.len) % cap;
+    r.buf[tail] = c;
+    if r.len == cap {
+        r.head = (r.head + 1) % cap;
+    } else {
+        r.len += 1;
+    }
+    true
+}
+
+/// Move the input focus to the next domain that can take input.
+fn switch_focus() {
+    let mut ids: alloc::vec::Vec<u16> = crate::domain::DOMAINS
+        .lock()
+        .iter()
+        .filter(|d| d.is_alive() && (d.is_dom0 || d.vuart.is_some()))
+        .map(|d| if d.is_dom0 { u16::MAX } else { d.id.0 })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return;
+    }
+    let cur = FOCUS.load(Ordering::Relaxed);
+    // Dom0 (u16::MAX) sorts last: after the last DomU comes Dom0 again.
+    let next = ids
+        .iter()
+        .copied()
+        .find(|&i| i > cur && i != u16::MAX)
+        .or_else(|| {
+            if ids.contains(&u16::MAX) && cur != u16::MAX {
+                Some(u16::MAX)
+            } else {
+                ids.first().copied()
+            }
+        });
+    let next = next.unwrap_or(u16::MAX);
+    FOCUS.store(next, Ordering::Relaxed);
+    if next == u16::MAX {
+        print(format_args!(
+            "(oxen) *** console input: Dom0 (Ctrl-a three times to switch)\n"
+        ));
+    } else {
+        print(format_args!(
+            "(oxen) *** console input: d{next} (Ctrl-a three times to switch)\n"
+        ));
     }
 }
 

@@ -21,6 +21,17 @@ pub const SIZE: u64 = 0x1000;
 /// Xen's `GUEST_VPL011_SPI` (INTID).
 pub const SPI: u32 = 32;
 
+/// Console input for `dom`'s vUART (the console focus is on it).
+pub fn input(dom: &Arc<Domain>, bytes: &[u8]) {
+    let Some(uart) = &dom.vuart else { return };
+    let level = {
+        let mut u = uart.lock();
+        u.push_input(bytes);
+        u.irq_level()
+    };
+    vgic::set_level(dom, SPI, 0, level);
+}
+
 /// Emulate a guest access to its vUART at `ipa`. Returns false when the
 /// domain has no vUART or the address is not its frame.
 pub fn mmio(

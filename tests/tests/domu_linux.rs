@@ -6,7 +6,9 @@
 //!
 //! Checks: the kernel boots on the guest memory map with 2 vCPUs (virtual GICv3 at Xen's
 //! guest addresses, virtual timer, PSCI), prints through the vUART as `(d1) ...` lines,
-//! reaches its `/init`, and powers itself off (`(oxen) d1: shutdown (poweroff)`), while d2
+//! reaches its `/init` and busybox shell, which answers typed input through the vUART
+//! (`echo domu-$((40+2))` gives `domu-42`), and powers itself off when told (`(oxen) d1:
+//! shutdown (poweroff)`), while d2
 //! keeps printing; when both are done the machine powers off (QEMU exits 0). No oxen
 //! warning or error and no Linux oops, BUG or stall anywhere.
 
@@ -38,7 +40,7 @@ fn linux_boots_as_a_dom0less_domu_with_a_vuart_console_beside_another_domain() {
     let domu = DomainNode::new(
         &linux.image,
         LINUX_ADDR,
-        "console=ttyAMA0 rdinit=/init oxen.dom0=poweroff",
+        "console=ttyAMA0 rdinit=/init oxen.dom0=shell",
     )
     .memory_mib(256)
     .cpus(2)
@@ -79,6 +81,16 @@ fn linux_boots_as_a_dom0less_domu_with_a_vuart_console_beside_another_domain() {
     run.expect(re(r"^\(d1\) OXEN-DOM0-INIT$"), t).unwrap();
     run.expect(re(r"^\(d1\) dom0: hypervisor=none$"), t)
         .unwrap();
+    // With no Dom0, console input goes to the domain with the console UART: the DomU's
+    // shell answers through the vUART (RX interrupts), and powers the domain off.
+    run.expect(
+        re(r"^\(d1\) Enter 'help' for a list of built-in commands\.$"),
+        t,
+    )
+    .unwrap();
+    run.send("echo domu-$((40+2))\r").unwrap();
+    run.expect(re(r"^\(d1\) domu-42$"), t).unwrap();
+    run.send("poweroff\r").unwrap();
     run.expect(re(r"^\(oxen\) d1: shutdown \(poweroff\)$"), t)
         .unwrap();
     // The other domain ran all along (it ticked while Linux booted) and goes on.
