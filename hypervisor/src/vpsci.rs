@@ -15,18 +15,15 @@ use crate::arch::head::TrapFrame;
 use crate::domain::{self, Domain, SPSR_EL1H_MASKED, VcpuState};
 use crate::{sched, shutdown};
 
-const SUCCESS: i64 = 0;
-const NOT_SUPPORTED: i64 = -1;
-const INVALID_PARAMETERS: i64 = -2;
-const ALREADY_ON: i64 = -4;
-const INVALID_ADDRESS: i64 = -9;
+use oxen_trap::psci::{ALREADY_ON, INVALID_ADDRESS, INVALID_PARAMETERS, NOT_SUPPORTED, SUCCESS};
+
 /// AFFINITY_INFO answers.
-const AFF_ON: i64 = 0;
-const AFF_OFF: i64 = 1;
+const AFF_ON: i64 = psci::AFFINITY_ON as i64;
+const AFF_OFF: i64 = psci::AFFINITY_OFF as i64;
 /// MIGRATE_INFO_TYPE: no trusted OS needing migration.
-const MIGRATE_NONE: i64 = 2;
+const MIGRATE_NONE: i64 = psci::MIGRATE_INFO_TYPE_NOT_PRESENT as i64;
 /// SMCCC version 1.1.
-const SMCCC_VERSION_1_1: i64 = 0x1_0001;
+const SMCCC_VERSION_1_1: i64 = smccc::VERSION_1_1 as i64;
 
 /// Handle the SMCCC call in `frame` from vCPU `vcpu` of `dom`.
 pub fn handle(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
