@@ -194,6 +194,21 @@ fn data_abort(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame, esr: &Esr) 
 /// hardware would have: ESR_EL1/ELR_EL1/SPSR_EL1 set, PC at VBAR_EL1's
 /// synchronous vector, PSTATE EL1h with interrupts masked.
 fn inject_undef(frame: &mut TrapFrame, pc: u64) {
+    inject_sync(frame, pc, ESR_UNDEF, None);
+}
+
+/// Deliver a synchronous external data abort for `far` to the guest's EL1
+/// (an emulated-device access the hypervisor cannot decode, as Xen does):
+/// the faulting instruction is not executed.
+pub fn inject_data_abort(frame: &mut TrapFrame, far: u64) {
+    let from_el1 = frame.spsr & 0xc == 0x4;
+    // EC 0x25 (same EL) or 0x24 (from EL0), IL, DFSC 0x10 (synchronous external abort).
+    let ec: u64 = if from_el1 { 0x25 } else { 0x24 };
+    let esr = (ec << 26) | (1 << 25) | 0x10;
+    inject_sync(frame, frame.elr, esr, Some(far));
+}
+
+fn inject_sync(frame: &mut TrapFrame, pc: u64, esr: u64, far: Option<u64>) {
     let spsr = frame.spsr;
     let mode = spsr & 0xf;
     let offset = match mode {
@@ -204,7 +219,10 @@ fn inject_undef(frame: &mut TrapFrame, pc: u64) {
     // SAFETY: the guest that trapped is loaded on this CPU; these are its
     // EL1 exception registers.
     unsafe {
-        sysreg::set_esr_el1(ESR_UNDEF);
+        sysreg::set_esr_el1(esr);
+        if let Some(far) = far {
+            sysreg::set_far_el1(far);
+        }
         sysreg::set_elr_el1(pc);
         sysreg::set_spsr_el1(spsr);
     }

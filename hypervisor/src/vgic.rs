@@ -215,11 +215,11 @@ pub fn mmio(
     };
     if !da.isv {
         log::info!(
-            "{}v{vcpu}: vGIC access at IPA {ipa} without syndrome (PC {:#x}): ignored",
+            "{}v{vcpu}: vGIC access at IPA {ipa} the hardware gave no syndrome for (PC {:#x}): data abort injected",
             dom.id,
             frame.elr
         );
-        frame.elr += 4;
+        crate::trap::inject_data_abort(frame, crate::arch::sysreg::far_el2());
         return true;
     }
     let Some(width) = Width::from_bytes(da.access_size) else {

@@ -48,10 +48,10 @@ pub fn mmio(
     }
     if !da.isv {
         log::info!(
-            "{}v{vcpu}: vUART access without syndrome at IPA {ipa}: ignored",
+            "{}v{vcpu}: vUART access at IPA {ipa} the hardware gave no syndrome for: data abort injected",
             dom.id
         );
-        frame.elr += 4;
+        crate::trap::inject_data_abort(frame, crate::arch::sysreg::far_el2());
         return true;
     }
     let mut out = [0u8; 256];

@@ -179,6 +179,29 @@ fn reading_host_gic_distributor_crashes_only_that_domain() -> Result<(), Error> 
     )
 }
 
+/// An access to an emulated device that the hardware reports without a syndrome (here an
+/// `ldp` from the virtual GIC distributor) cannot be emulated: the guest gets a data abort
+/// (as on Xen), its own exception handler runs, and the other domain is unaffected.
+#[test]
+fn undecodable_vgic_access_gets_a_data_abort_in_the_guest() -> Result<(), Error> {
+    let mut run =
+        two_domains(2, "oxen.test=count", "oxen.test=ldp oxen.addr=0x3001000")?.spawn()?;
+    run.expect(
+        re(r"^\(oxen\) d2v0: vGIC access at IPA 0x3001000 .*no syndrome.*: data abort injected$"),
+        T,
+    )?;
+    // The guest's EL1 handler sees a synchronous external abort at that address.
+    run.expect(
+        re(r"^\(d2\) TEST-GUEST exception: .*ESR=0x96000010.*FAR=0x3001000"),
+        T,
+    )?;
+    run.expect(re(r"^\(oxen\) d2: shutdown \(crash\)$"), T)?;
+    for _ in 0..3 {
+        run.expect(tick_of(1), T)?;
+    }
+    run.check()
+}
+
 /// Boot once to learn where d1's RAM is, then boot identically except that d2 writes to
 /// that physical address (as an IPA of its own, which must not reach d1's RAM).
 #[test]

@@ -346,6 +346,21 @@ pub unsafe fn read_u32(addr: u64) -> u32 {
     v
 }
 
+/// Two 32-bit loads from `addr` in one `ldp` instruction.
+///
+/// # Safety
+///
+/// As [`read_u32`]; `addr` must be 8-byte aligned.
+pub unsafe fn read_pair_u32(addr: u64) -> (u32, u32) {
+    let (a, b): (u32, u32);
+    // SAFETY: per the contract above; one `ldp`, no other effects.
+    unsafe {
+        asm!("ldp {a:w}, {b:w}, [{p}]", p = in(reg) addr, a = out(reg) a, b = out(reg) b,
+            options(nostack, readonly))
+    };
+    (a, b)
+}
+
 /// One 32-bit store of `val` to `addr` (`str w`).
 ///
 /// # Safety

@@ -136,6 +136,15 @@ fn run(s: Scenario, dt: &GuestDt<'_>) -> ! {
             say!("GICD_TYPER {addr:#x} = {v:#x}");
             finish(ShutdownReason::Poweroff)
         }
+        Scenario::Ldp(addr) => {
+            if !addr.is_multiple_of(8) {
+                fail(format_args!("oxen.addr={addr:#x} is not 8-byte aligned"));
+            }
+            // SAFETY: a pair load from a device register block; a fault is the test.
+            let (a, b) = unsafe { rt::read_pair_u32(addr) };
+            say!("ldp {addr:#x} = {a:#x} {b:#x}");
+            finish(ShutdownReason::Poweroff)
+        }
         Scenario::Spin => loop {
             core::hint::spin_loop();
         },

@@ -23,6 +23,9 @@ pub enum Scenario {
     Touch(u64),
     /// Read `GICD_TYPER` at this IPA.
     Gicd(u64),
+    /// Load a pair of words from this IPA with `ldp` (an access the
+    /// hardware reports without a syndrome when it traps).
+    Ldp(u64),
     /// Spin forever without hypercalls.
     Spin,
     /// Call hypercall 63 and print what it returned.
@@ -100,6 +103,7 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError<'_>> {
         "oob" => Scenario::Oob,
         "touch" => Scenario::Touch(addr()?.ok_or(ConfigError::Missing("oxen.addr"))?),
         "gicd" => Scenario::Gicd(addr()?.unwrap_or(DEFAULT_GICD_TYPER)),
+        "ldp" => Scenario::Ldp(addr()?.ok_or(ConfigError::Missing("oxen.addr"))?),
         "spin" => Scenario::Spin,
         "enosys" => Scenario::Enosys,
         "crash" => Scenario::Crash,
