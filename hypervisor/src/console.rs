@@ -11,8 +11,8 @@ use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
 extern crate alloc;
 
+use crate::sync::Mutex;
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use spin::Mutex;
 
 use crate::arch::pl011::Pl011;
 

@@ -17,9 +17,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use crate::sync::Mutex;
 use oxen_mm::Stage2;
 use oxen_types::{DomId, Ipa, PhysAddr, PhysRange};
-use spin::Mutex;
 
 use oxen_vgic::Vgic;
 

@@ -410,7 +410,7 @@ fn build(
         ram_ipa.add(dtb_off),
     );
     if spec.vpl011 && !is_dom0 {
-        dom.vuart = Some(spin::Mutex::new(oxen_vuart::VUart::new()));
+        dom.vuart = Some(crate::sync::Mutex::new(oxen_vuart::VUart::new()));
     }
     Ok(Arc::new(dom))
 }

@@ -35,6 +35,8 @@ mod sched;
 #[cfg(target_os = "none")]
 mod shutdown;
 #[cfg(target_os = "none")]
+mod sync;
+#[cfg(target_os = "none")]
 mod trap;
 #[cfg(target_os = "none")]
 mod vgic;

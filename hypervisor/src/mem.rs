@@ -1,10 +1,10 @@
 //! Physical memory: the global range allocator, the heap, and the
 //! `TableMemory` implementation stage-2 tables are built with.
 
+use crate::sync::Mutex;
 use buddy_system_allocator::LockedHeap;
 use oxen_mm::{PhysAllocator, TableMemory};
 use oxen_types::{PAGE_SIZE, PhysAddr, PhysRange};
-use spin::Mutex;
 
 use crate::arch;
 

@@ -48,12 +48,12 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::sync::MutexGuard;
 use oxen_mm::{MmError, S2Attrs};
 use oxen_types::{DomId, Ipa, PAGE_SIZE, PhysAddr, VcpuId};
 use oxen_xen::evtchn::{DomainEvtchn, EvtchnConfig, NR_EVTCHN_2L, VcpuBits};
 use oxen_xen::grant::{GrantConfig, GrantTable};
 use oxen_xen::hcall::{FromBytes, Immutable, IntoBytes};
-use spin::MutexGuard;
 use xen_abi::Errno;
 use xen_abi::hvm::{
     HVM_NR_PARAMS, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT,

@@ -428,23 +428,45 @@ impl Vgic {
         })
     }
 
-    /// The INTIDs a scan for deliverable interrupts of `vcpu` must visit:
-    /// every private one, and the enabled SPIs (a disabled interrupt is
-    /// never deliverable).
-    fn scan_candidates(&self) -> impl Iterator<Item = u32> + '_ {
+    /// Call `f(intid, priority)` for every interrupt deliverable to `vcpu`
+    /// that is in no LR, in INTID order, until `f` returns false. Visits
+    /// every private interrupt and only the enabled SPIs (a disabled
+    /// interrupt is never deliverable). Plain loops: this is on the path of
+    /// every guest entry that refills list registers.
+    fn for_each_waiting(&self, vcpu: usize, mut f: impl FnMut(u32, u8) -> bool) {
+        let Some(v) = self.vcpus.get(vcpu) else {
+            return;
+        };
+        for intid in 0..NR_PRIVATE {
+            let irq = &v.private[intid as usize];
+            if irq.enabled
+                && irq.lr.is_none()
+                && self.deliverable_to(vcpu, intid)
+                && !f(intid, irq.priority)
+            {
+                return;
+            }
+        }
         let limit = self.nr_lines();
-        (0..NR_PRIVATE).chain(
-            self.spi_enabled
-                .iter()
-                .enumerate()
-                .flat_map(move |(w, &bits)| {
-                    let base = NR_PRIVATE + 32 * w as u32;
-                    (0..32u32)
-                        .filter(move |b| bits & (1 << b) != 0)
-                        .map(move |b| base + b)
-                        .filter(move |&i| i < limit)
-                }),
-        )
+        for (w, &bits) in self.spi_enabled.iter().enumerate() {
+            let mut rest = bits;
+            while rest != 0 {
+                let intid = NR_PRIVATE + 32 * w as u32 + rest.trailing_zeros();
+                rest &= rest - 1;
+                if intid >= limit {
+                    return;
+                }
+                let Some(spi) = self.spis.get((intid - NR_PRIVATE) as usize) else {
+                    return;
+                };
+                if spi.irq.lr.is_none()
+                    && self.deliverable_to(vcpu, intid)
+                    && !f(intid, spi.irq.priority)
+                {
+                    return;
+                }
+            }
+        }
     }
 
     /// Record that SPI `intid` was enabled or disabled.
@@ -682,16 +704,10 @@ impl Vgic {
     /// any LR, highest priority (lowest value) first, ties by INTID.
     pub fn pending_for(&self, vcpu: usize) -> impl Iterator<Item = u32> + use<> {
         let mut v: Vec<(u8, u32)> = Vec::new();
-        if vcpu < self.nr_vcpus {
-            for intid in self.scan_candidates() {
-                if let Some(irq) = self.irq(vcpu, intid)
-                    && irq.lr.is_none()
-                    && self.deliverable_to(vcpu, intid)
-                {
-                    v.push((irq.priority, intid));
-                }
-            }
-        }
+        self.for_each_waiting(vcpu, |intid, prio| {
+            v.push((prio, intid));
+            true
+        });
         v.sort_unstable();
         v.into_iter().map(|(_, intid)| intid)
     }
@@ -709,12 +725,12 @@ impl Vgic {
     /// Whether some interrupt [`Vgic::pending_for`] would list exists (an
     /// early-exit scan: no allocation, no sorting; used on hot paths).
     fn any_waiting(&self, vcpu: usize) -> bool {
-        vcpu < self.nr_vcpus
-            && self.scan_candidates().any(|intid| {
-                self.irq(vcpu, intid)
-                    .is_some_and(|irq| irq.lr.is_none() && irq.enabled)
-                    && self.deliverable_to(vcpu, intid)
-            })
+        let mut any = false;
+        self.for_each_waiting(vcpu, |_, _| {
+            any = true;
+            false
+        });
+        any
     }
 
     /// Whether the hypervisor should request an underflow maintenance
