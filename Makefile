@@ -77,6 +77,8 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p oxen --target $(HYP_TARGET) -- -D warnings
+	cargo clippy -p test-guest --target aarch64-unknown-none -- -D warnings
+	cargo clippy -p evtchn-ping --target aarch64-unknown-linux-musl -- -D warnings
 
 clean:
 	rm -rf $(BUILD)
