@@ -197,6 +197,43 @@ fn inject_undef(frame: &mut TrapFrame, pc: u64) {
     inject_sync(frame, pc, ESR_UNDEF, None);
 }
 
+/// Complete a trapped access to an emulated device at `ipa`: the guest
+/// register is read (store) or written (load, with the syndrome's size and
+/// sign extension) around `access`, which gets `Some(value)` for a store and
+/// `None` for a load and returns the loaded value (`None`: leave the
+/// register alone). An access the hardware gave no syndrome for cannot be
+/// decoded: the guest gets a data abort instead, as on Xen.
+pub fn emulate_mmio(
+    dom: &Domain,
+    vcpu: usize,
+    device: &str,
+    ipa: oxen_types::Ipa,
+    da: &oxen_trap::DataAbort,
+    frame: &mut TrapFrame,
+    access: impl FnOnce(Option<u64>) -> Option<u64>,
+) {
+    use oxen_trap::mmio;
+    if !da.isv {
+        log::info!(
+            "{}v{vcpu}: {device} access at IPA {ipa} the hardware gave no syndrome for (PC {:#x}): data abort injected",
+            dom.id,
+            frame.elr
+        );
+        inject_data_abort(frame, sysreg::far_el2());
+        return;
+    }
+    if da.write {
+        access(Some(mmio::store_value(
+            mmio::read_gpr(&frame.x, da.reg),
+            da.access_size,
+        )));
+    } else if let Some(v) = access(None) {
+        let v = mmio::load_value(v, da.access_size, da.sign_extend, da.sixty_four);
+        mmio::write_gpr(&mut frame.x, da.reg, v);
+    }
+    frame.elr += 4;
+}
+
 /// Deliver a synchronous external data abort for `far` to the guest's EL1
 /// (an emulated-device access the hypervisor cannot decode, as Xen does):
 /// the faulting instruction is not executed.

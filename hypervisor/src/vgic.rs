@@ -12,7 +12,6 @@ extern crate alloc;
 use alloc::sync::Arc;
 
 use oxen_trap::DataAbort;
-use oxen_trap::mmio;
 use oxen_types::{Ipa, IpaRange};
 use oxen_vgic::{
     GICV3_REDIST_STRIDE, GicVersion, LrEntry, Vgic, VgicError, Width, decode_lr_v2, decode_lr_v3,
@@ -213,59 +212,41 @@ pub fn mmio(
     } else {
         return false;
     };
-    if !da.isv {
-        log::info!(
-            "{}v{vcpu}: vGIC access at IPA {ipa} the hardware gave no syndrome for (PC {:#x}): data abort injected",
-            dom.id,
-            frame.elr
-        );
-        crate::trap::inject_data_abort(frame, crate::arch::sysreg::far_el2());
-        return true;
-    }
-    let Some(width) = Width::from_bytes(da.access_size) else {
-        frame.elr += 4;
-        return true;
-    };
     let mut effect = None;
-    let result: Result<u64, VgicError> = {
-        let mut g = dom.vgic.lock();
-        if frame_vcpu >= g.nr_vcpus() {
-            Err(VgicError::BadVcpu(frame_vcpu))
-        } else if da.write {
-            let val = mmio::store_value(mmio::read_gpr(&frame.x, da.reg), da.access_size);
-            let r = if is_dist {
-                g.dist_write(vcpu, off, width, val)
+    crate::trap::emulate_mmio(dom, vcpu, "vGIC", ipa, da, frame, |store| {
+        let width = Width::from_bytes(da.access_size)?;
+        let result: Result<u64, VgicError> = {
+            let mut g = dom.vgic.lock();
+            if frame_vcpu >= g.nr_vcpus() {
+                Err(VgicError::BadVcpu(frame_vcpu))
+            } else if let Some(val) = store {
+                let r = if is_dist {
+                    g.dist_write(vcpu, off, width, val)
+                } else {
+                    g.redist_write(frame_vcpu, off, width, val)
+                };
+                r.map(|e| {
+                    effect = Some(e);
+                    0
+                })
+            } else if is_dist {
+                g.dist_read(vcpu, off, width)
             } else {
-                g.redist_write(frame_vcpu, off, width, val)
-            };
-            r.map(|e| {
-                effect = Some(e);
-                0
-            })
-        } else if is_dist {
-            g.dist_read(vcpu, off, width)
-        } else {
-            g.redist_read(frame_vcpu, off, width)
+                g.redist_read(frame_vcpu, off, width)
+            }
+        };
+        if store.is_some() {
+            changed(dom);
         }
-    };
-    let value = match result {
-        Ok(v) => v,
-        Err(e) => {
+        Some(result.unwrap_or_else(|e| {
             log::debug!(
                 "{}v{vcpu}: vGIC {}: {e}",
                 dom.id,
                 if is_dist { "GICD" } else { "GICR" }
             );
             0
-        }
-    };
-    if !da.write {
-        let v = mmio::load_value(value, da.access_size, da.sign_extend, da.sixty_four);
-        mmio::write_gpr(&mut frame.x, da.reg, v);
-    }
-    if da.write {
-        changed(dom);
-    }
+        }))
+    });
     if let Some(e) = effect {
         for t in e.kick {
             if t != vcpu {
@@ -280,7 +261,6 @@ pub fn mmio(
             }
         }
     }
-    frame.elr += 4;
     true
 }
 

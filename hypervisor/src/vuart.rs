@@ -7,7 +7,7 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 
-use oxen_trap::{DataAbort, mmio};
+use oxen_trap::DataAbort;
 use oxen_types::Ipa;
 
 use crate::arch::head::TrapFrame;
@@ -46,36 +46,31 @@ pub fn mmio(
     if off >= SIZE {
         return false;
     }
-    if !da.isv {
-        log::info!(
-            "{}v{vcpu}: vUART access at IPA {ipa} the hardware gave no syndrome for: data abort injected",
-            dom.id
-        );
-        crate::trap::inject_data_abort(frame, crate::arch::sysreg::far_el2());
-        return true;
-    }
     let mut out = [0u8; 256];
-    let (n, level) = {
+    let mut drained = None;
+    crate::trap::emulate_mmio(dom, vcpu, "vUART", ipa, da, frame, |store| {
         let mut u = uart.lock();
-        if da.write {
-            let v = mmio::store_value(mmio::read_gpr(&frame.x, da.reg), da.access_size);
-            if let Err(e) = u.write(off, da.access_size, v as u32) {
-                log::debug!("{}v{vcpu}: vUART write: {e:?}", dom.id);
+        let loaded = match store {
+            Some(v) => {
+                if let Err(e) = u.write(off, da.access_size, v as u32) {
+                    log::debug!("{}v{vcpu}: vUART write: {e:?}", dom.id);
+                }
+                None
             }
-        } else {
-            let v = u.read(off, da.access_size).unwrap_or_else(|e| {
+            None => Some(u64::from(u.read(off, da.access_size).unwrap_or_else(|e| {
                 log::debug!("{}v{vcpu}: vUART read: {e:?}", dom.id);
                 0
-            });
-            let v = mmio::load_value(u64::from(v), da.access_size, da.sign_extend, da.sixty_four);
-            mmio::write_gpr(&mut frame.x, da.reg, v);
+            }))),
+        };
+        drained = Some((u.drain_output(&mut out), u.irq_level()));
+        loaded
+    });
+    // Nothing to do after an access that could not be decoded.
+    if let Some((n, level)) = drained {
+        if n > 0 {
+            dom.console.lock().push(dom.id.0, &out[..n]);
         }
-        (u.drain_output(&mut out), u.irq_level())
-    };
-    if n > 0 {
-        dom.console.lock().push(dom.id.0, &out[..n]);
+        vgic::set_level(dom, SPI, 0, level);
     }
-    vgic::set_level(dom, SPI, 0, level);
-    frame.elr += 4;
     true
 }
