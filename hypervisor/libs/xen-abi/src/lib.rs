@@ -8,6 +8,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod console;
+pub mod domctl;
 pub mod errno;
 pub mod event_channel;
 pub mod features;
@@ -16,7 +18,9 @@ pub mod hvm;
 pub mod hypercall;
 pub mod memory;
 pub mod shared_info;
+pub mod sysctl;
 pub mod vcpu;
+pub mod xenstore;
 
 pub use errno::Errno;
 

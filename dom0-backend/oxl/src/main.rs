@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("oxl: not built yet");
+    std::process::exit(1);
+}

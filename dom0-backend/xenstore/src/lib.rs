@@ -1,0 +1,1 @@
+//! xenstore wire codec and client. Being written; see docs/toolstack.md.

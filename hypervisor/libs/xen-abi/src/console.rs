@@ -1,0 +1,1 @@
+//! PV console ring page (`io/console.h`): `struct xencons_interface`.
