@@ -32,7 +32,8 @@ setup:
 
 build: setup hypervisor test-guest dom0
 
-# Debian's arm64 kernel + a busybox initramfs for Dom0 (cached in .cache/)
+# Debian's arm64 kernel + a busybox initramfs for Dom0 with the toolstack (xl, xenstored,
+# xenconsoled, xencommons) and the ready DomU /etc/xen/domu.cfg (cached in .cache/)
 dom0:
 	bash qemu/build-dom0.sh
 
@@ -78,7 +79,8 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p oxen --target $(HYP_TARGET) -- -D warnings
 	cargo clippy -p test-guest --target aarch64-unknown-none -- -D warnings
-	cargo clippy -p evtchn-ping --target aarch64-unknown-linux-musl -- -D warnings
+	cargo clippy -p evtchn-ping -p xenctrl -p xenstore -p oxl -p xenconsoled \
+	    --all-targets --target aarch64-unknown-linux-musl -- -D warnings
 
 clean:
 	rm -rf $(BUILD)

@@ -8,18 +8,31 @@
 #   Image           Debian's arm64 Linux kernel (its "vmlinuz" is a raw arm64 Image)
 #   dom0-initrd.gz  initramfs (newc cpio, root-owned, gzip): busybox, /init
 #                   (qemu/dom0/init.sh), /usr/bin/evtchn-ping, the Xen backend and virtio
-#                   modules with their dependencies and a fresh depmod
+#                   modules with their dependencies and a fresh depmod, and the toolstack
+#                   under Xen's names: /usr/sbin/{xl,xenstored,xenconsoled}, /usr/bin/xenstore
+#                   and its xenstore-* links, /etc/init.d/xencommons (qemu/dom0/xencommons),
+#                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg) and the ready DomU under /opt/domu/:
+#                   the same kernel Image and domu-initrd.gz
+#   domu-initrd.gz  the DomU's initramfs (also inside dom0-initrd.gz): busybox, /init
+#                   (qemu/domu/init.sh), /usr/bin/xenstore and its xenstore-* links
 #   kver            kernel ABI version, e.g. 6.1.0-56-arm64
 #   modules.txt     the module files put in the initramfs (dependency closure)
 #   manifest.txt    package=version of the Debian packages used
+#   tools.txt       the toolstack binaries installed (a missing one is listed as "missing")
 #   stamp           hash of every input; outputs are rebuilt only when it changes
 # Also kept in $OXEN_CACHE: debs/ (downloaded .deb files), dom0-root/ (unpacked, never
 # installed). Needs: apt with the arm64 architecture (qemu/setup.sh), cargo, cpio, gzip,
 # depmod. No root needed.
 #
+# The toolstack crates (oxl, xenstore, xenconsoled) are built as static musl release
+# binaries. A crate that fails to build or has no such binary yet is skipped with a
+# WARNING line (the image still builds, without that tool); evtchn-ping must build.
+#
 # Environment: OXEN_CACHE, OXEN_DOM0_KERNEL_PKG (force a linux-image-*-arm64 package),
 # OXEN_EVTCHN_PING (use this prebuilt aarch64 evtchn-ping instead of calling cargo),
-# CARGO_TARGET_DIR (where cargo builds evtchn-ping; default target/ at the repo root).
+# OXEN_DOM0_TOOLS (a directory of prebuilt aarch64 oxl, xenstored, xenstore, xenconsoled:
+# no cargo call for them), CARGO_TARGET_DIR (where cargo builds; default target/ at the
+# repo root).
 set -euo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
 
@@ -30,6 +43,7 @@ DEBS=$CACHE/debs
 ROOT=$CACHE/dom0-root
 OUT=$CACHE/dom0
 INIT=$HERE/dom0/init.sh
+DOMU_INIT=$HERE/domu/init.sh
 MUSL=aarch64-unknown-linux-musl
 
 # Modules Dom0 loads (their dependencies are added from modules.dep). Built-in drivers
@@ -41,7 +55,7 @@ FORCE=0
 case "${1:-}" in
     --force) FORCE=1 ;;
     "") ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-dom0: unknown argument '$1' (use --force or --help)" >&2; exit 2 ;;
 esac
 
@@ -118,7 +132,8 @@ if [ $NEW_DEBS = 1 ] || [ ! -s "$MODDIR/modules.dep" ]; then
     depmod -b "$ROOT" "$KVER"
 fi
 
-# ---------------------------------------------------------------- evtchn-ping
+# ---------------------------------------------------------------- Dom0 programs
+TDIR=${CARGO_TARGET_DIR:-$REPO/target}/$MUSL/release
 if [ -n "${OXEN_EVTCHN_PING:-}" ]; then
     PING=$OXEN_EVTCHN_PING
     [ -f "$PING" ] || die "OXEN_EVTCHN_PING=$PING does not exist"
@@ -127,9 +142,46 @@ else
     log "cargo build -p evtchn-ping --release --target $MUSL"
     (cd "$REPO" && cargo build -q -p evtchn-ping --release --target "$MUSL") \
         || die "building evtchn-ping failed (is the $MUSL target installed? run 'make setup')"
-    PING=${CARGO_TARGET_DIR:-$REPO/target}/$MUSL/release/evtchn-ping
+    PING=$TDIR/evtchn-ping
     [ -f "$PING" ] || die "cargo did not produce $PING"
 fi
+
+# The toolstack: "crate binary installed-path" (Xen's names). A crate that does not build
+# (or has no such binary yet) is skipped with a warning: the image builds without it.
+TOOLS="oxl oxl /usr/sbin/xl
+xenstore xenstored /usr/sbin/xenstored
+xenstore xenstore /usr/bin/xenstore
+xenconsoled xenconsoled /usr/sbin/xenconsoled"
+# Links to /usr/bin/xenstore (it acts by argv[0]), in Dom0 and in the DomU.
+XS_LINKS="xenstore-read xenstore-write xenstore-ls xenstore-rm xenstore-exists xenstore-list
+          xenstore-watch xenstore-chmod"
+if [ -n "${OXEN_DOM0_TOOLS:-}" ]; then
+    [ -d "$OXEN_DOM0_TOOLS" ] || die "OXEN_DOM0_TOOLS=$OXEN_DOM0_TOOLS is not a directory"
+    BINDIR=$OXEN_DOM0_TOOLS
+else
+    BINDIR=$TDIR
+    for crate in $(echo "$TOOLS" | cut -d' ' -f1 | sort -u); do
+        log "cargo build -p $crate --release --target $MUSL"
+        if ! out=$(cd "$REPO" && cargo build -q -p "$crate" --release --target "$MUSL" 2>&1); then
+            log "WARNING: building $crate failed, its tools are left out of the image: $(echo "$out" | grep -m1 -E '^error' || echo "$out" | tail -n 1)"
+            # a binary from an earlier build would not match the sources: never use it
+            BROKEN="${BROKEN:-} $crate"
+        fi
+    done
+fi
+TOOL_LIST="" # "binary-path installed-path" of each tool that exists
+TOOLS_TXT=""
+while read -r crate bin dest; do
+    src=$BINDIR/$bin
+    case " ${BROKEN:-} " in *" $crate "*) src=;; esac
+    if [ -n "$src" ] && [ -f "$src" ]; then
+        TOOL_LIST+="$src $dest"$'\n'
+        TOOLS_TXT+="$dest $bin"$'\n'
+    else
+        log "WARNING: no $bin binary (crate $crate): $dest left out of the image"
+        TOOLS_TXT+="$dest missing"$'\n'
+    fi
+done <<<"$TOOLS"
 
 # ---------------------------------------------------------------- module closure
 # Resolve names to module files and their dependencies via modules.dep, depth first.
@@ -165,11 +217,14 @@ STAMP=$(
         echo "modules=$MODULES"
         echo "$MODFILES"
         sha256sum "$0" "$INIT" "$PING" | cut -d' ' -f1
-        find "$HERE/dom0" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | cut -d' ' -f1
+        printf '%s' "$TOOLS_TXT"
+        printf '%s' "$TOOL_LIST" | while read -r src _; do sha256sum "$src" | cut -d' ' -f1; done
+        find "$HERE/dom0" "$HERE/domu" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | cut -d' ' -f1
     } | sha256sum | cut -d' ' -f1
 )
 if [ $FORCE = 0 ] && [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] &&
-   [ -s "$OUT/Image" ] && [ -s "$OUT/dom0-initrd.gz" ] && [ -s "$OUT/kver" ]; then
+   [ -s "$OUT/Image" ] && [ -s "$OUT/dom0-initrd.gz" ] && [ -s "$OUT/domu-initrd.gz" ] &&
+   [ -s "$OUT/kver" ]; then
     log "up to date: $OUT (kernel $KVER)"
     exit 0
 fi
@@ -177,23 +232,61 @@ fi
 # ---------------------------------------------------------------- initramfs
 WORK=$(mktemp -d "$OUT/.work.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-D=$WORK/root
-mkdir -p "$D"/{bin,sbin,usr/bin,usr/sbin,lib,etc,proc,sys,dev,run,tmp,mnt,root,var/log}
-ln -s ../run "$D/var/run"
-cp "$ROOT/bin/busybox" "$D/bin/busybox"
-ln -s busybox "$D/bin/sh"          # the rest of the applets: `busybox --install -s` in /init
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$D/etc/passwd"
-printf 'root:x:0:\n' > "$D/etc/group"
-install -m 0755 "$INIT" "$D/init"
 
-# evtchn-ping without its debug info (the release profile keeps it for the host)
+# install_bin SRC DEST: an aarch64 binary without its debug info (the release profile
+# keeps it for the host), mode 0755
 if command -v aarch64-linux-gnu-objcopy >/dev/null 2>&1; then
-    aarch64-linux-gnu-objcopy --strip-all "$PING" "$D/usr/bin/evtchn-ping"
+    install_bin() { aarch64-linux-gnu-objcopy --strip-all "$1" "$2" && chmod 0755 "$2"; }
 else
-    log "aarch64-linux-gnu-objcopy not found (binutils-aarch64-linux-gnu): evtchn-ping kept unstripped"
-    cp "$PING" "$D/usr/bin/evtchn-ping"
+    log "aarch64-linux-gnu-objcopy not found (binutils-aarch64-linux-gnu): binaries kept unstripped"
+    install_bin() { install -m 0755 "$1" "$2"; }
 fi
-chmod 0755 "$D/usr/bin/evtchn-ping"
+
+# busybox_root DIR INIT: the skeleton both initramfs share: busybox (the rest of the
+# applets: `busybox --install -s` in /init), /init, root's passwd entry
+busybox_root() {
+    mkdir -p "$1"/{bin,sbin,usr/bin,usr/sbin,lib,etc,proc,sys,dev,run,tmp,mnt,root,var/log}
+    ln -s ../run "$1/var/run"
+    cp "$ROOT/bin/busybox" "$1/bin/busybox"
+    ln -s busybox "$1/bin/sh"
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > "$1/etc/passwd"
+    printf 'root:x:0:\n' > "$1/etc/group"
+    install -m 0755 "$2" "$1/init"
+}
+
+# xenstore_links DIR: the xenstore-* names of DIR/usr/bin/xenstore, if that exists
+xenstore_links() {
+    [ -e "$1/usr/bin/xenstore" ] || return 0
+    local l
+    for l in $XS_LINKS; do ln -s xenstore "$1/usr/bin/$l"; done
+}
+
+# cpio_gz DIR OUT: DIR as a root-owned newc cpio, gzipped reproducibly
+cpio_gz() {
+    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
+        | gzip -9 -n > "$2"
+}
+
+# The DomU: busybox, /init, the xenstore tool. Its kernel is the same Image (Xen's
+# drivers DomU needs -- hvc0, xenbus, /dev/xen/xenbus -- are built into Debian's kernel).
+U=$WORK/domu
+busybox_root "$U" "$DOMU_INIT"
+XS_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xenstore" {print $1}')
+[ -z "$XS_SRC" ] || install_bin "$XS_SRC" "$U/usr/bin/xenstore"
+xenstore_links "$U"
+cpio_gz "$U" "$WORK/domu-initrd.gz"
+
+# Dom0
+D=$WORK/root
+busybox_root "$D" "$INIT"
+install_bin "$PING" "$D/usr/bin/evtchn-ping"
+printf '%s' "$TOOL_LIST" | while read -r src dest; do install_bin "$src" "$D$dest"; done
+xenstore_links "$D"
+mkdir -p "$D"/etc/{init.d,xen} "$D"/var/lib/xen "$D"/var/log/xen/console "$D"/opt/domu
+install -m 0755 "$HERE/dom0/xencommons" "$D/etc/init.d/xencommons"
+install -m 0644 "$HERE/dom0/domu.cfg" "$D/etc/xen/domu.cfg"
+cp "$ROOT/boot/vmlinuz-$KVER" "$D/opt/domu/Image"
+cp "$WORK/domu-initrd.gz" "$D/opt/domu/domu-initrd.gz"
 
 DM=$D/lib/modules/$KVER
 for path in $MODFILES; do
@@ -205,17 +298,17 @@ for f in modules.order modules.builtin modules.builtin.modinfo; do
 done
 depmod -b "$D" "$KVER"
 
-(cd "$D" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) \
-    | gzip -9 -n > "$WORK/dom0-initrd.gz"
+cpio_gz "$D" "$WORK/dom0-initrd.gz"
 cp "$ROOT/boot/vmlinuz-$KVER" "$WORK/Image"
 echo "$KVER" > "$WORK/kver"
 echo "$MODFILES" > "$WORK/modules.txt"
 printf '%s' "$MANIFEST" > "$WORK/manifest.txt"
+printf '%s' "$TOOLS_TXT" > "$WORK/tools.txt"
 
 # publish: outputs first, the stamp last (an interrupted build is redone next time)
 rm -f "$OUT/stamp"
-for f in Image dom0-initrd.gz kver modules.txt manifest.txt; do
+for f in Image dom0-initrd.gz domu-initrd.gz kver modules.txt manifest.txt tools.txt; do
     mv -f "$WORK/$f" "$OUT/$f"
 done
 echo "$STAMP" > "$OUT/stamp"
-log "built $OUT: Image $(stat -c %s "$OUT/Image") bytes, dom0-initrd.gz $(stat -c %s "$OUT/dom0-initrd.gz") bytes, kernel $KVER, $(echo "$MODFILES" | wc -l) modules"
+log "built $OUT: Image $(stat -c %s "$OUT/Image") bytes, dom0-initrd.gz $(stat -c %s "$OUT/dom0-initrd.gz") bytes, domu-initrd.gz $(stat -c %s "$OUT/domu-initrd.gz") bytes, kernel $KVER, $(echo "$MODFILES" | wc -l) modules, tools: $(printf '%s' "$TOOLS_TXT" | awk '$2 != "missing" {printf "%s%s", s, $1; s=" "}')"

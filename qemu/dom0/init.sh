@@ -3,10 +3,13 @@
 #
 # Brings up a minimal Dom0: pseudo filesystems, the Xen backend modules, xenfs on
 # /proc/xen, then runs the scenario named by `oxen.dom0=` on the kernel command line:
-#   shell    (default) interactive busybox shell on the console; `poweroff` stops the machine
+#   shell    (default) start the Xen services (/etc/init.d/xencommons: xenstored,
+#            xenconsoled, Dom0's xenstore entries), then an interactive busybox shell on
+#            the console; `poweroff` stops the machine
 #   check    print the facts the tests read, run `evtchn-ping`, power off
 #   poweroff power off at once
-# Knobs: oxen.ping=N (evtchn-ping round trips in `check`, default 10000).
+# Knobs: oxen.ping=N (evtchn-ping round trips in `check`, default 10000),
+#        oxen.xencommons=0 (`shell` without the Xen services).
 # Output: `OXEN-DOM0-INIT` first, then `dom0: key=value` lines, `dom0-dmesg: ...` lines.
 # Failures are reported on one line each and never stop the script: it always reaches
 # the scenario, and `check`/`poweroff` always end in a power-off (QEMU exits).
@@ -98,6 +101,10 @@ poweroff)
     ;;
 shell)
     echo 'export PS1="dom0:\w# "' > /etc/profile
+    if [ "$(arg oxen.xencommons 1)" != 0 ]; then
+        /etc/init.d/xencommons start
+        echo "dom0: xencommons rc=$?"
+    fi
     echo "dom0: starting shell ('poweroff' or 'reboot' to stop)"
     # busybox poweroff/reboot/halt signal PID 1 (USR2/TERM/USR1): as init, honour them.
     trap 'off' USR2 USR1

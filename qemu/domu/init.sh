@@ -1,0 +1,92 @@
+#!/bin/sh
+# /init of the ready DomU's initramfs (busybox sh, PID 1). Installed by qemu/build-dom0.sh
+# as /init of domu-initrd.gz, which Dom0 carries as /opt/domu/domu-initrd.gz for
+# /etc/xen/domu.cfg (`xl create -c /etc/xen/domu.cfg`).
+#
+# Prints `DOMU-INIT uptime=<s>` first (as the Xen reference DomU does), mounts the pseudo
+# filesystems, then runs the scenario named by `oxen.domu=` on the kernel command line
+# (xl.cfg `extra=`):
+#   shell (default) interactive busybox shell on hvc0 (prompt `domu:/# `); `poweroff`
+#         shuts the domain down (`reboot` reboots it: xl applies on_poweroff/on_reboot)
+#   check print `domu: key=value` facts the tests read (the domain's own xenstore name
+#         and domid, /sys/hypervisor/type), `domu: check done`, then power off
+# Failures print one `domu: ... failed` line each and never stop the script: `check`
+# always ends in a power-off.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=linux LANG=C
+
+/bin/busybox mount -t proc proc /proc
+read -r UP _ < /proc/uptime
+echo "DOMU-INIT uptime=$UP"
+/bin/busybox --install -s
+
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null # may already be mounted (CONFIG_DEVTMPFS_MOUNT)
+mkdir -p /dev/pts
+ln -sf /proc/self/fd /dev/fd
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+hostname domu
+
+arg() { # name default: value of `name=` on the kernel command line
+    read -r cmdline < /proc/cmdline
+    for a in $cmdline; do
+        case $a in "$1"=*) echo "${a#*=}"; return;; esac
+    done
+    echo "$2"
+}
+
+off() {
+    echo "domu: powering off"
+    sync
+    poweroff -f
+    echo "domu: poweroff -f returned"
+    while :; do sleep 60; done # PID 1 must never exit
+}
+
+# fact KEY CMD...: `domu: KEY=<output>`, or a failure line with CMD's last message
+# (xenstore calls are bounded by `timeout`: a silent xenstored must not stop the check)
+fact() {
+    key=$1
+    shift
+    if out=$("$@" 2>&1); then
+        echo "domu: $key=$out"
+    else
+        echo "domu: $key failed: $(echo "$out" | tail -n 1)"
+    fi
+}
+
+SCEN=$(arg oxen.domu shell)
+echo "domu: scenario=$SCEN"
+
+case $SCEN in
+check)
+    fact hypervisor cat /sys/hypervisor/type
+    fact name timeout 30 xenstore-read name
+    fact domid timeout 30 xenstore-read domid
+    fact nr_cpus grep -c '^processor' /proc/cpuinfo
+    fact mem_total_kb sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo
+    echo "domu: check done"
+    off
+    ;;
+shell)
+    echo 'export PS1="domu:\w# "' > /etc/profile
+    echo "domu: starting shell ('poweroff' to shut the domain down)"
+    # busybox poweroff/reboot/halt signal PID 1 (USR2/TERM/USR1): as init, honour them.
+    trap 'off' USR2 USR1
+    trap 'echo "domu: rebooting"; sync; reboot -f' TERM
+    # setsid + cttyhack give the shell hvc0 as controlling tty (job control, ^C); in the
+    # background so that `wait` lets the traps run as soon as a signal arrives.
+    while :; do
+        setsid cttyhack /bin/sh -l &
+        wait $!
+        echo "domu: shell exited, restarting"
+        sleep 1
+    done
+    ;;
+*)
+    echo "domu: unknown scenario '$SCEN' (use shell or check)"
+    off
+    ;;
+esac
