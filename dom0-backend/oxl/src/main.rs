@@ -2,8 +2,12 @@
 //! binary only refuses to run.
 #![allow(dead_code)] // the modules are used by the verbs, which land next
 
+mod build;
 mod cfg;
 mod dt;
+#[cfg(test)]
+mod fake;
+mod sys;
 
 fn main() {
     eprintln!("xl: not built yet");
