@@ -8,10 +8,12 @@
 //! Wire facts (types, header, errors, ring layout) come from
 //! `xen_abi::xenstore`.
 
+pub mod client;
 pub mod path;
 pub mod perms;
 pub mod store;
 pub mod wire;
 
+pub use client::{Client, Error};
 pub use perms::{Perm, PermKind};
 pub use xen_abi::xenstore::XsError;
