@@ -7,6 +7,8 @@ mod cfg;
 mod dt;
 #[cfg(test)]
 mod fake;
+mod fmt;
+mod json;
 mod sys;
 
 fn main() {
