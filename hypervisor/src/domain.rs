@@ -1,25 +1,39 @@
 //! Domains and their virtual CPUs.
 //!
-//! A [`Domain`] owns its RAM (host ranges mapped at guest IPAs), its stage-2
-//! tables and VMID, and its vCPUs. Domains live in a global table as
-//! `Arc<Domain>`; the scheduler's run queues hold further references, so a
-//! dead domain's memory is scrubbed and returned when the last vCPU has
-//! stopped running and the last reference goes away (`Drop`).
+//! A [`Domain`] owns its RAM (host ranges mapped at guest IPAs: the
+//! boot-time banks of `mem`, plus the ranges the toolstack populated at run
+//! time in `extra_mem`), its stage-2 tables and VMID, and its vCPUs.
 //!
-//! Lock order: DOMAINS, then a run queue, then a domain's stage 2, then a
-//! vCPU. A vCPU's lock is only taken by the physical CPU it is pinned to,
-//! except while it is offline (PSCI CPU_ON).
+//! Lifecycle, as Xen's: *running* → *shut down* (by itself, a crash or
+//! `remote_shutdown`; its vCPUs stop, it stays listed with its reason until
+//! the toolstack destroys it) → *dying* ([`destroy`]: removed from
+//! [`DOMAINS`], its event channels closed and the mappings it holds of
+//! others released). A dying domain whose RAM another domain still maps
+//! (a zombie, as in Xen) lives on in [`ZOMBIES`]; its memory is scrubbed and
+//! returned when the last `Arc` goes (`Drop`). Independently of that, a
+//! controller pause count (`pausedomain`/`unpausedomain`; a domain created
+//! by the toolstack starts paused) keeps its vCPUs off the CPUs.
+//!
+//! Invariants: ids and VMIDs are unique among listed domains and zombies;
+//! every host range in `mem`/`extra_mem` belongs to this domain alone until
+//! `Drop` gives it back to `FRAMES`.
+//!
+//! Lock order: DOMAINS, then ZOMBIES, then a run queue, then a domain's
+//! stage 2, then a vCPU; `extra_mem` is a leaf. A vCPU's lock is only taken
+//! by the physical CPU it is pinned to, except while it is offline or its
+//! domain is paused.
 
 extern crate alloc;
 
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::sync::Weak;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::sync::Mutex;
 use oxen_mm::Stage2;
-use oxen_types::{DomId, Ipa, PhysAddr, PhysRange};
+use oxen_types::{DomId, Ipa, PAGE_SIZE, PhysAddr, PhysRange};
 
 use oxen_vgic::Vgic;
 
@@ -42,14 +56,17 @@ pub struct MemBank {
     pub phys: PhysRange,
 }
 
-/// Lifecycle of a domain.
+/// Lifecycle of a domain (see the module docs).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
 pub enum DomState {
-    /// Running normally.
+    /// Its vCPUs may run.
     Running = 0,
-    /// Shut down (by itself or by a crash); vCPUs are being descheduled.
-    Dead = 1,
+    /// Shut down (by itself, a crash or Dom0); vCPUs are descheduled; the
+    /// reason is in `shutdown_code`.
+    Shutdown = 1,
+    /// Destroyed: gone from the domain table.
+    Dying = 2,
 }
 
 /// Run state of one vCPU.
@@ -82,6 +99,17 @@ pub struct Vcpu {
     /// Unique id of this vCPU's register context (never reused), so a CPU
     /// can tell that the registers it holds are still this vCPU's.
     pub ctx_id: u64,
+    /// Whether a physical CPU runs it now.
+    pub running: bool,
+    /// CPU time used, in timer ticks (updated when it leaves a CPU).
+    pub cpu_ticks: u64,
+    /// Timer count when it last went onto a CPU.
+    pub run_start: u64,
+    /// Whether it has a register context (boot, PSCI CPU_ON or
+    /// `setvcpucontext`); `getvcpucontext` needs one.
+    pub initialised: bool,
+    /// Hard and soft affinity as the toolstack set them (bit n = CPU n).
+    pub affinity: [u64; 2],
 }
 
 static NEXT_CTX_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
@@ -125,6 +153,27 @@ pub struct Domain {
     /// Bumped on every change to the vGIC model that may make an interrupt
     /// deliverable (lets a CPU skip refilling list registers otherwise).
     pub vgic_gen: core::sync::atomic::AtomicU64,
+    /// VMID (in `vttbr`).
+    pub vmid: u16,
+    /// RAM populated at run time (`populate_physmap` by the toolstack), as
+    /// host ranges; merged when adjacent.
+    pub extra_mem: Mutex<Vec<PhysRange>>,
+    /// Most pages the domain may have (`max_mem`; boot-time domains: their
+    /// boot RAM).
+    pub max_pages: AtomicU64,
+    /// Controller pause count: its vCPUs run only while this is 0.
+    pause_count: AtomicU32,
+    /// Why it shut down (`ShutdownReason` as u8), valid in `Shutdown`/`Dying`.
+    shutdown_code: AtomicU8,
+    /// Xen's domain handle (the toolstack's UUID).
+    pub handle: [u8; 16],
+    /// Whether the toolstack created it (`createdomain`).
+    pub from_toolstack: bool,
+    /// Credit scheduler weight and cap as `scheduler_op` set them.
+    pub sched_params: Mutex<(u16, u16)>,
+    /// `set_paging_mempool_size` value in bytes (recorded; oxen's stage-2
+    /// tables come from the free pool).
+    pub paging_pool: AtomicU64,
 }
 
 /// vMPIDR of vCPU `id` (Xen's layout: Aff0 = id % 16, Aff1 = id / 16; bit 31 RES1).
@@ -155,22 +204,23 @@ impl Domain {
         vgic: Vgic,
         vgic_layout: VgicLayout,
         pcpus: &[usize],
-        entry: Ipa,
-        dtb: Ipa,
+        boot: Option<(Ipa, Ipa)>,
     ) -> Self {
         let vttbr = (u64::from(vmid) << 48) | stage2.root().as_u64();
+        let boot_pages = mem.iter().map(|b| b.phys.size).sum::<u64>() / PAGE_SIZE;
         let vcpus = pcpus
             .iter()
             .enumerate()
             .map(|(i, &pcpu)| {
                 let mut frame = TrapFrame::default();
                 frame.spsr = SPSR_EL1H_MASKED;
-                let state = if i == 0 {
-                    frame.elr = entry.as_u64();
-                    frame.x[0] = dtb.as_u64();
-                    VcpuState::Runnable
-                } else {
-                    VcpuState::Offline
+                let state = match boot {
+                    Some((entry, dtb)) if i == 0 => {
+                        frame.elr = entry.as_u64();
+                        frame.x[0] = dtb.as_u64();
+                        VcpuState::Runnable
+                    }
+                    _ => VcpuState::Offline,
                 };
                 Mutex::new(Vcpu {
                     pcpu,
@@ -181,6 +231,11 @@ impl Domain {
                     vif: VifState::default(),
                     timer_deadline: None,
                     ctx_id: new_ctx_id(),
+                    running: false,
+                    cpu_ticks: 0,
+                    run_start: 0,
+                    initialised: state == VcpuState::Runnable,
+                    affinity: [u64::MAX; 2],
                 })
             })
             .collect();
@@ -200,27 +255,112 @@ impl Domain {
             vgic_gen: core::sync::atomic::AtomicU64::new(1),
             reported_hypercalls: core::sync::atomic::AtomicU64::new(0),
             vuart: None,
+            vmid,
+            extra_mem: Mutex::new(Vec::new()),
+            // Boot-time domains keep the RAM they were built with.
+            max_pages: AtomicU64::new(boot_pages),
+            pause_count: AtomicU32::new(0),
+            shutdown_code: AtomicU8::new(0),
+            handle: [0; 16],
+            from_toolstack: false,
+            sched_params: Mutex::new((256, 0)),
+            paging_pool: AtomicU64::new(0),
         }
     }
 
-    /// Whether the domain is still running.
+    /// Whether the domain is running (not shut down, not dying): its
+    /// vCPUs may be scheduled unless it is paused.
     pub fn is_alive(&self) -> bool {
         self.state.load(Ordering::Acquire) == DomState::Running as u8
     }
 
-    /// Mark the domain dead. Returns false if it already was.
-    pub fn kill(&self) -> bool {
-        self.state.swap(DomState::Dead as u8, Ordering::AcqRel) == DomState::Running as u8
+    /// Its lifecycle state.
+    pub fn state(&self) -> DomState {
+        match self.state.load(Ordering::Acquire) {
+            0 => DomState::Running,
+            1 => DomState::Shutdown,
+            _ => DomState::Dying,
+        }
     }
 
-    /// The host range behind `[pa, pa+len)` if all of it is this domain's RAM.
+    /// Shut the domain down for `reason` (raw `SHUTDOWN_*`). Returns false
+    /// if it was not running (the first reason stays, as in Xen).
+    pub fn mark_shutdown(&self, reason: u8) -> bool {
+        if self
+            .state
+            .compare_exchange(
+                DomState::Running as u8,
+                DomState::Shutdown as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        self.shutdown_code.store(reason, Ordering::Release);
+        true
+    }
+
+    /// Mark the domain dying. Returns false if it already was.
+    fn mark_dying(&self) -> bool {
+        self.state.swap(DomState::Dying as u8, Ordering::AcqRel) != DomState::Dying as u8
+    }
+
+    /// Why it shut down, once it has.
+    pub fn shutdown_code(&self) -> Option<u8> {
+        (self.state() != DomState::Running).then(|| self.shutdown_code.load(Ordering::Acquire))
+    }
+
+    /// Whether the controller paused it.
+    pub fn is_paused(&self) -> bool {
+        self.pause_count.load(Ordering::Acquire) != 0
+    }
+
+    /// `pausedomain`: one more pause.
+    pub fn pause(&self) {
+        self.pause_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `unpausedomain`: one pause less. Returns false (and changes nothing)
+    /// if it was not paused; true and whether it now runs otherwise.
+    pub fn unpause(&self) -> Option<bool> {
+        self.pause_count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1))
+            .ok()
+            .map(|old| old == 1)
+    }
+
+    /// Whether all of `[pa, pa+len)` is this domain's RAM.
     pub fn owns_phys(&self, pa: PhysAddr, len: u64) -> bool {
         self.mem.iter().any(|b| b.phys.contains_range(pa, len))
+            || self
+                .extra_mem
+                .lock()
+                .iter()
+                .any(|r| r.contains_range(pa, len))
     }
 
-    /// Total RAM in bytes.
+    /// Total RAM in bytes (boot-time banks and run-time populated ranges).
     pub fn ram_bytes(&self) -> u64 {
-        self.mem.iter().map(|b| b.phys.size).sum()
+        self.mem.iter().map(|b| b.phys.size).sum::<u64>()
+            + self.extra_mem.lock().iter().map(|r| r.size).sum::<u64>()
+    }
+
+    /// Record host range `r` as run-time RAM of this domain.
+    pub fn add_extra_mem(&self, r: PhysRange) {
+        let mut m = self.extra_mem.lock();
+        if let Some(last) = m.last_mut() {
+            if last.end() == r.start.as_u64() {
+                last.size += r.size;
+                return;
+            }
+            if r.end() == last.start.as_u64() {
+                *last = PhysRange::new(r.start, last.size + r.size);
+                return;
+            }
+        }
+        m.push(r);
     }
 }
 
@@ -230,25 +370,114 @@ impl Drop for Domain {
         if let Some(s2) = self.stage2.lock().take() {
             s2.destroy(&mut HostTables);
         }
-        for b in &self.mem {
+        let bytes = self.ram_bytes();
+        let extra = core::mem::take(&mut *self.extra_mem.lock());
+        for r in self.mem.iter().map(|b| b.phys).chain(extra) {
             // SAFETY: the domain is gone (no vCPU runs, no reference is
             // left), so its RAM is ours again; scrub it before reuse so no
             // other domain can read what this one left behind.
-            unsafe { crate::arch::zero_phys(b.phys.start.as_u64(), b.phys.size as usize) };
-            if let Err(e) = FRAMES.lock().free(b.phys) {
-                log::error!("{}: returning RAM {}: {e:?}", self.id, b.phys);
+            unsafe { crate::arch::zero_phys(r.start.as_u64(), r.size as usize) };
+            if let Err(e) = FRAMES.lock().free(r) {
+                log::error!("{}: returning RAM {r}: {e:?}", self.id);
             }
         }
-        log::info!(
-            "{}: destroyed, {} MiB returned",
-            self.id,
-            self.ram_bytes() >> 20
-        );
+        log::info!("{}: destroyed, {} KiB returned", self.id, bytes >> 10);
     }
 }
 
 /// Every domain, by id.
 pub static DOMAINS: Mutex<Vec<Arc<Domain>>> = Mutex::new(Vec::new());
+
+/// Destroyed domains that something still references (their id and VMID
+/// stay taken until they are freed).
+pub static ZOMBIES: Mutex<Vec<Weak<Domain>>> = Mutex::new(Vec::new());
+
+/// Destroyed domains still referenced (for `getdomaininfo`'s dying flag).
+pub fn zombies() -> Vec<Arc<Domain>> {
+    let mut z = ZOMBIES.lock();
+    z.retain(|w| w.strong_count() > 0);
+    z.iter().filter_map(Weak::upgrade).collect()
+}
+
+/// Whether `id` or `vmid` is taken by a listed domain or a zombie.
+fn taken(doms: &[Arc<Domain>], zombies: &[Arc<Domain>], f: impl Fn(&Domain) -> bool) -> bool {
+    doms.iter().chain(zombies).any(|d| f(d))
+}
+
+/// Register a new domain, choosing its id (`want`, or the next free one
+/// after the last handed out, as Xen's rover) and VMID. `make` builds it
+/// from (id, vmid). Fails with the errno Xen gives: -EEXIST for a taken
+/// id, -ENOMEM with no id/VMID left, or `make`'s error.
+pub fn register_new<E>(
+    want: Option<DomId>,
+    make: impl FnOnce(DomId, u16) -> Result<Arc<Domain>, E>,
+    exists: E,
+    full: E,
+) -> Result<Arc<Domain>, E> {
+    static ROVER: AtomicU32 = AtomicU32::new(0);
+    let zs = zombies();
+    let mut doms = DOMAINS.lock();
+    let id = match want {
+        Some(id) if taken(&doms, &zs, |d| d.id == id) => return Err(exists),
+        Some(id) => id,
+        None => {
+            let start = ROVER.load(Ordering::Relaxed);
+            let limit = u32::from(DomId::MAX_REAL) + 1;
+            let mut found = None;
+            for i in 1..limit {
+                let cand = (start + i) % limit;
+                if cand == 0 {
+                    continue;
+                }
+                let c = DomId(cand as u16);
+                if !taken(&doms, &zs, |d| d.id == c) {
+                    found = Some(c);
+                    break;
+                }
+            }
+            let Some(id) = found else { return Err(full) };
+            ROVER.store(u32::from(id.0), Ordering::Relaxed);
+            id
+        }
+    };
+    let Some(vmid) = (1..=255u16).find(|&v| !taken(&doms, &zs, |d| d.vmid == v)) else {
+        return Err(full);
+    };
+    let d = make(id, vmid)?;
+    doms.push(d.clone());
+    doms.sort_by_key(|d| d.id.0);
+    Ok(d)
+}
+
+/// Destroy `dom` (`destroydomain`, or a domain nobody else can destroy):
+/// it leaves the table, its event channels close and the mappings it holds
+/// of other domains go; its own memory is freed when the last reference
+/// goes. Dom0 gets `VIRQ_DOM_EXC`. Returns false if it was already dying.
+pub fn destroy(dom: &Arc<Domain>) -> bool {
+    if !dom.mark_dying() {
+        return false;
+    }
+    dom.console.lock().flush_if_pending(dom.id.0);
+    crate::xen::domain_destroyed(dom);
+    {
+        let mut doms = DOMAINS.lock();
+        doms.retain(|d| !Arc::ptr_eq(d, dom));
+        ZOMBIES.lock().push(Arc::downgrade(dom));
+    }
+    crate::sched::kick_all();
+    log::info!("{}: destroyed ('{}')", dom.id, dom.name);
+    notify_dom0_exc();
+    true
+}
+
+/// Tell Dom0 that a domain changed state (`VIRQ_DOM_EXC`).
+pub fn notify_dom0_exc() {
+    if let Some(d0) = get(DomId::DOM0)
+        && d0.is_alive()
+    {
+        crate::xen::raise_virq(&d0, xen_abi::event_channel::VIRQ_DOM_EXC);
+    }
+}
 
 /// Look a domain up by id.
 pub fn get(id: DomId) -> Option<Arc<Domain>> {
@@ -260,8 +489,7 @@ pub fn alive_count() -> usize {
     DOMAINS.lock().iter().filter(|d| d.is_alive()).count()
 }
 
-/// Remove dead domains from the table (they are freed once the scheduler
-/// drops its last reference).
+/// Forget zombies that have been freed.
 pub fn reap() {
-    DOMAINS.lock().retain(|d| d.is_alive());
+    ZOMBIES.lock().retain(|w| w.strong_count() > 0);
 }

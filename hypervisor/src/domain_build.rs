@@ -106,15 +106,25 @@ fn vgic_layout(info: &BootInfo, is_dom0: bool, vcpus: u32) -> VgicLayout {
                 redist,
             )),
         },
-        (Gic::V2 { .. }, false) => VgicLayout {
+        (gic, false) => guest_vgic_layout(gic, vcpus),
+    }
+}
+
+/// Xen's guest vGIC layout for a domain with `vcpus` vCPUs.
+fn guest_vgic_layout(gic: &Gic, vcpus: u32) -> VgicLayout {
+    match gic {
+        Gic::V2 { .. } => VgicLayout {
             version: GicVersion::V2,
             gicd: IpaRange::new(Ipa(GUEST_GICD), 0x1000),
             gicr: None,
         },
-        (Gic::V3 { .. }, false) => VgicLayout {
+        Gic::V3 { .. } => VgicLayout {
             version: GicVersion::V3,
             gicd: IpaRange::new(Ipa(GUEST_GICD), 0x10000),
-            gicr: Some(IpaRange::new(Ipa(GUEST_GICR), redist)),
+            gicr: Some(IpaRange::new(
+                Ipa(GUEST_GICR),
+                GICV3_REDIST_STRIDE * u64::from(vcpus),
+            )),
         },
     }
 }
@@ -139,8 +149,88 @@ fn dom0_hypervisor_regions(info: &BootInfo, dom0_ram: PhysRange) -> Vec<IpaRange
     v
 }
 
+/// What building a domain at run time needs to know of the host.
+pub struct HostFacts {
+    /// The host GIC (decides the guest's vGIC version and layout).
+    pub gic: Gic,
+    /// RAM the machine has, in bytes.
+    pub total_ram: u64,
+    /// IPA width of stage 2 (`gpaddr_bits` in `getdomaininfo`).
+    pub ipa_bits: u8,
+}
+
+/// Set once at boot by [`build_domains`].
+pub static HOST: spin::Once<HostFacts> = spin::Once::new();
+
+/// Stage-2 configuration of this machine.
+fn stage2_config() -> Stage2Config {
+    let parange = (sysreg::id_aa64mmfr0_el1() & 0xf) as u8;
+    Stage2Config::from_parange(parange)
+}
+
+/// A run-time domain as `createdomain` makes it: no RAM, `max_vcpus`
+/// offline vCPUs, a vGIC of the host's version with at least 32 SPIs, Xen's
+/// guest layout; paused once. Fails with -ENOMEM or -EINVAL.
+pub fn new_toolstack_domain(
+    id: DomId,
+    vmid: u16,
+    max_vcpus: u32,
+    nr_spis: u32,
+    handle: [u8; 16],
+) -> Result<Arc<Domain>, xen_abi::Errno> {
+    use xen_abi::Errno;
+    let host = HOST.get().ok_or(Errno::EINVAL)?;
+    let mut s2 = Stage2::new(stage2_config(), &mut HostTables).map_err(|_| Errno::ENOMEM)?;
+    let layout = guest_vgic_layout(&host.gic, max_vcpus);
+    let nr_spis = nr_spis.clamp(DOMU_SPIS, 960);
+    let Some(vgic) = crate::vgic::new_model(&layout, max_vcpus as usize, nr_spis) else {
+        s2.destroy(&mut HostTables);
+        return Err(Errno::ENOMEM);
+    };
+    if let Gic::V2 {
+        gicv: Some(gicv), ..
+    } = &host.gic
+        && let Err(e) = s2.map(
+            &mut HostTables,
+            Ipa(GUEST_GICC),
+            gicv.start,
+            0x2000,
+            S2Attrs::DEVICE,
+        )
+    {
+        log::info!("{id}: mapping GICV: {e:?}");
+        s2.destroy(&mut HostTables);
+        return Err(Errno::ENOMEM);
+    }
+    let pcpus: Vec<usize> = (0..max_vcpus).map(|_| sched::next_pcpu()).collect();
+    let mut dom = Domain::new(
+        id,
+        String::new(),
+        false,
+        Vec::new(),
+        s2,
+        vmid,
+        vgic,
+        layout,
+        &pcpus,
+        None,
+    );
+    dom.handle = handle;
+    dom.from_toolstack = true;
+    // No RAM until `max_mem` allows it, as in Xen.
+    dom.max_pages
+        .store(0, core::sync::atomic::Ordering::Relaxed);
+    dom.pause();
+    Ok(Arc::new(dom))
+}
+
 /// Build every boot-time domain described by the host device tree.
 pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
+    HOST.call_once(|| HostFacts {
+        gic: info.gic.clone(),
+        total_ram: info.ram.iter().map(|r| r.size).sum(),
+        ipa_bits: stage2_config().ipa_bits as u8,
+    });
     let next_id = 1u16;
     if let Some(spec) = &info.dom0 {
         let size = opts.dom0_mem.unwrap_or(DOM0_MEM_DEFAULT);
@@ -221,9 +311,8 @@ fn build(
     };
 
     // Stage 2: the domain's RAM, nothing else yet.
-    let parange = (sysreg::id_aa64mmfr0_el1() & 0xf) as u8;
-    let cfg = Stage2Config::from_parange(parange);
-    let mut s2 = Stage2::new(cfg, &mut HostTables).map_err(|e| give_back(BuildError::Stage2(e)))?;
+    let mut s2 = Stage2::new(stage2_config(), &mut HostTables)
+        .map_err(|e| give_back(BuildError::Stage2(e)))?;
     if let Err(e) = s2.map(&mut HostTables, ram_ipa, phys, size, S2Attrs::RAM) {
         s2.destroy(&mut HostTables);
         return Err(give_back(BuildError::Stage2(e)));
@@ -406,8 +495,7 @@ fn build(
         vgic,
         layout,
         &pcpus,
-        ram_ipa.add(kernel_off),
-        ram_ipa.add(dtb_off),
+        Some((ram_ipa.add(kernel_off), ram_ipa.add(dtb_off))),
     );
     if spec.vpl011 && !is_dom0 {
         dom.vuart = Some(crate::sync::Mutex::new(oxen_vuart::VUart::new()));

@@ -1,23 +1,41 @@
-//! The Xen hypercall dispatcher (`HVC #0xEA1`, number in x16, arguments in
-//! x0..x4, result in x0).
+//! The Xen hypercall table (`HVC #0xEA1`, number in x16, arguments in
+//! x0..x4, result in x0): [`handler`] maps every hypercall number to the one
+//! function that handles it, one module per op family under `xen/`:
 //!
-//! Every handler returns `Result<i64, Errno>`; this is the one place that
-//! turns errors into Xen's negative errno values. Registers other than x0
-//! are preserved (Linux keeps x18 and callee-saved registers live across
-//! the call).
+//! | number | hypercall | handler |
+//! |---|---|---|
+//! | 7 | `platform_op` | [`xen::misc::platform_op`] |
+//! | 12 | `memory_op` | [`xen::memory::memory_op`] |
+//! | 17 | `xen_version` | [`xen::version::xen_version`] |
+//! | 18 | `console_io` | [`xen::consoleio::console_io`] |
+//! | 20 | `grant_table_op` | [`xen::grant::grant_table_op`] |
+//! | 21 | `vm_assist` | [`xen::misc::vm_assist`] |
+//! | 24 | `vcpu_op` | [`xen::misc::vcpu_op`] |
+//! | 29 | `sched_op` | [`xen::schedop::sched_op`] |
+//! | 32 | `event_channel_op` | [`xen::evtchn::event_channel_op`] |
+//! | 33 | `physdev_op` | [`xen::misc::physdev_op`] |
+//! | 34 | `hvm_op` | [`xen::misc::hvm_op`] |
+//! | 35 | `sysctl` | [`xen::sysctl::sysctl`] |
+//! | 36 | `domctl` | [`xen::domctl::domctl`] |
+//!
+//! Every handler returns `Result<i64, Errno>`; [`dispatch`] is the one
+//! place that turns errors into Xen's negative errno values. Registers other
+//! than x0 are preserved (Linux keeps x18 and callee-saved registers live
+//! across the call); a handler may rewind the PC to continue a long
+//! operation (Xen's continuations).
 
 extern crate alloc;
 
 use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 
-use xen_abi::hypercall::ShutdownReason;
-use xen_abi::hypercall::{self as hc, consoleio, schedop, xenver};
-use xen_abi::{Errno, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
+use xen_abi::Errno;
+use xen_abi::hypercall as hc;
 
 use crate::arch::head::TrapFrame;
 use crate::domain::Domain;
-use crate::guest_mem::{self, GuestMemError};
-use crate::{console, sched, shutdown};
+use crate::guest_mem::GuestMemError;
+use crate::xen;
 
 impl From<GuestMemError> for Errno {
     fn from(e: GuestMemError) -> Self {
@@ -25,45 +43,49 @@ impl From<GuestMemError> for Errno {
     }
 }
 
-/// Most bytes one `console_io(write)` call prints (Xen also bounds a chunk).
-const CONSOLE_WRITE_MAX: usize = 4096;
+/// A hypercall handler: the calling domain and vCPU, and the trap frame
+/// holding the arguments (x0..x4).
+pub type Handler = fn(&Arc<Domain>, usize, &mut TrapFrame) -> Result<i64, Errno>;
+
+/// The hypercall table.
+pub fn handler(nr: u64) -> Option<Handler> {
+    Some(match nr {
+        hc::PLATFORM_OP => xen::misc::platform_op,
+        hc::MEMORY_OP => xen::memory::memory_op,
+        hc::XEN_VERSION => xen::version::xen_version,
+        hc::CONSOLE_IO => xen::consoleio::console_io,
+        hc::GRANT_TABLE_OP => xen::grant::grant_table_op,
+        hc::VM_ASSIST => xen::misc::vm_assist,
+        hc::VCPU_OP => xen::misc::vcpu_op,
+        hc::SCHED_OP => xen::schedop::sched_op,
+        hc::EVENT_CHANNEL_OP => xen::evtchn::event_channel_op,
+        hc::PHYSDEV_OP => xen::misc::physdev_op,
+        hc::HVM_OP => xen::misc::hvm_op,
+        hc::SYSCTL => xen::sysctl::sysctl,
+        hc::DOMCTL => xen::domctl::domctl,
+        _ => return None,
+    })
+}
 
 /// Handle the hypercall in `frame` for vCPU `vcpu` of `dom`.
 pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
     let nr = frame.x[16];
-    let a = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
-    if let Some(r) = crate::xen::dispatch(nr, dom, vcpu, frame) {
-        frame.x[0] = match r {
-            Ok(v) => v as u64,
-            Err(e) => e.as_ret() as u64,
-        };
-        return;
-    }
-    let r = match nr {
-        hc::CONSOLE_IO => console_io(dom, a),
-        hc::XEN_VERSION => xen_version(dom, a),
-        hc::SCHED_OP => sched_op(dom, vcpu, a),
-        _ => {
-            // One line per domain and hypercall number (numbers ≥ 63 share
-            // one), so a guest cannot flood the console this way.
-            let bit = 1u64 << nr.min(63);
-            if dom
-                .reported_hypercalls
-                .fetch_or(bit, core::sync::atomic::Ordering::Relaxed)
-                & bit
-                == 0
-            {
-                log::info!(
-                    "{}v{vcpu}: hypercall {nr} ({}) not implemented: -ENOSYS{}",
+    let r = match handler(nr) {
+        Some(h) => {
+            let sub = frame.x[0];
+            let r = h(dom, vcpu, frame);
+            if let Err(e) = r {
+                log::debug!(
+                    "{}v{vcpu}: {}({sub:#x}) -> -{}",
                     dom.id,
-                    hc::name(nr).unwrap_or("unknown"),
-                    if nr >= 63 {
-                        " (further numbers >= 63 not reported)"
-                    } else {
-                        ""
-                    }
+                    hc::name(nr).unwrap_or("?"),
+                    e.name()
                 );
             }
+            r
+        }
+        None => {
+            report_unimplemented(dom, vcpu, nr);
             Err(Errno::ENOSYS)
         }
     };
@@ -73,111 +95,20 @@ pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
     };
 }
 
-fn console_io(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
-    match a[0] {
-        consoleio::WRITE => {
-            let count = usize::try_from(a[1])
-                .map_err(|_| Errno::EINVAL)?
-                .min(CONSOLE_WRITE_MAX);
-            let mut buf = [0u8; 256];
-            let mut done = 0usize;
-            while done < count {
-                let n = (count - done).min(buf.len());
-                guest_mem::copy_from_guest(dom, a[2] + done as u64, &mut buf[..n])?;
-                if dom.is_dom0 {
-                    console::write_raw(&buf[..n]);
-                } else {
-                    dom.console.lock().push(dom.id.0, &buf[..n]);
-                }
-                done += n;
+/// One line per domain and hypercall number (numbers ≥ 63 share one), so
+/// a guest cannot flood the console with unimplemented calls.
+fn report_unimplemented(dom: &Domain, vcpu: usize, nr: u64) {
+    let bit = 1u64 << nr.min(63);
+    if dom.reported_hypercalls.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        log::info!(
+            "{}v{vcpu}: hypercall {nr} ({}) not implemented: -ENOSYS{}",
+            dom.id,
+            hc::name(nr).unwrap_or("unknown"),
+            if nr >= 63 {
+                " (further numbers >= 63 not reported)"
+            } else {
+                ""
             }
-            Ok(count as i64)
-        }
-        consoleio::READ => {
-            if !dom.is_dom0 {
-                return Err(Errno::EPERM);
-            }
-            let count = usize::try_from(a[1]).map_err(|_| Errno::EINVAL)?.min(256);
-            let mut buf = [0u8; 256];
-            let n = console::read_input(&mut buf[..count]);
-            guest_mem::copy_to_guest(dom, a[2], &buf[..n])?;
-            Ok(n as i64)
-        }
-        // Xen's do_console_io: an unknown sub-op is -ENOSYS.
-        _ => Err(Errno::ENOSYS),
+        );
     }
-}
-
-fn xen_version(dom: &Domain, a: [u64; 5]) -> Result<i64, Errno> {
-    match a[0] {
-        xenver::VERSION => Ok(i64::from((XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR)),
-        xenver::EXTRAVERSION => {
-            let mut s = [0u8; 16];
-            s[..6].copy_from_slice(b"-oxen\0");
-            guest_mem::copy_to_guest(dom, a[1], &s)?;
-            Ok(0)
-        }
-        xenver::CAPABILITIES => {
-            let mut s = [0u8; 1024];
-            let caps = b"xen-3.0-aarch64 ";
-            s[..caps.len()].copy_from_slice(caps);
-            guest_mem::copy_to_guest(dom, a[1], &s)?;
-            Ok(0)
-        }
-        // Xen: the argument must be NULL (-EINVAL otherwise).
-        xenver::PAGESIZE if a[1] != 0 => Err(Errno::EINVAL),
-        xenver::PAGESIZE => Ok(4096),
-        _ => Err(Errno::ENOSYS),
-    }
-}
-
-fn sched_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Result<i64, Errno> {
-    match a[0] {
-        schedop::YIELD | schedop::BLOCK => {
-            sched::yield_current();
-            Ok(0)
-        }
-        schedop::SHUTDOWN => {
-            let raw = guest_mem::read_u32(dom, a[1])?;
-            let Some(reason) = ShutdownReason::from_raw(raw) else {
-                log::info!(
-                    "{}v{vcpu}: sched_op(shutdown) with unknown reason {raw}",
-                    dom.id
-                );
-                return Err(Errno::EINVAL);
-            };
-            shutdown::domain_shutdown(dom, reason);
-            Ok(0)
-        }
-        SCHEDOP_REMOTE_SHUTDOWN => remote_shutdown(dom, vcpu, a[1]),
-        _ => Err(Errno::ENOSYS),
-    }
-}
-
-/// `SCHEDOP_remote_shutdown` (Xen's sub-op 4).
-const SCHEDOP_REMOTE_SHUTDOWN: u64 = 4;
-
-/// `SCHEDOP_remote_shutdown`: `struct sched_remote_shutdown { domid_t
-/// domain_id; unsigned int reason; }` (8 bytes). As Xen: -EFAULT, then
-/// -ESRCH for no such domain (`DOMID_SELF` included: Xen looks the id up
-/// literally), then -EPERM unless the caller is the control domain (Dom0).
-/// An unknown reason is -EINVAL, as for `SCHEDOP_shutdown` in oxen.
-fn remote_shutdown(dom: &Arc<Domain>, vcpu: usize, arg: u64) -> Result<i64, Errno> {
-    let mut b = [0u8; 8];
-    guest_mem::copy_from_guest(dom, arg, &mut b)?;
-    let id = oxen_types::DomId(u16::from_le_bytes([b[0], b[1]]));
-    let raw = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    let target = crate::domain::get(id).ok_or(Errno::ESRCH)?;
-    if !dom.is_dom0 {
-        log::info!("{}v{vcpu}: remote_shutdown of {id}: not permitted", dom.id);
-        return Err(Errno::EPERM);
-    }
-    let reason = ShutdownReason::from_raw(raw).ok_or(Errno::EINVAL)?;
-    log::info!(
-        "{}v{vcpu}: remote_shutdown of {id} ({})",
-        dom.id,
-        reason.name()
-    );
-    shutdown::domain_shutdown(&target, reason);
-    Ok(0)
 }

@@ -154,6 +154,8 @@ const CNTV_IMASK: u64 = 1 << 1;
 
 fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
     let mut v = dom.vcpus[vcpu].lock();
+    v.running = false;
+    v.cpu_ticks += timer::now().saturating_sub(v.run_start);
     v.frame = *frame;
     v.el1.save();
     v.fp.save();
@@ -173,7 +175,9 @@ fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
 static LIVE_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
-    let v = dom.vcpus[vcpu].lock();
+    let mut v = dom.vcpus[vcpu].lock();
+    v.running = true;
+    v.run_start = timer::now();
     let cpu = this_cpu();
     if LIVE_CTX[cpu].swap(v.ctx_id, Ordering::Relaxed) == v.ctx_id {
         // Registers untouched since save(), except the timer it stopped.
@@ -193,7 +197,32 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
 }
 
 fn runnable(dom: &Domain, vcpu: usize) -> bool {
-    dom.is_alive() && dom.vcpus[vcpu].lock().state == VcpuState::Runnable
+    dom.is_alive() && !dom.is_paused() && dom.vcpus[vcpu].lock().state == VcpuState::Runnable
+}
+
+/// Queue every runnable vCPU of `dom` (it was just unpaused: its vCPUs
+/// were dropped from the run queues while it was paused).
+pub fn domain_unpaused(dom: &Arc<Domain>) {
+    for i in 0..dom.vcpus.len() {
+        let go = {
+            let v = dom.vcpus[i].lock();
+            v.state == VcpuState::Runnable && !v.running
+        };
+        if go {
+            enqueue(dom, i);
+        }
+    }
+}
+
+/// CPU time `vcpu` of `dom` has used, in nanoseconds (including the
+/// current run if it is on a CPU).
+pub fn vcpu_time_ns(dom: &Domain, vcpu: usize) -> u64 {
+    let v = dom.vcpus[vcpu].lock();
+    let mut t = v.cpu_ticks;
+    if v.running {
+        t += timer::now().saturating_sub(v.run_start);
+    }
+    timer::ticks_to_ns(t)
 }
 
 /// Decide what runs next on this CPU and put it in `frame`. Returns when
@@ -242,8 +271,8 @@ pub fn schedule(frame: &mut TrapFrame) {
                     if keep {
                         save(frame, &cd, cv);
                         rq.queue.push_back((cd, cv));
-                    } else if cd.is_alive() {
-                        // Blocked, or offline (PSCI CPU_OFF): keep its state.
+                    } else if cd.state() != crate::domain::DomState::Dying {
+                        // Blocked, offline (PSCI CPU_OFF) or paused: keep its state.
                         save(frame, &cd, cv);
                         rq.blocked.push((cd, cv));
                     }
@@ -255,7 +284,7 @@ pub fn schedule(frame: &mut TrapFrame) {
             }
             None => {
                 if let Some((cd, cv)) = rq.current.take()
-                    && cd.is_alive()
+                    && cd.state() != crate::domain::DomState::Dying
                 {
                     save(frame, &cd, cv);
                     rq.blocked.push((cd, cv));

@@ -1,5 +1,10 @@
-//! Domain shutdown and crash, and powering the machine off when the last
-//! domain (or Dom0) is gone — as Xen does when Dom0 shuts down.
+//! Domain shutdown and crash, and powering the machine off when Dom0 goes
+//! (as Xen does) or when the last domain of a Dom0-less machine is gone.
+//!
+//! A domain that shuts down stops running and stays listed with its reason
+//! until the toolstack destroys it (`xl` applies `on_poweroff` & co.); Dom0
+//! hears of it through `VIRQ_DOM_EXC`. Without a Dom0 nobody could destroy
+//! it, so it is destroyed at once.
 
 extern crate alloc;
 
@@ -11,34 +16,27 @@ use crate::arch::smc;
 use crate::domain::{self, Domain};
 use crate::sched;
 
-/// The domain stops itself (sched_op shutdown, PSCI SYSTEM_OFF/RESET).
+/// The domain stops itself (sched_op shutdown, PSCI SYSTEM_OFF/RESET), or
+/// Dom0 stops it (`remote_shutdown`).
 pub fn domain_shutdown(dom: &Arc<Domain>, reason: ShutdownReason) {
     dom.console.lock().flush_if_pending(dom.id.0);
-    if !dom.kill() {
+    if !dom.mark_shutdown(reason as u8) {
         return;
     }
     log::info!("{}: shutdown ({})", dom.id, reason.name());
-    after_death(dom, reason);
+    after_shutdown(dom, reason);
 }
 
 /// The hypervisor stops a misbehaving domain; `why` has already been logged.
 pub fn domain_crash(dom: &Arc<Domain>) {
     dom.console.lock().flush_if_pending(dom.id.0);
-    if !dom.kill() {
+    if !dom.mark_shutdown(ShutdownReason::Crash as u8) {
         return;
     }
-    after_death(dom, ShutdownReason::Crash);
+    after_shutdown(dom, ShutdownReason::Crash);
 }
 
-fn after_death(dom: &Arc<Domain>, reason: ShutdownReason) {
-    // Release event channels and grant mappings (and the references they
-    // hold on other domains), then tell Dom0 (VIRQ_DOM_EXC) as Xen does.
-    crate::xen::domain_destroyed(dom);
-    if !dom.is_dom0
-        && let Some(d0) = domain::get(oxen_types::DomId::DOM0)
-    {
-        crate::xen::raise_virq(&d0, xen_abi::event_channel::VIRQ_DOM_EXC);
-    }
+fn after_shutdown(dom: &Arc<Domain>, reason: ShutdownReason) {
     sched::kick_all();
     if dom.is_dom0 {
         match reason {
@@ -49,7 +47,14 @@ fn after_death(dom: &Arc<Domain>, reason: ShutdownReason) {
                 machine_reset();
             }
         }
-    } else if domain::alive_count() == 0 {
+    }
+    let dom0 = domain::get(oxen_types::DomId::DOM0);
+    if dom0.is_some() {
+        domain::notify_dom0_exc();
+        return;
+    }
+    domain::destroy(dom);
+    if domain::alive_count() == 0 {
         log::info!("no domain left: powering off");
         machine_off();
     }

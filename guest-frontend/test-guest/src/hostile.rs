@@ -244,6 +244,10 @@ const HVM_OP: u64 = hc::HVM_OP;
 const VM_ASSIST: u64 = hc::VM_ASSIST;
 const PLATFORM_OP: u64 = hc::PLATFORM_OP;
 const PHYSDEV_OP: u64 = hc::PHYSDEV_OP;
+const DOMCTL: u64 = hc::DOMCTL;
+const SYSCTL: u64 = hc::SYSCTL;
+/// `XEN_DOMCTL_INTERFACE_VERSION` = `XEN_SYSCTL_INTERFACE_VERSION` in 4.17.
+const TOOLS_VERSION: u32 = 0x15;
 
 const PSCI_CPU_ON: u32 = 0xc400_0003;
 const PSCI_AFFINITY_INFO: u32 = 0xc400_0004;
@@ -367,6 +371,17 @@ pub const CASES: &[Case] = &[
     case("physdev_op", x(PHYSDEV_OP, 25, A::U, Z), &[], ret(ENOSYS)),
     case("hypercall 63", x(63, 0, Z, Z), &[], ret(ENOSYS)),
     case("hypercall 2^40", x(1 << 40, 0, Z, Z), &[], ret(ENOSYS)),
+    // common/domctl.c do_domctl: copy (-EFAULT), interface version
+    // (-EACCES), the target domain (-ESRCH), then XSM privilege (-EPERM);
+    // common/sysctl.c do_sysctl likewise without a target.
+    case("domctl unmapped", Call::Xen(DOMCTL, [A::U, Z, Z, Z, Z]), &[], ret(EFAULT)),
+    case("domctl version 0x14", Call::Xen(DOMCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 5), Field::U32(4, 0x14)], ret(EACCES)),
+    case("domctl getdomaininfo d0", Call::Xen(DOMCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 5), Field::U32(4, TOOLS_VERSION)], Expect::Role { domu: EPERM, dom0: 0 }),
+    case("domctl pausedomain no domain", Call::Xen(DOMCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 3), Field::U32(4, TOOLS_VERSION), Field::U16(8, NO_DOMAIN)], ret(ESRCH)),
+    case("domctl createdomain", Call::Xen(DOMCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 1), Field::U32(4, TOOLS_VERSION), Field::U32(16 + 20, 8)], Expect::Role { domu: EPERM, dom0: EINVAL }),
+    case("sysctl unmapped", Call::Xen(SYSCTL, [A::U, Z, Z, Z, Z]), &[], ret(EFAULT)),
+    case("sysctl version 0", Call::Xen(SYSCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 3)], ret(EACCES)),
+    case("sysctl physinfo", Call::Xen(SYSCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 3), Field::U32(4, TOOLS_VERSION)], Expect::Role { domu: EPERM, dom0: 0 }),
     // arch/arm/vpsci.c, vsmc.c.
     case("psci cpu_on mpidr 7", Call::Smccc(PSCI_CPU_ON, [A::V(7), A::V(0x4008_0000), Z]), &[], ret(PSCI_INVALID_PARAMETERS)),
     case("psci cpu_on mpidr 0xff00", Call::Smccc(PSCI_CPU_ON, [A::V(0xff00), A::V(0x4008_0000), Z]), &[], ret(PSCI_INVALID_PARAMETERS)),

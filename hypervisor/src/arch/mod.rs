@@ -12,6 +12,8 @@ pub mod smc;
 pub mod sysreg;
 pub mod timer;
 
+use core::arch::asm;
+
 use aarch64_cpu::registers::HCR_EL2;
 use tock_registers::LocalRegisterCopy;
 
@@ -103,6 +105,38 @@ pub unsafe fn copy_phys(dst: u64, src: u64, len: usize) {
 pub unsafe fn zero_phys(dst: u64, len: usize) {
     // SAFETY: per this function's contract.
     unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len) };
+}
+
+/// Clean and invalidate the data cache to the point of coherency over the
+/// identity-mapped physical range `[pa, pa+len)`, so that a guest running
+/// with its caches off sees what the hypervisor or Dom0 wrote through
+/// cacheable mappings (Xen's `flush_page_to_ram`).
+///
+/// # Safety
+/// The range is mapped in the EL2 map (host RAM).
+pub unsafe fn clean_inval_dcache(pa: u64, len: u64) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effect.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    // CTR_EL0.DminLine: log2 of the smallest data cache line in words.
+    let line = 4u64 << ((ctr >> 16) & 0xf);
+    let mut a = pa & !(line - 1);
+    while a < pa.saturating_add(len) {
+        // SAFETY: per this function's contract the line is mapped; cleaning
+        // and invalidating it does not change memory contents.
+        unsafe { asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    sysreg::dsb_sy();
+}
+
+/// Invalidate every instruction cache to the point of unification on all
+/// CPUs (after guest code was written through the data side).
+pub fn icache_inval_all() {
+    // SAFETY: invalidating instruction caches only costs refetches.
+    unsafe { asm!("ic ialluis", options(nostack, preserves_flags)) };
+    sysreg::dsb_ish();
+    sysreg::isb();
 }
 
 /// A mutable view of an identity-mapped physical page (translation tables).

@@ -1,4 +1,5 @@
-//! `event_channel_op` (2-level ABI), `sched_op` block/poll, and event
+//! `event_channel_op` (2-level ABI), blocking and polling for events
+//! (`sched_op` block/poll, see `schedop.rs`), and event
 //! delivery from the rest of the hypervisor (VIRQs).
 //!
 //! FIFO (`EVTCHNOP_init_control`/`expand_array`/`set_priority`) is
@@ -17,7 +18,6 @@ use xen_abi::event_channel::{
     self as abi, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu,
     EvtchnBindVirq, EvtchnClose, EvtchnReset, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 };
-use xen_abi::hypercall::schedop;
 
 use super::{DomainXen, Kicks, domain_by_id, lock, lock_pair, read_arg, target_domain, write_arg};
 use crate::domain::Domain;
@@ -32,7 +32,12 @@ fn errno(e: EvtchnError) -> Errno {
 /// when that domain changed between look-up and locking.
 const PEER_RETRIES: u32 = 4;
 
-pub(super) fn event_channel_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Result<i64, Errno> {
+pub(crate) fn event_channel_op(
+    dom: &Arc<Domain>,
+    vcpu: usize,
+    frame: &mut crate::arch::head::TrapFrame,
+) -> Result<i64, Errno> {
+    let a = super::args(frame);
     let (cmd, arg) = (a[0], a[1]);
     match cmd {
         abi::EVTCHNOP_ALLOC_UNBOUND => {
@@ -293,23 +298,10 @@ pub fn has_pending_upcall(dom: &Domain, vcpu: usize) -> bool {
     bits.upcall_pending(VcpuId(vcpu as u32))
 }
 
-/// `sched_op`: block and poll here; yield and shutdown stay with
-/// `hypercall.rs` (`None`).
-pub(super) fn sched_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Option<Result<i64, Errno>> {
-    match a[0] {
-        schedop::BLOCK => {
-            block(dom, vcpu);
-            Some(Ok(0))
-        }
-        schedop::POLL => Some(poll(dom, vcpu, a[1])),
-        _ => None,
-    }
-}
-
 /// Block the current vCPU until an upcall is pending. The vCPU is marked
 /// blocked *before* the flag is checked, so an event arriving in between
 /// (its `raise_upcall` wakes the vCPU) is not lost.
-fn block(dom: &Arc<Domain>, vcpu: usize) {
+pub(super) fn block(dom: &Arc<Domain>, vcpu: usize) {
     crate::sched::block_current();
     if has_pending_upcall(dom, vcpu) {
         crate::sched::wake(dom, vcpu);
@@ -320,7 +312,7 @@ fn block(dom: &Arc<Domain>, vcpu: usize) {
 /// block until one becomes pending (even masked) or an upcall arrives.
 /// A timeout is not implemented: a poll with a timeout just yields and
 /// returns 0 (a spurious wake-up, which callers must tolerate anyway).
-fn poll(dom: &Arc<Domain>, vcpu: usize, arg: u64) -> Result<i64, Errno> {
+pub(super) fn poll(dom: &Arc<Domain>, vcpu: usize, arg: u64) -> Result<i64, Errno> {
     let sp: oxen_xen::hcall::SchedPoll = read_arg(dom, arg)?;
     let n = oxen_xen::hcall::check_poll_ports(sp.nr_ports)?;
     let mut raw = [0u8; 128 * 4];

@@ -34,11 +34,12 @@ use crate::domain::Domain;
 /// Xen's `GNTTABOP_CMD_MASK`: the sub-op is in the low 12 bits of `cmd`.
 const GNTTABOP_CMD_MASK: u64 = (1 << 12) - 1;
 
-pub(super) fn grant_table_op(
+pub(crate) fn grant_table_op(
     dom: &Arc<Domain>,
-    a: [u64; 5],
+    _vcpu: usize,
     frame: &mut TrapFrame,
 ) -> Result<i64, Errno> {
+    let a = super::args(frame);
     // Xen's cmd is an `unsigned int`: the upper half of x0 is ignored.
     let (cmd, uop, count) = (u64::from(a[0] as u32), a[1], a[2]);
     // Xen: bits above GNTTABOP_CMD_MASK are continuation state that only

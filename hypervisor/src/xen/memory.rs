@@ -13,7 +13,7 @@ extern crate alloc;
 use alloc::sync::Arc;
 
 use oxen_mm::S2Attrs;
-use oxen_types::{DomId, PAGE_SIZE, PhysAddr};
+use oxen_types::{DomId, PAGE_SIZE, PhysAddr, PhysRange};
 use oxen_xen::hcall;
 use xen_abi::Errno;
 use xen_abi::memory::{
@@ -32,12 +32,14 @@ use super::{
 use crate::arch::head::TrapFrame;
 use crate::domain::Domain;
 use crate::guest_mem;
+use crate::mem::FRAMES;
 
-pub(super) fn memory_op(
+pub(crate) fn memory_op(
     dom: &Arc<Domain>,
-    a: [u64; 5],
+    _vcpu: usize,
     frame: &mut TrapFrame,
 ) -> Result<i64, Errno> {
+    let a = super::args(frame);
     let cmd = a[0] & MEMOP_CMD_MASK;
     let start = a[0] >> MEMOP_EXTENT_SHIFT;
     let arg = a[1];
@@ -74,14 +76,23 @@ pub(super) fn memory_op(
             let Ok(target) = target(dom, r.domid) else {
                 return Ok(start as i64);
             };
-            let Some(window) = hcall::reservation_window(start, r.nr_extents, r.extent_order)
+            // Larger extents only for the toolstack building another domain.
+            let max_order = if cmd == XENMEM_POPULATE_PHYSMAP && !Arc::ptr_eq(dom, &target) {
+                hcall::CTLDOM_MAX_ORDER
+            } else {
+                hcall::MAX_EXTENT_ORDER
+            };
+            let Some(window) =
+                hcall::reservation_window(start, r.nr_extents, r.extent_order, max_order)
             else {
                 return Ok(start as i64);
             };
             let end = window.end;
             let done = match cmd {
                 XENMEM_DECREASE_RESERVATION => decrease(dom, &target, r.extent_start, window)?,
-                XENMEM_POPULATE_PHYSMAP => populate(dom, &target, r.extent_start, window)?,
+                XENMEM_POPULATE_PHYSMAP => {
+                    populate(dom, &target, r.extent_start, window, r.extent_order)?
+                }
                 // The pool only refills populate_physmap; an increase of an
                 // auto-translated guest's reservation does nothing yet.
                 _ => start,
@@ -329,36 +340,95 @@ fn decrease(
     Ok(window.end)
 }
 
-/// `XENMEM_populate_physmap`: map a pool page at each listed (empty) GFN.
-/// A 1:1 domain (Dom0) only gets back the page whose address equals the
-/// GFN, so its RAM stays identity-mapped for DMA. Stops at the first GFN
-/// it cannot populate; returns the index of the first extent not done.
+/// `XENMEM_populate_physmap`: back each listed (empty, `order`-aligned)
+/// GFN with `2^order` pages. Single pages come from the domain's pool
+/// first (pages it ballooned out); a 1:1 domain (Dom0) only gets back the
+/// page whose address equals the GFN, so its RAM stays identity-mapped for
+/// DMA. Any other domain gets fresh zeroed host memory, within its
+/// `max_mem`. Stops at the first extent it cannot populate; returns the
+/// index of the first extent not done.
 fn populate(
     caller: &Domain,
     dom: &Arc<Domain>,
     list: u64,
     window: core::ops::Range<u64>,
+    order: u32,
 ) -> Result<u64, Errno> {
+    let pages = 1u64 << order;
     let mut x = lock(dom);
     for i in window.clone() {
         let Ok(gfn) = extent(caller, list, i) else {
             return Ok(i);
         };
-        if super::check_gfn(gfn).is_err() || s2_lookup(dom, gfn).is_some() {
+        if super::check_gfn(gfn).is_err()
+            || super::check_gfn(gfn + pages - 1).is_err()
+            || gfn % pages != 0
+            || s2_lookup(dom, gfn).is_some()
+        {
             return Ok(i);
         }
-        let Some(pos) = pick_pool_page(dom, &x, gfn) else {
-            log::debug!("{}: populate_physmap of gfn {gfn:#x}: no page", dom.id);
-            return Ok(i);
-        };
-        let pa = x.pool.swap_remove(pos);
-        phys::zero_page(pa);
-        if s2_map(dom, gfn, pa, S2Attrs::RAM).is_err() {
-            x.pool.push(pa);
+        if order == 0
+            && let Some(pos) = pick_pool_page(dom, &x, gfn)
+        {
+            let pa = x.pool.swap_remove(pos);
+            phys::zero_page(pa);
+            if s2_map(dom, gfn, pa, S2Attrs::RAM).is_err() {
+                x.pool.push(pa);
+                return Ok(i);
+            }
+            continue;
+        }
+        if dom.is_dom0 || !new_ram(dom, &x, gfn, pages) {
+            log::debug!(
+                "{}: populate_physmap of gfn {gfn:#x} (order {order}): no page",
+                dom.id
+            );
             return Ok(i);
         }
     }
     Ok(window.end)
+}
+
+/// Give `dom` `pages` fresh pages of host RAM at `gfn`, within its
+/// `max_mem`. False (nothing changed) if it may not have them, the host has
+/// no such block free, or something is mapped in the range.
+fn new_ram(dom: &Arc<Domain>, x: &DomainXen, gfn: u64, pages: u64) -> bool {
+    let tot = (dom.ram_bytes() / PAGE_SIZE).saturating_sub(x.pool.len() as u64);
+    if tot.saturating_add(pages) > dom.max_pages.load(core::sync::atomic::Ordering::Acquire) {
+        return false;
+    }
+    let size = pages * PAGE_SIZE;
+    let Ok(pa) = FRAMES.lock().alloc_top(size, size) else {
+        return false;
+    };
+    let range = PhysRange::new(pa, size);
+    phys::zero_range(range);
+    let mapped = {
+        let mut s2 = dom.stage2.lock();
+        match s2.as_mut() {
+            Some(s2) => s2
+                .map(
+                    &mut phys::LiveTables {
+                        vttbr: dom.vttbr,
+                        host: crate::mem::HostTables,
+                    },
+                    oxen_types::Ipa(gfn << 12),
+                    pa,
+                    size,
+                    S2Attrs::RAM,
+                )
+                .is_ok(),
+            None => false,
+        }
+    };
+    if !mapped {
+        if let Err(e) = FRAMES.lock().free(range) {
+            log::error!("{}: returning {range}: {e:?}", dom.id);
+        }
+        return false;
+    }
+    dom.add_extra_mem(range);
+    true
 }
 
 fn pick_pool_page(dom: &Domain, x: &DomainXen, gfn: u64) -> Option<usize> {

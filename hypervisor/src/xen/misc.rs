@@ -9,13 +9,11 @@ use alloc::sync::Arc;
 use oxen_types::{PAGE_SIZE, PhysAddr, VcpuId};
 use oxen_xen::hcall;
 use xen_abi::Errno;
-use xen_abi::features::XenFeatureInfo;
 use xen_abi::hvm::{
     HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN,
     HVM_PARAM_MONITOR_RING_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN, HVMOP_GET_PARAM,
     HVMOP_SET_PARAM, XenHvmParam,
 };
-use xen_abi::hypercall::xenver;
 use xen_abi::vcpu::{
     VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, VCPUOP_REGISTER_VCPU_INFO, VMASST_CMD_DISABLE,
     VMASST_CMD_ENABLE, VMASST_TYPE_RUNSTATE_UPDATE_FLAG, VcpuRegisterRunstateMemoryArea,
@@ -23,60 +21,13 @@ use xen_abi::vcpu::{
 };
 
 use super::{Kicks, lock, phys, read_arg, s2_lookup, write_arg};
+use crate::arch::head::TrapFrame;
 use crate::domain::Domain;
-use crate::guest_mem;
-
-/// `xen_version` sub-ops handled here; `None` leaves the rest (version,
-/// extraversion, capabilities, pagesize) to `hypercall.rs`.
-pub(super) fn xen_version(dom: &Arc<Domain>, a: [u64; 5]) -> Option<Result<i64, Errno>> {
-    let arg = a[1];
-    let r = match a[0] {
-        xenver::GET_FEATURES => (|| {
-            let mut fi: XenFeatureInfo = read_arg(dom, arg)?;
-            if fi.submap_idx != 0 {
-                return Err(Errno::EINVAL);
-            }
-            // Dom0 is built 1:1 (IPA == PA), every other domain is not.
-            fi.submap = hcall::features_submap0(dom.is_dom0, dom.is_dom0);
-            write_arg(dom, arg, &fi)?;
-            Ok(0)
-        })(),
-        xenver::CHANGESET => fixed_string(dom, arg, b"oxen", 64),
-        xenver::COMMANDLINE => fixed_string(dom, arg, b"", 1024),
-        xenver::COMPILE_INFO => {
-            // compiler[64], compile_by[16], compile_domain[32], compile_date[32].
-            let mut b = [0u8; 144];
-            b[..5].copy_from_slice(b"rustc");
-            b[64..68].copy_from_slice(b"oxen");
-            guest_mem::copy_to_guest(dom, arg, &b)
-                .map(|_| 0)
-                .map_err(Errno::from)
-        }
-        // xen_platform_parameters { virt_start }: nothing is reserved in a
-        // guest's address space on ARM.
-        xenver::PLATFORM_PARAMETERS => guest_mem::copy_to_guest(dom, arg, &0u64.to_le_bytes())
-            .map(|_| 0)
-            .map_err(Errno::from),
-        // The domain handle (UUID): oxen has none, all zero.
-        xenver::GUEST_HANDLE => guest_mem::copy_to_guest(dom, arg, &[0u8; 16])
-            .map(|_| 0)
-            .map_err(Errno::from),
-        _ => return None,
-    };
-    Some(r)
-}
-
-fn fixed_string(dom: &Domain, arg: u64, s: &[u8], size: usize) -> Result<i64, Errno> {
-    let mut b = [0u8; 1024];
-    let n = s.len().min(size - 1);
-    b[..n].copy_from_slice(&s[..n]);
-    guest_mem::copy_to_guest(dom, arg, &b[..size])?;
-    Ok(0)
-}
 
 /// `vcpu_op`: Xen on ARM accepts only the two registrations; everything
 /// else is `-EINVAL`.
-pub(super) fn vcpu_op(dom: &Arc<Domain>, vcpu: usize, a: [u64; 5]) -> Result<i64, Errno> {
+pub(crate) fn vcpu_op(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> Result<i64, Errno> {
+    let a = super::args(frame);
     let (cmd, target, arg) = (a[0], a[1], a[2]);
     // Xen checks the vCPU first (-ENOENT), then the command (-EINVAL).
     let target = usize::try_from(target)
@@ -159,7 +110,8 @@ fn register_vcpu_info(
 /// `hvm_op`: get/set of HVM params (any index below `HVM_NR_PARAMS`, on
 /// itself, or on any domain for Dom0 — Xen/ARM's `XSM_TARGET`); unset
 /// params read as 0. Other HVMOPs are `-ENOSYS` on ARM.
-pub(super) fn hvm_op(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
+pub(crate) fn hvm_op(dom: &Arc<Domain>, _vcpu: usize, frame: &mut TrapFrame) -> Result<i64, Errno> {
+    let a = super::args(frame);
     let (op, arg) = (a[0], a[1]);
     if op != HVMOP_SET_PARAM && op != HVMOP_GET_PARAM {
         return Err(Errno::ENOSYS);
@@ -234,7 +186,12 @@ pub fn set_hvm_param(dom: &Domain, index: u32, value: u64) {
 }
 
 /// `vm_assist`: Xen/ARM knows only `runstate_update_flag`.
-pub(super) fn vm_assist(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
+pub(crate) fn vm_assist(
+    dom: &Arc<Domain>,
+    _vcpu: usize,
+    frame: &mut TrapFrame,
+) -> Result<i64, Errno> {
+    let a = super::args(frame);
     let (cmd, ty) = (a[0], a[1]);
     if ty != VMASST_TYPE_RUNSTATE_UPDATE_FLAG {
         return Err(Errno::EINVAL);
@@ -250,9 +207,25 @@ pub(super) fn vm_assist(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
 
 /// `platform_op`: only `XENPF_settime64` from Dom0 succeeds (and is not
 /// acted on yet: oxen keeps no wall clock for `shared_info.wc_*`).
-pub(super) fn platform_op(dom: &Arc<Domain>, a: [u64; 5]) -> Result<i64, Errno> {
+pub(crate) fn platform_op(
+    dom: &Arc<Domain>,
+    _vcpu: usize,
+    frame: &mut TrapFrame,
+) -> Result<i64, Errno> {
+    let a = super::args(frame);
     let op: hcall::PlatformOpSettime64 = read_arg(dom, a[0])?;
     hcall::platform_op_result(op.interface_version, dom.is_dom0, op.cmd, op.mbz)?;
     log::debug!("{}: settime64 {}.{:09}", dom.id, op.secs, op.nsecs);
     Ok(0)
+}
+
+/// `physdev_op`: Xen/ARM without PCI passthrough (4.17's default) answers
+/// every PHYSDEVOP "not implemented"; Linux only logs it.
+pub(crate) fn physdev_op(
+    dom: &Arc<Domain>,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+) -> Result<i64, Errno> {
+    log::debug!("{}v{vcpu}: physdev_op {}: -ENOSYS", dom.id, frame.x[0]);
+    Err(Errno::ENOSYS)
 }

@@ -37,11 +37,16 @@
 
 extern crate alloc;
 
-mod evtchn;
-mod grant;
-mod memory;
-mod misc;
+pub(crate) mod consoleio;
+pub(crate) mod domctl;
+pub(crate) mod evtchn;
+pub(crate) mod grant;
+pub(crate) mod memory;
+pub(crate) mod misc;
 mod phys;
+pub(crate) mod schedop;
+pub(crate) mod sysctl;
+pub(crate) mod version;
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -59,7 +64,6 @@ use xen_abi::hvm::{
     HVM_NR_PARAMS, HVM_PARAM_CALLBACK_IRQ, HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT,
     HVM_PARAM_CALLBACK_TYPE_PPI, HVM_PARAM_CALLBACK_TYPE_PPI_FLAG_LOW_LEVEL,
 };
-use xen_abi::hypercall as hc;
 
 use crate::arch::head::TrapFrame;
 use crate::domain::Domain;
@@ -429,42 +433,15 @@ fn vacate(dom: &Domain, x: &mut DomainXen, gfn: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Handle hypercall `nr` if it belongs here; `None` means "not mine".
-pub fn dispatch(
-    nr: u64,
-    dom: &Arc<Domain>,
-    vcpu: usize,
-    frame: &mut TrapFrame,
-) -> Option<Result<i64, Errno>> {
-    let a = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]];
-    let r = match nr {
-        hc::XEN_VERSION => return misc::xen_version(dom, a),
-        hc::MEMORY_OP => memory::memory_op(dom, a, frame),
-        hc::VCPU_OP => misc::vcpu_op(dom, vcpu, a),
-        hc::EVENT_CHANNEL_OP => evtchn::event_channel_op(dom, vcpu, a),
-        hc::SCHED_OP => return evtchn::sched_op(dom, vcpu, a),
-        hc::GRANT_TABLE_OP => grant::grant_table_op(dom, a, frame),
-        hc::HVM_OP => misc::hvm_op(dom, a),
-        hc::VM_ASSIST => misc::vm_assist(dom, a),
-        hc::PLATFORM_OP => misc::platform_op(dom, a),
-        hc::PHYSDEV_OP => {
-            // Xen/ARM without PCI passthrough (4.17 default): every
-            // PHYSDEVOP is "not implemented"; Linux only logs it.
-            log::debug!("{}v{vcpu}: physdev_op {}: -ENOSYS", dom.id, a[0]);
-            Err(Errno::ENOSYS)
-        }
-        _ => return None,
-    };
-    if let Err(e) = r {
-        log::debug!(
-            "{}v{vcpu}: {}({:#x}) -> -{}",
-            dom.id,
-            hc::name(nr).unwrap_or("?"),
-            a[0],
-            e.name()
-        );
-    }
-    Some(r)
+/// Pages `dom` has: its RAM minus what it gave back (Xen's `tot_pages`).
+pub(crate) fn tot_pages(dom: &Domain) -> u64 {
+    let ram = dom.ram_bytes() / PAGE_SIZE;
+    ram.saturating_sub(lock(dom).pool.len() as u64)
+}
+
+/// The five argument registers of the hypercall in `frame`.
+pub(crate) fn args(frame: &TrapFrame) -> [u64; 5] {
+    [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4]]
 }
 
 /// Tear down what a dying domain holds in others: close its event

@@ -104,6 +104,13 @@ pub(super) fn zero_page(pa: PhysAddr) {
     unsafe { arch::zero_phys(pa.as_u64(), PAGE_SIZE as usize) };
 }
 
+/// Zero host RAM just taken from `FRAMES` for a domain (run-time populate).
+pub(super) fn zero_range(r: PhysRange) {
+    // SAFETY: the range was just allocated from `FRAMES` and is not mapped
+    // by anyone yet.
+    unsafe { arch::zero_phys(r.start.as_u64(), r.size as usize) };
+}
+
 /// Copy a `vcpu_info` (48 bytes) from `src` to `dst`, or zero `dst`.
 pub(super) fn move_vcpu_info(dst: PhysAddr, src: Option<PhysAddr>) {
     let len = core::mem::size_of::<xen_abi::shared_info::VcpuInfo>();

@@ -166,10 +166,15 @@ pub fn platform_op_result(
     }
 }
 
-/// Largest `extent_order` oxen accepts in reservations (single pages:
-/// Linux's balloon and unpopulated-page allocator use order 0 on 4 KiB
-/// kernels).
+/// Largest `extent_order` oxen accepts in a guest's own reservations
+/// (single pages: Linux's balloon and unpopulated-page allocator use order
+/// 0 on 4 KiB kernels).
 pub const MAX_EXTENT_ORDER: u32 = 0;
+
+/// Largest `extent_order` of the control domain's `populate_physmap` for
+/// another domain (Xen's `CONFIG_CTLDOM_MAX_ORDER`): libxc asks 1 GiB
+/// (order 18) first and falls back to 2 MiB (9), then 4 KiB (0).
+pub const CTLDOM_MAX_ORDER: u32 = 12;
 
 /// Extents handled per `memory_op` call before a continuation.
 pub const MEMOP_BATCH: u64 = 512;
@@ -177,9 +182,14 @@ pub const MEMOP_BATCH: u64 = 512;
 /// The extents a reservation call handles now: `start..end` of
 /// `nr_extents`, at most [`MEMOP_BATCH`] of them. `None` means "nothing to
 /// do, return `start`" (Xen: a start at or beyond the end, or an order
-/// above the limit, returns the start extent unchanged).
-pub fn reservation_window(start: u64, nr_extents: u64, extent_order: u32) -> Option<Range<u64>> {
-    if extent_order > MAX_EXTENT_ORDER || start >= nr_extents {
+/// above `max_order`, returns the start extent unchanged).
+pub fn reservation_window(
+    start: u64,
+    nr_extents: u64,
+    extent_order: u32,
+    max_order: u32,
+) -> Option<Range<u64>> {
+    if extent_order > max_order || start >= nr_extents {
         return None;
     }
     let end = nr_extents.min(start.saturating_add(MEMOP_BATCH));
@@ -294,13 +304,21 @@ mod tests {
 
     #[test]
     fn reservations() {
-        assert_eq!(reservation_window(0, 10, 0), Some(0..10));
-        assert_eq!(reservation_window(3, 10, 0), Some(3..10));
-        assert_eq!(reservation_window(10, 10, 0), None);
-        assert_eq!(reservation_window(0, 10, 1), None);
-        assert_eq!(reservation_window(0, u64::MAX, 0), Some(0..MEMOP_BATCH));
+        assert_eq!(reservation_window(0, 10, 0, MAX_EXTENT_ORDER), Some(0..10));
+        assert_eq!(reservation_window(3, 10, 0, MAX_EXTENT_ORDER), Some(3..10));
+        assert_eq!(reservation_window(10, 10, 0, MAX_EXTENT_ORDER), None);
+        assert_eq!(reservation_window(0, 10, 1, MAX_EXTENT_ORDER), None);
         assert_eq!(
-            reservation_window(u64::MAX - 1, u64::MAX, 0),
+            reservation_window(0, 128, 9, CTLDOM_MAX_ORDER),
+            Some(0..128)
+        );
+        assert_eq!(reservation_window(0, 1, 18, CTLDOM_MAX_ORDER), None);
+        assert_eq!(
+            reservation_window(0, u64::MAX, 0, MAX_EXTENT_ORDER),
+            Some(0..MEMOP_BATCH)
+        );
+        assert_eq!(
+            reservation_window(u64::MAX - 1, u64::MAX, 0, MAX_EXTENT_ORDER),
             Some(u64::MAX - 1..u64::MAX)
         );
     }
