@@ -19,10 +19,11 @@ use xen_abi::Errno;
 use xen_abi::memory::{
     MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPIDX_GRANT_TABLE_STATUS, XENMAPSPACE_DEV_MMIO,
     XENMAPSPACE_GMFN_FOREIGN, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
-    XENMEM_ADD_TO_PHYSMAP, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION,
+    XENMEM_ACQUIRE_RESOURCE, XENMEM_ADD_TO_PHYSMAP, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION,
     XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_GPFN,
     XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP,
-    XenAddToPhysmap, XenAddToPhysmapBatch, XenMemoryReservation, XenRemoveFromPhysmap,
+    XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, XenAddToPhysmap,
+    XenAddToPhysmapBatch, XenMemAcquireResource, XenMemoryReservation, XenRemoveFromPhysmap,
 };
 
 use super::{
@@ -60,6 +61,7 @@ pub(crate) fn memory_op(
             Ok(0)
         }
         XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(dom, arg),
+        XENMEM_ACQUIRE_RESOURCE => acquire_resource(dom, arg),
         XENMEM_REMOVE_FROM_PHYSMAP => {
             let op: XenRemoveFromPhysmap = read_arg(dom, arg)?;
             let target = target(dom, op.domid)?;
@@ -245,6 +247,69 @@ fn add_to_physmap_batch(dom: &Arc<Domain>, arg: u64) -> Result<i64, Errno> {
             Err(e) => e.as_ret() as i32,
         };
         guest_mem::copy_to_guest(dom, elem(op.errs, i, 4)?, &rc.to_le_bytes())?;
+    }
+    Ok(0)
+}
+
+/// Frames one `acquire_resource` call maps (Linux's privcmd asks for what
+/// one `mmap` covers; libxl asks for one).
+const ACQUIRE_MAX: u32 = 64;
+
+/// `XENMEM_acquire_resource` (privcmd's `IOCTL_PRIVCMD_MMAP_RESOURCE`):
+/// Dom0 maps frames of another domain's grant table (shared frames; v1 has
+/// no status frames) at GFNs of its own, listed in `frame_list`. A NULL
+/// list with no frames asks the size. The mappings are foreign mappings:
+/// `remove_from_physmap` undoes them, and each holds the owner (its frames
+/// outlive the mapping). Other resource types are -EOPNOTSUPP, as in Xen.
+fn acquire_resource(dom: &Arc<Domain>, arg: u64) -> Result<i64, Errno> {
+    let mut r: XenMemAcquireResource = read_arg(dom, arg)?;
+    let t = target(dom, r.domid)?;
+    if Arc::ptr_eq(&t, dom) {
+        return Err(Errno::EPERM);
+    }
+    if r.flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if r.r#type != XENMEM_RESOURCE_GRANT_TABLE {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if r.id != XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED {
+        return Err(Errno::EINVAL);
+    }
+    let max = super::GRANT_MAX_FRAMES;
+    if r.frame_list == 0 && r.nr_frames == 0 {
+        r.nr_frames = max;
+        super::write_arg(dom, arg, &r)?;
+        return Ok(0);
+    }
+    if r.nr_frames > ACQUIRE_MAX {
+        return Err(Errno::E2BIG);
+    }
+    let end = r.frame.checked_add(u64::from(r.nr_frames)).ok_or(Errno::EINVAL)?;
+    if end > u64::from(max) {
+        return Err(Errno::EINVAL);
+    }
+    let mut gfns = [0u64; ACQUIRE_MAX as usize];
+    for (i, g) in gfns.iter_mut().enumerate().take(r.nr_frames as usize) {
+        *g = extent(dom, r.frame_list, i as u64)?;
+        super::check_gfn(*g)?;
+    }
+    let (mut mx, mut tx) = super::lock_pair(dom, &t);
+    // Back every frame asked for first, so a failure maps nothing.
+    while (tx.grant_frames.len() as u64) < end {
+        tx.grant_frames.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        let f = phys::alloc_frame().ok_or(Errno::ENOMEM)?;
+        tx.grant_frames.push(f);
+    }
+    for (i, &gfn) in gfns.iter().enumerate().take(r.nr_frames as usize) {
+        let pa = tx.grant_frames[r.frame as usize + i];
+        if mx.foreign.contains_key(&gfn) {
+            return Err(Errno::EBUSY);
+        }
+        vacate(dom, &mut mx, gfn)?;
+        s2_map(dom, gfn, pa, foreign_attrs(false))?;
+        mx.foreign.insert(gfn, t.id);
+        mx.hold(&t);
     }
     Ok(0)
 }
