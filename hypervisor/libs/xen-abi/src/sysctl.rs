@@ -7,7 +7,7 @@
 //! are plain `u64` addresses. The union `u` is raw bytes with typed accessors
 //! that check at compile time that a payload fits.
 
-use crate::domctl::{read_prefix, write_prefix, XenctlBitmap};
+use crate::domctl::{XenctlBitmap, read_prefix, write_prefix};
 use core::mem::{offset_of, size_of};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
