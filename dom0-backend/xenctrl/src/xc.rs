@@ -103,6 +103,9 @@ pub struct CpupoolInfo {
     pub cpumap: Vec<u8>,
 }
 
+/// How long [`Xc::destroy`] retries an EAGAIN answer.
+pub const DESTROY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bytes of the CPU bitmaps xenctrl passes (1024 CPUs).
 const CPUMAP_BYTES: usize = 128;
 
@@ -237,11 +240,12 @@ impl Xc {
 
     // ---- domains -------------------------------------------------------
 
-    /// Create a domain; Xen picks the id (returned). The configuration is
-    /// not written back; use [`Xc::domain_create_with`] for that.
+    /// Create a domain; Xen picks the id (returned), as libxl asks with
+    /// `domain = DOMID_INVALID`. The configuration is not written back; use
+    /// [`Xc::domain_create_with`] for that.
     pub fn domain_create(&self, cfg: &dc::CreateDomain) -> Result<u16> {
         let mut c = *cfg;
-        self.domain_create_with(0, &mut c)
+        self.domain_create_with(dc::DOMID_INVALID, &mut c)
     }
 
     /// Create a domain with id `domid` (0 or ≥ `DOMID_FIRST_RESERVED`: Xen
@@ -298,19 +302,32 @@ impl Xc {
     }
 
     /// Pause (increments the pause count).
-    pub fn domain_pause(&self, domid: u16) -> Result<()> {
+    pub fn pause(&self, domid: u16) -> Result<()> {
         self.domctl_simple(dc::XEN_DOMCTL_PAUSEDOMAIN, domid)
     }
 
     /// Unpause (decrements the pause count).
-    pub fn domain_unpause(&self, domid: u16) -> Result<()> {
+    pub fn unpause(&self, domid: u16) -> Result<()> {
         self.domctl_simple(dc::XEN_DOMCTL_UNPAUSEDOMAIN, domid)
     }
 
     /// Destroy (the domain becomes dying, then disappears when the last
-    /// reference, e.g. a foreign mapping, goes).
-    pub fn domain_destroy(&self, domid: u16) -> Result<()> {
-        self.domctl_simple(dc::XEN_DOMCTL_DESTROYDOMAIN, domid)
+    /// reference, e.g. a foreign mapping, goes). Retries while the
+    /// hypervisor answers EAGAIN (still relinquishing memory), for at most
+    /// [`DESTROY_TIMEOUT`].
+    pub fn destroy(&self, domid: u16) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            match self.domctl_simple(dc::XEN_DOMCTL_DESTROYDOMAIN, domid) {
+                Err(e)
+                    if e.xen_errno() == Some(xen_abi::Errno::EAGAIN)
+                        && start.elapsed() < DESTROY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Set the number of vCPUs (must equal the createdomain value).
