@@ -11,6 +11,8 @@
 pub mod client;
 pub mod path;
 pub mod perms;
+pub mod ring;
+pub mod server;
 pub mod store;
 pub mod wire;
 
