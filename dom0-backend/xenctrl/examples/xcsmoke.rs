@@ -315,7 +315,7 @@ mod smoke {
                         );
                     }
                     run.step("notify", ev.notify(local), |_| String::new());
-                    run.step("pending (none)", ev.pending(), |p| format!("{p:?}"));
+                    run.step("pending after bind", ev.pending(), |p| format!("{p:?}"));
                     run.step("unbind", ev.unbind(local), |_| String::new());
                 }
                 run.step("bind_unbound", ev.bind_unbound(domid), |p| {
