@@ -14,6 +14,7 @@ pub mod perms;
 pub mod ring;
 pub mod server;
 pub mod store;
+pub mod tool;
 pub mod wire;
 
 pub use client::{Client, Error};
