@@ -97,6 +97,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
         console::init(u.base.as_u64() as usize);
     }
     let opts = oxen_dt::parse_cmdline(&info.cmdline);
+    crate::xen::version::COMMAND_LINE.call_once(|| info.cmdline.clone());
     console::init_logger(level_filter(opts.loglvl));
     for u in &opts.unknown {
         log::warn!("unknown option '{u}' ignored");

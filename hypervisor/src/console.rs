@@ -5,6 +5,11 @@
 //! those levels. Dom0's `console_io` output goes out raw (as on Xen); other
 //! domains' output is collected per domain and printed a line at a time as
 //! `(d<N>) <line>`, so two guests never interleave inside one line.
+//!
+//! Everything printed through [`print`] (hypervisor lines and other
+//! domains' lines, not Dom0's raw output, as in Xen) is also kept in a
+//! 16 KiB ring, the *console ring*, that Dom0 reads with
+//! `sysctl(readconsole)` (`xl dmesg`).
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
@@ -44,12 +49,65 @@ pub fn init(base: usize) {
     UART_BASE.store(base, Ordering::Release);
 }
 
-/// Print formatted text with the console lock held.
+/// Print formatted text with the console lock held (and keep it in the
+/// console ring).
 pub fn print(args: fmt::Arguments<'_>) {
     if let Some(u) = UART.lock().as_ref() {
         let _ = Out(u).write_fmt(args);
     }
+    let _ = CONRING.lock().write_fmt(args);
 }
+
+/// Size of the console ring (Xen's default `conring_size`).
+const CONRING_SIZE: usize = 16 * 1024;
+
+/// The console ring: the last [`CONRING_SIZE`] bytes printed, with a
+/// running count of every byte ever written (`prod`).
+pub struct ConRing {
+    buf: [u8; CONRING_SIZE],
+    /// Bytes written since boot (the next byte goes to `prod % size`).
+    prod: u64,
+    /// Oldest byte still readable after a `clear`.
+    cons: u64,
+}
+
+impl Write for ConRing {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            self.buf[(self.prod % CONRING_SIZE as u64) as usize] = b;
+            self.prod += 1;
+        }
+        Ok(())
+    }
+}
+
+impl ConRing {
+    /// Copy bytes from position `from` (clamped to what the ring still
+    /// holds) into `out`; returns (bytes copied, next position).
+    pub fn read(&self, from: u64, out: &mut [u8]) -> (usize, u64) {
+        let oldest = self.cons.max(self.prod.saturating_sub(CONRING_SIZE as u64));
+        let mut pos = from.max(oldest);
+        let mut n = 0;
+        while pos < self.prod && n < out.len() {
+            out[n] = self.buf[(pos % CONRING_SIZE as u64) as usize];
+            n += 1;
+            pos += 1;
+        }
+        (n, pos)
+    }
+
+    /// Forget everything written so far (`readconsole` with `clear`).
+    pub fn clear(&mut self) {
+        self.cons = self.prod;
+    }
+}
+
+/// The console ring (see the module docs).
+pub static CONRING: Mutex<ConRing> = Mutex::new(ConRing {
+    buf: [0; CONRING_SIZE],
+    prod: 0,
+    cons: 0,
+});
 
 /// Write raw guest bytes (Dom0's console output), turning `\n` into `\r\n`.
 pub fn write_raw(bytes: &[u8]) {

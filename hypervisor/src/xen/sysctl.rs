@@ -1,5 +1,5 @@
 //! `sysctl`: the toolstack's view of the machine (Xen 4.17, interface
-//! version 0x15), Dom0 only: physinfo, sched_id, getdomaininfolist,
+//! version 0x15), Dom0 only: readconsole (`xl dmesg`), physinfo, sched_id, getdomaininfolist,
 //! cputopoinfo, numainfo (one node), cpupool_op (one pool, Pool-0, holding
 //! every CPU) and the credit scheduler's pool parameters (recorded).
 //! Everything else is -ENOSYS. Argument order as `domctl`'s.
@@ -38,6 +38,11 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
     }
     match op.cmd {
         XEN_SYSCTL_PHYSINFO => op.set_payload(&physinfo()),
+        XEN_SYSCTL_READCONSOLE => {
+            let mut r: ReadConsole = op.payload();
+            readconsole(dom, &mut r)?;
+            op.set_payload(&r);
+        }
         XEN_SYSCTL_SCHED_ID => op.set_payload(&SchedId {
             sched_id: XEN_SCHEDULER_CREDIT,
         }),
@@ -122,6 +127,33 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
     }
     write_arg(dom, uop, &op)?;
     Ok(0)
+}
+
+/// `XEN_SYSCTL_readconsole`: copy the console ring to the caller's
+/// buffer: from where the last incremental read stopped (`index`), or
+/// from the oldest byte; `count` = bytes copied; `clear` empties the ring.
+fn readconsole(dom: &Domain, r: &mut ReadConsole) -> Result<(), Errno> {
+    let mut chunk = [0u8; 512];
+    let from = if r.incremental != 0 { u64::from(r.index) } else { 0 };
+    let mut pos = from;
+    let mut done = 0u32;
+    while done < r.count {
+        let want = ((r.count - done) as usize).min(chunk.len());
+        let (n, next) = crate::console::CONRING.lock().read(pos, &mut chunk[..want]);
+        if n == 0 {
+            break;
+        }
+        let at = r.buffer.checked_add(u64::from(done)).ok_or(Errno::EFAULT)?;
+        guest_mem::copy_to_guest(dom, at, &chunk[..n])?;
+        done += n as u32;
+        pos = next;
+    }
+    if r.clear != 0 {
+        crate::console::CONRING.lock().clear();
+    }
+    r.count = done;
+    r.index = pos as u32;
+    Ok(())
 }
 
 /// Address of element `i` of `size` bytes in an array at `base` (-EFAULT on

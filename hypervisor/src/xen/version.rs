@@ -20,6 +20,9 @@ pub const EXTRAVERSION: &str = "-oxen";
 /// `XENVER_capabilities`: what `xc_dom_compat_check` looks for.
 pub const CAPABILITIES: &str = "xen-3.0-aarch64 ";
 
+/// The hypervisor's command line (set at boot; `XENVER_commandline`).
+pub static COMMAND_LINE: spin::Once<alloc::string::String> = spin::Once::new();
+
 /// `xen_version(cmd, arg)`.
 pub(crate) fn xen_version(
     dom: &Arc<Domain>,
@@ -46,7 +49,10 @@ pub(crate) fn xen_version(
             Ok(0)
         }
         xenver::CHANGESET => fixed_string(dom, arg, b"oxen", 64),
-        xenver::COMMANDLINE => fixed_string(dom, arg, b"", 1024),
+        xenver::COMMANDLINE => {
+            let cmdline = COMMAND_LINE.get().map_or("", |s| s.as_str());
+            fixed_string(dom, arg, cmdline.as_bytes(), 1024)
+        }
         xenver::COMPILE_INFO => {
             // compiler[64], compile_by[16], compile_domain[32], compile_date[32].
             let mut b = [0u8; 144];
