@@ -60,6 +60,16 @@ impl Error {
         }
     }
 
+    /// The raw errno of any variant that has one (Xen errnos equal Linux's
+    /// on arm64): for callers that map errors into their own types.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Xen { errno, .. } | Error::ForeignPage { errno, .. } => Some(*errno as i32),
+            Error::Os { source, .. } => source.raw_os_error(),
+            Error::Invalid { .. } => None,
+        }
+    }
+
     /// An error from an OS errno: a Xen errno when it is one Xen defines and
     /// the call was a hypercall, else an OS error.
     pub(crate) fn from_hypercall_errno(op: &'static str, raw: i32) -> Self {
@@ -178,6 +188,9 @@ mod tests {
         // ENOTTY (25) is not a Xen errno: an OS error (e.g. not a privcmd fd).
         let e = Error::from_hypercall_errno("privcmd hypercall", 25);
         assert!(matches!(e, Error::Os { .. }));
+        assert_eq!(e.errno(), Some(25));
+        assert_eq!(Error::from_hypercall_errno("x", 12).errno(), Some(12));
+        assert_eq!(Error::invalid("x", "y").errno(), None);
         assert!(e.to_string().starts_with("privcmd hypercall: "));
     }
 }

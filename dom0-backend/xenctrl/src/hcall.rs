@@ -32,10 +32,11 @@ impl HypercallBuf {
         let bytes = pages
             .checked_mul(XEN_PAGE_SIZE)
             .ok_or_else(|| Error::invalid("hypercall buffer", format!("{len} bytes")))?;
-        let map = match dev {
-            Some(f) => Mapping::shared(f.as_fd(), bytes, 0)
-                .map_err(|e| Error::os("mmap /dev/xen/hypercall", e))?,
-            None => Mapping::anonymous_locked(bytes)
+        // The device's pages are pinned by the kernel; if it is missing or
+        // refuses, locked anonymous memory is the fallback.
+        let map = match dev.map(|f| Mapping::shared(f.as_fd(), bytes, 0)) {
+            Some(Ok(m)) => m,
+            _ => Mapping::anonymous_locked(bytes)
                 .map_err(|e| Error::os("mlock hypercall buffer", e))?,
         };
         let mut b = Self { map };

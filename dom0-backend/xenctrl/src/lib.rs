@@ -7,7 +7,10 @@
 //! - [`domain`]: [`DomainInfo`] decoded from getdomaininfo.
 //! - Linux only: [`Xc`] (hypercalls, domctl/sysctl and typed helpers),
 //!   [`HypercallBuf`], [`ForeignMap`], [`Evtchn`], [`XenbusBackend`]; all
-//!   `unsafe` is in the private `sys` module.
+//!   `unsafe` is in the private `sys` module (the crate denies it
+//!   elsewhere; the one `unsafe fn`, [`Xc::hypercall`], only declares the
+//!   raw call's contract).
+#![deny(unsafe_code)]
 
 pub mod abi;
 pub mod domain;

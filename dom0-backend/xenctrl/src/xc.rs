@@ -179,6 +179,7 @@ impl Xc {
     /// memory they point to) must be memory of this process that the
     /// hypervisor may read and write for the duration of the call —
     /// normally the [`HypercallBuf::addr`] of a live buffer.
+    #[allow(unsafe_code)] // declares the contract only; the call is in `sys`.
     pub unsafe fn hypercall(&self, name: &'static str, op: u64, args: [u64; 5]) -> Result<i64> {
         self.call(name, op, args)
     }
@@ -272,6 +273,11 @@ impl Xc {
             Err(e) if e.xen_errno() == Some(xen_abi::Errno::ESRCH) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Exactly domain `domid`, `None` if it does not exist.
+    pub fn domain_info(&self, domid: u16) -> Result<Option<DomainInfo>> {
+        Ok(self.domain_getinfo(domid)?.filter(|d| d.domid == domid))
     }
 
     /// Up to `max` domains with id ≥ `first`, ascending.
