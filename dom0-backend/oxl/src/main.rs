@@ -4,12 +4,14 @@
 
 mod build;
 mod cfg;
+mod cmd;
 mod dt;
 #[cfg(test)]
 mod fake;
 mod fmt;
 mod json;
 mod sys;
+mod xs;
 
 fn main() {
     eprintln!("xl: not built yet");

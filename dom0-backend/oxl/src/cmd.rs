@@ -1,0 +1,944 @@
+//! The verbs, over [`Hv`] and [`Store`]: domain lookup, `create` (config → builder → saved
+//! config), `list`, `destroy`, `shutdown`/`reboot`, `pause`/`unpause`, `domid`, `domname`,
+//! `vcpu-list`, `info`. Output goes to the given writers, so tests read it back.
+//!
+//! Invariants: a failing verb returns one line (xl's wording where xl has one) and has changed
+//! nothing it could avoid changing; domain 0 is never destroyed or shut down; names and ids
+//! from the command line are validated before any hypervisor call uses them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::build::{self, BuildInput};
+use crate::cfg::{DomainConfig, Settings, format_uuid};
+use crate::fmt;
+use crate::sys::{DomInfo, ESRCH, Hv, Store, SysError, domain_name, reason, with_transaction};
+
+/// A failed verb: the line to print on stderr.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Fail(pub String);
+
+impl From<SysError> for Fail {
+    fn from(e: SysError) -> Fail {
+        Fail(e.msg)
+    }
+}
+
+pub type CmdResult = Result<(), Fail>;
+
+/// Where oxl keeps what it must remember about its domains.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    /// `/var/lib/xen`: saved configurations (`userdata-d.<domid>.<uuid>.{xl,libxl-json}`).
+    pub lib: PathBuf,
+    /// `/var/run/xen`: pid files (`xenconsoled.pid`).
+    pub run: PathBuf,
+    /// `/var/log/xen`: the monitor's log (`xl-<name>.log`).
+    pub log: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Paths {
+        Paths {
+            lib: "/var/lib/xen".into(),
+            run: "/var/run/xen".into(),
+            log: "/var/log/xen".into(),
+        }
+    }
+}
+
+impl Paths {
+    fn saved(&self, domid: u32, uuid: &str, ext: &str) -> PathBuf {
+        self.lib.join(format!("userdata-d.{domid}.{uuid}.{ext}"))
+    }
+
+    /// Saved files of `domid` (any uuid) with extension `ext`.
+    fn saved_of(&self, domid: u32, ext: &str) -> Vec<PathBuf> {
+        let prefix = format!("userdata-d.{domid}.");
+        let suffix = format!(".{ext}");
+        let Ok(rd) = std::fs::read_dir(&self.lib) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&suffix))
+            })
+            .collect()
+    }
+
+    fn remove_saved(&self, domid: u32) {
+        for ext in ["xl", "libxl-json"] {
+            for p in self.saved_of(domid, ext) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Domain ids are below DOMID_FIRST_RESERVED.
+const DOMID_FIRST_RESERVED: u32 = 0x7ff0;
+
+/// Finds a domain by id or name, as `find_domain` (the message is xl's).
+pub fn find_domain(hv: &dyn Hv, xs: &dyn Store, q: &str) -> Result<u32, Fail> {
+    let invalid = || Fail(format!("{q} is an invalid domain identifier (rc=-6)"));
+    if !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()) {
+        let id: u32 = q.parse().map_err(|_| invalid())?;
+        if id >= DOMID_FIRST_RESERVED || hv.domain_info(id)?.is_none() {
+            return Err(invalid());
+        }
+        return Ok(id);
+    }
+    for d in hv.list_domains()? {
+        if domain_name(xs, d.domid)?.as_deref() == Some(q) {
+            return Ok(d.domid);
+        }
+    }
+    Err(invalid())
+}
+
+fn named(hv: &dyn Hv, xs: &dyn Store) -> Result<Vec<(DomInfo, String)>, Fail> {
+    hv.list_domains()?
+        .into_iter()
+        .map(|d| {
+            let name = domain_name(xs, d.domid)?.unwrap_or_default();
+            Ok((d, name))
+        })
+        .collect()
+}
+
+/// `xl list [-l] [-v] [dom]`.
+pub fn list(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    paths: &Paths,
+    long: bool,
+    verbose: bool,
+    dom: Option<&str>,
+    out: &mut dyn Write,
+) -> CmdResult {
+    let mut doms = named(hv, xs)?;
+    if let Some(q) = dom {
+        let id = find_domain(hv, xs, q)
+            .map_err(|_| Fail(format!("Error: Domain '{q}' does not exist.")))?;
+        doms.retain(|(d, _)| d.domid == id);
+    }
+    let text = if long {
+        let mut entries = Vec::new();
+        for (d, _) in &doms {
+            let uuid = format_uuid(&d.handle);
+            let Ok(s) = std::fs::read_to_string(paths.saved(d.domid, &uuid, "libxl-json")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) else {
+                continue;
+            };
+            entries.push((d.domid, v));
+        }
+        crate::json::list_long(&entries) + "\n"
+    } else {
+        fmt::list(&doms, verbose)
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| Fail(format!("writing the list: {e}")))
+}
+
+/// `xl domid <name>`.
+pub fn domid(hv: &dyn Hv, xs: &dyn Store, name: &str, out: &mut dyn Write) -> CmdResult {
+    for d in hv.list_domains()? {
+        if domain_name(xs, d.domid)?.as_deref() == Some(name) {
+            return writeln!(out, "{}", d.domid).map_err(|e| Fail(e.to_string()));
+        }
+    }
+    Err(Fail(format!(
+        "Can't get domid of domain name '{name}', maybe this domain does not exist."
+    )))
+}
+
+/// `xl domname <id>`.
+pub fn domname(hv: &dyn Hv, xs: &dyn Store, id: &str, out: &mut dyn Write) -> CmdResult {
+    let digits: String = id.chars().take_while(|c| c.is_ascii_digit()).collect();
+    if digits.is_empty() {
+        return Err(Fail("Invalid domain id.".into()));
+    }
+    let domid: u32 = digits
+        .parse()
+        .map_err(|_| Fail("Invalid domain id.".into()))?;
+    let name = match hv.domain_info(domid)? {
+        Some(_) => domain_name(xs, domid)?,
+        None => None,
+    };
+    match name {
+        Some(n) => writeln!(out, "{n}").map_err(|e| Fail(e.to_string())),
+        None => Err(Fail(format!(
+            "Can't get domain name of domain id '{domid}', maybe this domain does not exist."
+        ))),
+    }
+}
+
+/// `xl pause` / `xl unpause`.
+pub fn pause(hv: &dyn Hv, xs: &dyn Store, q: &str, unpause: bool) -> CmdResult {
+    let d = find_domain(hv, xs, q)?;
+    let r = if unpause { hv.unpause(d) } else { hv.pause(d) };
+    r.map_err(|e| {
+        Fail(format!(
+            "{} domain {d} failed: {e}",
+            if unpause { "unpausing" } else { "pausing" }
+        ))
+    })
+}
+
+/// The destroy path (libxl__destroy_domid): pause, remove the xenstore nodes and saved config,
+/// destroydomain. Also used by the builder's caller and the monitor.
+pub fn destroy_domid(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    paths: &Paths,
+    domid: u32,
+) -> Result<(), SysError> {
+    if hv.domain_info(domid)?.is_none() {
+        return Err(SysError {
+            errno: Some(ESRCH),
+            msg: format!("Domain {domid}:Non-existant domain"),
+        });
+    }
+    let _ = hv.pause(domid);
+    let vm = xs.read(0, &format!("/local/domain/{domid}/vm"))?;
+    let uuid = vm
+        .as_deref()
+        .and_then(|v| v.strip_prefix("/vm/"))
+        .unwrap_or("");
+    for p in build::domain_roots(domid, uuid) {
+        if p == "/vm/" {
+            continue;
+        }
+        xs.rm(0, &p)?;
+    }
+    paths.remove_saved(domid);
+    hv.destroy(domid)
+}
+
+/// `xl destroy <dom>`.
+pub fn destroy(hv: &dyn Hv, xs: &dyn Store, paths: &Paths, q: &str) -> CmdResult {
+    let d = find_domain(hv, xs, q)?;
+    if d == 0 {
+        return Err(Fail("Not destroying domain 0; use -f to force.".into()));
+    }
+    destroy_domid(hv, xs, paths, d).map_err(|e| Fail(format!("destroy failed (rc=-3): {e}")))
+}
+
+/// Writes `poweroff`/`reboot` to `control/shutdown` (libxl__domain_pvcontrol).
+pub fn pvcontrol(xs: &dyn Store, domid: u32, cmd: &str) -> Result<(), SysError> {
+    let path = format!("/local/domain/{domid}/control/shutdown");
+    with_transaction(xs, |tx| {
+        if xs.read(tx, &format!("/local/domain/{domid}"))?.is_none() {
+            return Err(SysError::msg(format!(
+                "domain {domid} has no xenstore directory"
+            )));
+        }
+        xs.write(tx, &path, cmd)
+    })
+}
+
+/// Waits until `domid` has shut down or is gone, logging as xl does. `timeout` bounds the wait.
+pub fn wait_shutdown(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    domid: u32,
+    timeout: Option<Duration>,
+    log: &mut dyn Write,
+) -> CmdResult {
+    let token = format!("oxl-wait-{domid}");
+    xs.watch("@releaseDomain", &token)?;
+    let _ = writeln!(log, "Waiting for 1 domains");
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let res = loop {
+        match hv.domain_info(domid)? {
+            None => {
+                let _ = writeln!(log, "Domain {domid} has been destroyed");
+                break Ok(());
+            }
+            Some(i) if i.dying() => {
+                let _ = writeln!(log, "Domain {domid} has been destroyed");
+                break Ok(());
+            }
+            Some(i) if i.shutdown() => {
+                let _ = writeln!(
+                    log,
+                    "Domain {domid} has been shut down, reason code {}",
+                    i.shutdown_reason()
+                );
+                break Ok(());
+            }
+            _ => {}
+        }
+        let wait = match deadline {
+            Some(d) => {
+                let now = std::time::Instant::now();
+                if now >= d {
+                    break Err(Fail(format!("domain {domid} did not shut down in time")));
+                }
+                Some((d - now).min(Duration::from_secs(1)))
+            }
+            None => Some(Duration::from_secs(1)),
+        };
+        xs.wait_watch(wait)?;
+    };
+    let _ = xs.unwatch("@releaseDomain", &token);
+    res
+}
+
+/// `xl shutdown` / `xl reboot` `[-w] [-a] [dom]`.
+pub fn shutdown(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    q: Option<&str>,
+    all: bool,
+    wait: bool,
+    reboot: bool,
+    err: &mut dyn Write,
+) -> CmdResult {
+    let targets: Vec<u32> = if all {
+        hv.list_domains()?
+            .into_iter()
+            .map(|d| d.domid)
+            .filter(|&d| d != 0)
+            .collect()
+    } else {
+        let q = q.ok_or_else(|| Fail("You must specify -a or a domain id.".into()))?;
+        vec![find_domain(hv, xs, q)?]
+    };
+    let (verb, cmd) = if reboot {
+        ("Rebooting", "reboot")
+    } else {
+        ("Shutting down", "poweroff")
+    };
+    for &d in &targets {
+        let _ = writeln!(err, "{verb} domain {d}");
+        if d == 0 {
+            return Err(Fail(format!(
+                "{} failed: domain 0 is the control domain",
+                if reboot { "reboot" } else { "shutdown" }
+            )));
+        }
+        pvcontrol(xs, d, cmd).map_err(|e| {
+            Fail(format!(
+                "{} failed (rc=-3): {e}",
+                if reboot { "reboot" } else { "shutdown" }
+            ))
+        })?;
+    }
+    if wait {
+        for &d in &targets {
+            wait_shutdown(hv, xs, d, None, err)?;
+        }
+    }
+    Ok(())
+}
+
+/// `xl vcpu-list [dom...]`.
+pub fn vcpu_list(hv: &dyn Hv, xs: &dyn Store, doms: &[String], out: &mut dyn Write) -> CmdResult {
+    let phys = hv.physinfo()?;
+    let nr = phys.max_cpu_id as usize + 1;
+    let ids: Vec<u32> = if doms.is_empty() {
+        hv.list_domains()?.into_iter().map(|d| d.domid).collect()
+    } else {
+        doms.iter()
+            .map(|q| find_domain(hv, xs, q))
+            .collect::<Result<_, _>>()?
+    };
+    let mut text = fmt::vcpu_header();
+    for d in ids {
+        let Some(info) = hv.domain_info(d)? else {
+            continue;
+        };
+        if info.max_vcpu_id == u32::MAX {
+            continue;
+        }
+        let name = domain_name(xs, d)?.unwrap_or_default();
+        for v in 0..=info.max_vcpu_id.min(4095) {
+            let vi = hv.vcpu_info(d, v)?;
+            text.push_str(&fmt::vcpu_line(&name, d, v, &vi, nr));
+        }
+    }
+    out.write_all(text.as_bytes())
+        .map_err(|e| Fail(e.to_string()))
+}
+
+/// `xl info [name]`.
+pub fn info(hv: &dyn Hv, uname: &fmt::Uname, name: Option<&str>, out: &mut dyn Write) -> CmdResult {
+    let p = hv
+        .physinfo()
+        .map_err(|e| Fail(format!("libxl_physinfo failed: {e}")))?;
+    let v = hv
+        .version()
+        .map_err(|e| Fail(format!("libxl_get_version_info failed: {e}")))?;
+    let s = hv
+        .sched_id()
+        .map_err(|e| Fail(format!("get_scheduler sysctl failed: {e}")))?;
+    let free = hv.free_cpus().unwrap_or(0);
+    let all = fmt::info(uname, &p, &v, fmt::scheduler_name(s), free);
+    let text = match name {
+        Some(n) => fmt::info_filter(&all, n),
+        None => all,
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| Fail(e.to_string()))
+}
+
+/// Everything `create` needs from outside the hypervisor/xenstore.
+pub struct CreateEnv<'a> {
+    pub paths: &'a Paths,
+    /// 16 + 128 random bytes (uuid, rng-seed).
+    pub random: &'a mut dyn FnMut(&mut [u8]) -> Result<(), String>,
+    /// `/vm/<uuid>/start_time`.
+    pub now: String,
+    pub console_timeout: Duration,
+}
+
+/// A parsed configuration with the text it came from (saved for restarts).
+pub struct Loaded {
+    pub cfg: DomainConfig,
+    /// The effective configuration text (file + overrides), as saved in `userdata-d.*.xl`.
+    pub text: String,
+}
+
+/// Reads and parses `file` with `key=value` overrides.
+pub fn load_config(file: &str, overrides: &[String]) -> Result<Loaded, Fail> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Fail(format!("Failed to read config file: {file}: {e}")))?;
+    let settings = Settings::parse(file, &text, overrides).map_err(|e| Fail(e.to_string()))?;
+    let cfg = settings.domain_config().map_err(|e| Fail(e.to_string()))?;
+    let mut saved = text;
+    for o in overrides {
+        saved.push('\n');
+        saved.push_str(o);
+    }
+    saved.push('\n');
+    Ok(Loaded { cfg, text: saved })
+}
+
+/// `xl create`: builds and starts the domain, saves its configuration. Returns the domid.
+pub fn create(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    loaded: &Loaded,
+    paused: bool,
+    env: &mut CreateEnv<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<u32, Fail> {
+    let cfg = &loaded.cfg;
+    let fail = |m: String| Fail(format!("xl: creating domain \"{}\": {m}", cfg.name));
+    for (d, name) in named(hv, xs)? {
+        if name == cfg.name {
+            return Err(fail(format!(
+                "a domain with that name already exists (domid {}): choose another name",
+                d.domid
+            )));
+        }
+    }
+    let raw =
+        std::fs::read(&cfg.kernel).map_err(|e| fail(format!("kernel {}: {e}", cfg.kernel)))?;
+    let kernel =
+        build::parse_kernel(&raw).map_err(|e| fail(format!("kernel {}: {e}", cfg.kernel)))?;
+    drop(raw);
+    let ramdisk = match &cfg.ramdisk {
+        Some(r) => Some(std::fs::read(r).map_err(|e| fail(format!("ramdisk {r}: {e}")))?),
+        None => None,
+    };
+    let mut rnd = [0u8; 16 + 128];
+    (env.random)(&mut rnd).map_err(|e| fail(format!("random bytes: {e}")))?;
+    let uuid = cfg.uuid.unwrap_or_else(|| {
+        let mut u: [u8; 16] = rnd[..16].try_into().expect("16 bytes");
+        u[6] = (u[6] & 0x0f) | 0x40;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        u
+    });
+    let input = BuildInput {
+        cfg,
+        kernel,
+        ramdisk,
+        uuid,
+        rng_seed: rnd[16..].try_into().expect("128 bytes"),
+        start_time: env.now.clone(),
+        paused,
+        wait_console: env.paths.run.join("xenconsoled.pid").exists(),
+        console_timeout: env.console_timeout,
+    };
+    let domid = build::build(hv, xs, &input, progress).map_err(|e| fail(e.0))?;
+
+    // Save the configuration (`xl list -l`, restarts). Failure here undoes the domain too.
+    let u = format_uuid(&uuid);
+    let sched = hv.sched_id().map(fmt::scheduler_name).unwrap_or("credit2");
+    let json = crate::json::to_yajl(&crate::json::domain_config_json(cfg, &uuid, sched)) + "\n";
+    let save = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&env.paths.lib)?;
+        std::fs::write(env.paths.saved(domid, &u, "xl"), &loaded.text)?;
+        std::fs::write(env.paths.saved(domid, &u, "libxl-json"), json.as_bytes())
+    };
+    if let Err(e) = save() {
+        let _ = destroy_domid(hv, xs, env.paths, domid);
+        return Err(fail(format!(
+            "saving the configuration in {}: {e}",
+            env.paths.lib.display()
+        )));
+    }
+    Ok(domid)
+}
+
+/// The saved configuration text of `domid` (for restarts).
+pub fn saved_config(paths: &Paths, domid: u32) -> Option<String> {
+    paths
+        .saved_of(domid, "xl")
+        .first()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+}
+
+/// What the monitor should do after looking at the domain.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep waiting.
+    Wait,
+    /// The domain is gone; the monitor ends.
+    Gone,
+    /// Shut down with this reason: apply the matching `on_*` action.
+    Shutdown(u32),
+}
+
+/// Classifies a domain's state for the monitor.
+pub fn monitor_step(info: Option<&DomInfo>) -> Next {
+    match info {
+        None => Next::Gone,
+        Some(i) if i.dying() => Next::Gone,
+        Some(i) if i.shutdown() => Next::Shutdown(i.shutdown_reason()),
+        Some(_) => Next::Wait,
+    }
+}
+
+/// The action configured for a shutdown reason (xl's `handle_domain_death`).
+pub fn action_for(cfg: &DomainConfig, why: u32) -> Option<crate::cfg::Action> {
+    use crate::cfg::Action;
+    match why {
+        reason::POWEROFF => Some(cfg.on_poweroff),
+        reason::REBOOT => Some(cfg.on_reboot),
+        reason::SUSPEND => None,
+        reason::CRASH => Some(cfg.on_crash),
+        reason::WATCHDOG => Some(cfg.on_watchdog),
+        reason::SOFT_RESET => Some(Action::Restart),
+        _ => Some(Action::Destroy),
+    }
+}
+
+/// Runs the monitor of `domid` until the domain is gone or an action ends it; restarts
+/// re-create the domain from `loaded` (the monitor then follows the new domain).
+pub fn monitor(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    mut domid: u32,
+    loaded: &Loaded,
+    env: &mut CreateEnv<'_>,
+    log: &mut dyn Write,
+) -> CmdResult {
+    use crate::cfg::Action;
+    let token = "oxl-monitor";
+    xs.watch("@releaseDomain", token)?;
+    let _ = writeln!(
+        log,
+        "Waiting for domain {} (domid {domid}) to die [pid {}]",
+        loaded.cfg.name,
+        std::process::id()
+    );
+    loop {
+        match monitor_step(hv.domain_info(domid)?.as_ref()) {
+            Next::Wait => {
+                xs.wait_watch(Some(Duration::from_secs(5)))?;
+            }
+            Next::Gone => {
+                let _ = writeln!(log, "Domain {domid} has been destroyed.");
+                return Ok(());
+            }
+            Next::Shutdown(why) => {
+                let _ = writeln!(
+                    log,
+                    "Domain {domid} has shut down, reason code {why} {why:#x}"
+                );
+                let Some(action) = action_for(&loaded.cfg, why) else {
+                    let _ = writeln!(log, "Domain has suspended.");
+                    return Ok(());
+                };
+                let _ = writeln!(
+                    log,
+                    "Action for shutdown reason code {why} is {}",
+                    action.name()
+                );
+                let restart = match action {
+                    Action::Preserve => {
+                        let _ = writeln!(log, "Done. Exiting now");
+                        return Ok(());
+                    }
+                    Action::Destroy | Action::CoredumpDestroy => false,
+                    Action::Restart
+                    | Action::RenameRestart
+                    | Action::CoredumpRestart
+                    | Action::SoftReset => true,
+                };
+                let _ = writeln!(
+                    log,
+                    "Domain {domid} needs to be cleaned up: destroying the domain"
+                );
+                if let Err(e) = destroy_domid(hv, xs, env.paths, domid) {
+                    let _ = writeln!(log, "destroy failed: {e}");
+                }
+                if !restart {
+                    let _ = writeln!(log, "Done. Exiting now");
+                    return Ok(());
+                }
+                // Wait for the old domain to be gone before reusing its name.
+                for _ in 0..100 {
+                    if hv.domain_info(domid)?.is_none() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = writeln!(log, "Done. Rebooting now");
+                domid = create(hv, xs, loaded, false, env, &mut |l| {
+                    let _ = writeln!(log, "{l}");
+                })?;
+                let _ = writeln!(
+                    log,
+                    "Waiting for domain {} (domid {domid}) to die [pid {}]",
+                    loaded.cfg.name,
+                    std::process::id()
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeHv, FakeStore};
+    use crate::sys::dominf;
+    use std::path::Path;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("oxl-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A directory with a kernel, ramdisk and config; returns (dir, config path).
+    fn setup(name: &str, extra: &str) -> (PathBuf, String) {
+        let d = tmp(name);
+        let mut k = vec![0u8; 1 << 20];
+        k[56..60].copy_from_slice(b"ARM\x64");
+        std::fs::write(d.join("Image"), &k).unwrap();
+        std::fs::write(d.join("initrd"), vec![1u8; 5000]).unwrap();
+        let cfg = format!(
+            "name = \"domu\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 64\nextra = \"console=hvc0\"\n{extra}",
+            d.join("Image").display(),
+            d.join("initrd").display()
+        );
+        let p = d.join("domu.cfg");
+        std::fs::write(&p, cfg).unwrap();
+        (d, p.to_string_lossy().into_owned())
+    }
+
+    /// A create environment with deterministic "random" bytes (the small allocations are leaked:
+    /// tests only).
+    fn env_for(paths: &Paths) -> CreateEnv<'static> {
+        let paths: &'static Paths = Box::leak(Box::new(paths.clone()));
+        let mut seed = 0u8;
+        let random: &'static mut dyn FnMut(&mut [u8]) -> Result<(), String> =
+            Box::leak(Box::new(move |b: &mut [u8]| {
+                for x in b.iter_mut() {
+                    seed = seed.wrapping_add(37);
+                    *x = seed;
+                }
+                Ok(())
+            }));
+        CreateEnv {
+            paths,
+            random,
+            now: "1.00".into(),
+            console_timeout: Duration::from_millis(20),
+        }
+    }
+
+    fn paths_in(d: &Path) -> Paths {
+        Paths {
+            lib: d.join("lib"),
+            run: d.join("run"),
+            log: d.join("log"),
+        }
+    }
+
+    fn created(name: &str, extra: &str) -> (FakeHv, FakeStore, Paths, Loaded, u32) {
+        let (d, cfgp) = setup(name, extra);
+        let paths = paths_in(&d);
+        let hv = FakeHv::new();
+        let xs = FakeStore::new();
+        let loaded = load_config(&cfgp, &["vcpus=1".into()]).unwrap();
+        let mut env = env_for(&paths);
+        let domid = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap();
+        (hv, xs, paths, loaded, domid)
+    }
+
+    /// Marks `d` shut down for `why`, as Xen reports it (code in bits 16-23).
+    fn shut(hv: &FakeHv, d: u32, why: u32) {
+        let mut s = hv.0.borrow_mut();
+        let f = &mut s.domains.get_mut(&d).unwrap().info.flags;
+        *f = (*f & 0xffff) | dominf::SHUTDOWN | (why << 16);
+    }
+
+    #[test]
+    fn create_list_destroy() {
+        let (hv, xs, paths, loaded, id) = created("cld", "");
+        assert_eq!(id, 1);
+        assert!(loaded.text.ends_with("\nvcpus=1\n"));
+        // The saved config is there and `list -l` shows it.
+        let mut out = Vec::new();
+        list(&hv, &xs, &paths, true, false, None, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("[\n    {\n        \"domid\": 1,\n        \"config\": {"),
+            "{s}"
+        );
+        assert!(s.ends_with("}\n]\n\n"));
+        // Plain list: Domain-0 and domu.
+        let mut out = Vec::new();
+        list(&hv, &xs, &paths, false, false, None, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s.lines().count(), 3);
+        assert!(
+            s.lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("domu                                         1    64     1     "),
+            "{s}"
+        );
+        let mut out = Vec::new();
+        list(&hv, &xs, &paths, false, false, Some("domu"), &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
+        let mut out = Vec::new();
+        assert_eq!(
+            list(&hv, &xs, &paths, false, false, Some("nope"), &mut out),
+            Err(Fail("Error: Domain 'nope' does not exist.".into()))
+        );
+        // Same name again: refused before anything is created.
+        let mut env = env_for(&paths);
+        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap_err();
+        assert!(
+            e.0.starts_with(
+                "xl: creating domain \"domu\": a domain with that name already exists (domid 1)"
+            ),
+            "{}",
+            e.0
+        );
+        // domid / domname.
+        let mut out = Vec::new();
+        domid(&hv, &xs, "domu", &mut out).unwrap();
+        assert_eq!(out, b"1\n");
+        let mut out = Vec::new();
+        domname(&hv, &xs, "1", &mut out).unwrap();
+        assert_eq!(out, b"domu\n");
+        assert!(
+            domname(&hv, &xs, "x", &mut Vec::new())
+                .unwrap_err()
+                .0
+                .starts_with("Invalid domain id.")
+        );
+        assert!(
+            domname(&hv, &xs, "9", &mut Vec::new())
+                .unwrap_err()
+                .0
+                .starts_with("Can't get domain name of domain id '9'")
+        );
+        assert!(
+            domid(&hv, &xs, "zz", &mut Vec::new())
+                .unwrap_err()
+                .0
+                .starts_with("Can't get domid of domain name 'zz'")
+        );
+        // Destroy: gone from the hypervisor, xenstore and /var/lib/xen.
+        assert_eq!(
+            destroy(&hv, &xs, &paths, "0"),
+            Err(Fail("Not destroying domain 0; use -f to force.".into()))
+        );
+        assert_eq!(
+            destroy(&hv, &xs, &paths, "7"),
+            Err(Fail("7 is an invalid domain identifier (rc=-6)".into()))
+        );
+        destroy(&hv, &xs, &paths, "domu").unwrap();
+        assert!(hv.domain(1).is_none());
+        assert!(xs.paths().iter().all(|p| !p.starts_with("/local/domain/1")
+            && !p.starts_with("/vm/")
+            && !p.starts_with("/libxl/1")));
+        assert!(
+            xs.paths()
+                .iter()
+                .all(|p| !p.starts_with("/local/domain/0/backend/console/1"))
+        );
+        assert!(saved_config(&paths, 1).is_none());
+    }
+
+    #[test]
+    fn create_errors_are_one_line_and_leave_nothing() {
+        let (d, cfgp) = setup("errs", "");
+        let paths = paths_in(&d);
+        let hv = FakeHv::new();
+        let xs = FakeStore::new();
+        std::fs::remove_file(d.join("initrd")).unwrap();
+        let loaded = load_config(&cfgp, &[]).unwrap();
+        let mut env = env_for(&paths);
+        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap_err();
+        assert!(
+            e.0.starts_with("xl: creating domain \"domu\": ramdisk "),
+            "{}",
+            e.0
+        );
+        assert!(!e.0.contains('\n'));
+        assert!(hv.domain(1).is_none());
+        // Memory failure in the middle: no domain, no nodes, no saved file.
+        std::fs::write(d.join("initrd"), b"x").unwrap();
+        hv.0.borrow_mut().fail = Some(("populate", crate::sys::ENOMEM));
+        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap_err();
+        assert_eq!(
+            e.0,
+            "xl: creating domain \"domu\": populate RAM: ENOMEM (Out of memory)"
+        );
+        assert!(hv.domain(1).is_none());
+        assert!(saved_config(&paths, 1).is_none());
+        assert!(!xs.paths().iter().any(|p| p.starts_with("/local/domain/1")));
+        // Config errors carry file:line.
+        std::fs::write(&cfgp, "name='x'\nmemroy=3\n").unwrap();
+        let e = load_config(&cfgp, &[]).err().unwrap();
+        assert_eq!(e.0, format!("{cfgp}:2: unknown key \"memroy\""));
+        let e = load_config("/nonexistent/x.cfg", &[]).err().unwrap();
+        assert!(
+            e.0.starts_with("Failed to read config file: /nonexistent/x.cfg: "),
+            "{}",
+            e.0
+        );
+    }
+
+    #[test]
+    fn shutdown_pause_vcpus() {
+        let (hv, xs, _paths, _loaded, d) = created("spv", "");
+        let mut err = Vec::new();
+        shutdown(&hv, &xs, Some("domu"), false, false, false, &mut err).unwrap();
+        assert_eq!(
+            xs.value("/local/domain/1/control/shutdown").as_deref(),
+            Some("poweroff")
+        );
+        assert_eq!(String::from_utf8(err).unwrap(), "Shutting down domain 1\n");
+        shutdown(&hv, &xs, Some("1"), false, false, true, &mut Vec::new()).unwrap();
+        assert_eq!(
+            xs.value("/local/domain/1/control/shutdown").as_deref(),
+            Some("reboot")
+        );
+        assert_eq!(
+            shutdown(&hv, &xs, None, false, false, false, &mut Vec::new()),
+            Err(Fail("You must specify -a or a domain id.".into()))
+        );
+        // -w: returns once the domain reports shutdown.
+        shut(&hv, d, reason::POWEROFF);
+        let mut log = Vec::new();
+        shutdown(&hv, &xs, None, true, true, false, &mut log).unwrap();
+        let log = String::from_utf8(log).unwrap();
+        assert!(
+            log.ends_with("Waiting for 1 domains\nDomain 1 has been shut down, reason code 0\n"),
+            "{log}"
+        );
+        pause(&hv, &xs, "domu", false).unwrap();
+        assert!(hv.domain(1).unwrap().info.paused());
+        pause(&hv, &xs, "domu", true).unwrap();
+        assert!(!hv.domain(1).unwrap().info.paused());
+        let mut out = Vec::new();
+        vcpu_list(&hv, &xs, &["domu".into()], &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s.lines().nth(1).unwrap(),
+            "domu                                 1     0    0   -b-       5.3  all / all"
+        );
+    }
+
+    #[test]
+    fn monitor_actions() {
+        // on_poweroff=destroy: the monitor destroys the domain and ends.
+        let (hv, xs, paths, loaded, d) = created("mon1", "");
+        shut(&hv, d, reason::POWEROFF);
+        let mut env = env_for(&paths);
+        let mut log = Vec::new();
+        monitor(&hv, &xs, d, &loaded, &mut env, &mut log).unwrap();
+        let log = String::from_utf8(log).unwrap();
+        assert!(
+            log.contains("Action for shutdown reason code 0 is destroy"),
+            "{log}"
+        );
+        assert!(hv.domain(d).is_none());
+        // on_reboot=restart: destroyed and created again (new domid 5), then followed until gone.
+        let (hv, xs, paths, loaded, d) = created("mon2", "on_crash='preserve'");
+        shut(&hv, d, reason::REBOOT);
+        hv.0.borrow_mut().next_domid = 5;
+        assert_eq!(
+            monitor_step(hv.domain_info(d).unwrap().as_ref()),
+            Next::Shutdown(1)
+        );
+        assert_eq!(
+            action_for(&loaded.cfg, 1),
+            Some(crate::cfg::Action::Restart)
+        );
+        assert_eq!(
+            action_for(&loaded.cfg, 3),
+            Some(crate::cfg::Action::Preserve)
+        );
+        let mut env = env_for(&paths);
+        let mut log = Vec::new();
+        monitor_until_restart(&hv, &xs, d, &loaded, &mut env, &mut log).unwrap();
+        assert!(hv.domain(d).is_none());
+        let log = String::from_utf8(log).unwrap();
+        assert!(log.contains("Done. Rebooting now"), "{log}");
+        assert!(
+            log.contains("Waiting for domain domu (domid 5) to die"),
+            "{log}"
+        );
+        assert!(log.ends_with("Domain 5 has been destroyed.\n"), "{log}");
+        assert_eq!(monitor_step(None), Next::Gone);
+    }
+
+    /// Runs the monitor; when the restarted domain 5 appears, kills it so the monitor ends.
+    fn monitor_until_restart(
+        hv: &FakeHv,
+        xs: &FakeStore,
+        d: u32,
+        loaded: &Loaded,
+        env: &mut CreateEnv<'_>,
+        log: &mut Vec<u8>,
+    ) -> CmdResult {
+        // Removes domain 5 when the monitor starts waiting for it.
+        struct Hook<'a> {
+            hv: &'a FakeHv,
+            log: &'a mut Vec<u8>,
+        }
+        impl Write for Hook<'_> {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                let n = self.log.write(b)?;
+                if String::from_utf8_lossy(self.log).contains("(domid 5) to die") {
+                    self.hv.0.borrow_mut().domains.remove(&5);
+                }
+                Ok(n)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut hook = Hook { hv, log };
+        monitor(hv, xs, d, loaded, env, &mut hook)
+    }
+}
