@@ -8,8 +8,11 @@
 #[cfg(target_os = "linux")]
 mod smoke {
     use xenctrl::xen_abi::domctl as dc;
-    use xenctrl::xen_abi::event_channel::{EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_UNBOUND};
+    use xenctrl::xen_abi::event_channel::{
+        EVTCHNSTAT_INTERDOMAIN, EVTCHNSTAT_UNBOUND, VIRQ_DOM_EXC,
+    };
     use xenctrl::xen_abi::hvm::HVM_PARAM_STORE_PFN;
+    use xenctrl::xen_abi::hypercall::ShutdownReason;
     use xenctrl::xen_abi::memory::XENMEM_RESOURCE_GRANT_TABLE;
     use xenctrl::{Error, Evtchn, ForeignMap, Result, Xc, XenbusBackend};
 
@@ -145,16 +148,24 @@ mod smoke {
             return finish(&run);
         };
         domain_steps(&mut run, &xc, domid);
-        run.step("destroydomain", xc.destroy(domid), |_| String::new());
-        run.step(
-            "getdomaininfo after destroy",
-            xc.domain_getinfo(domid),
-            |d| match d {
-                Some(d) if d.domid == domid => format!("still there: {}", d.xl_state()),
-                Some(d) => format!("gone (next is d{})", d.domid),
-                None => "gone".to_string(),
-            },
-        );
+        shutdown_steps(&mut run, &xc, domid);
+        // Whatever happened above, leave no domain behind.
+        if let Ok(Some(_)) = xc.domain_info(domid) {
+            run.step("destroydomain (cleanup)", xc.destroy(domid), |_| {
+                String::new()
+            });
+        }
+        match xc.destroy(domid) {
+            Err(e) if e.xen_errno() == Some(xenctrl::xen_abi::Errno::ESRCH) => {
+                run.check("destroy of a gone domain is ESRCH", true, e.to_string())
+            }
+            Err(e) => run.check("destroy of a gone domain is ESRCH", false, e.to_string()),
+            Ok(()) => run.check(
+                "destroy of a gone domain is ESRCH",
+                false,
+                "succeeded".into(),
+            ),
+        }
         finish(&run)
     }
 
@@ -392,6 +403,75 @@ mod smoke {
         }
         run.step("unpause", xc.unpause(domid), |_| String::new());
         run.step("pause", xc.pause(domid), |_| String::new());
+    }
+
+    /// Wait up to 5 s for `port` to fire on `ev`; true if it did.
+    fn wait_port(ev: &Evtchn, port: u32) -> bool {
+        for _ in 0..500 {
+            match ev.pending() {
+                Ok(Some(p)) => {
+                    let _ = ev.unmask(p);
+                    if p == port {
+                        return true;
+                    }
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// remote_shutdown with reason crash: the domain stays listed as `s`+`c`
+    /// and VIRQ_DOM_EXC fires in Dom0 (what xenstored's @releaseDomain and
+    /// xl's monitor rely on); destroy fires it again and the domain goes.
+    fn shutdown_steps(run: &mut Run, xc: &Xc, domid: u16) {
+        let Some(ev) = run.step("evtchn open (virq)", Evtchn::open(), |_| String::new()) else {
+            return;
+        };
+        let virq = run.step("bind_virq DOM_EXC", ev.bind_virq(VIRQ_DOM_EXC), |p| {
+            format!("local {p}")
+        });
+        while let Ok(Some(p)) = ev.pending() {
+            let _ = ev.unmask(p);
+        }
+        run.step(
+            "remote_shutdown crash",
+            xc.domain_shutdown(domid, 3),
+            |_| String::new(),
+        );
+        if let Some(port) = virq {
+            run.check(
+                "VIRQ_DOM_EXC after shutdown",
+                wait_port(&ev, port),
+                String::new(),
+            );
+        }
+        if let Some(Some(d)) = run.step("getdomaininfo shut down", xc.domain_info(domid), |d| {
+            format!("{d:?}")
+        }) {
+            run.check(
+                "shut down as crash",
+                d.shutdown && d.shutdown_reason() == Some(ShutdownReason::Crash),
+                format!("{} flags {:#x}", d.xl_state(), d.flags),
+            );
+        }
+        run.step("destroydomain", xc.destroy(domid), |_| String::new());
+        if let Some(port) = virq {
+            run.check(
+                "VIRQ_DOM_EXC after destroy",
+                wait_port(&ev, port),
+                String::new(),
+            );
+        }
+        run.step(
+            "getdomaininfo destroyed",
+            xc.domain_info(domid),
+            |d| match d {
+                Some(d) => format!("still listed: {} flags {:#x}", d.xl_state(), d.flags),
+                None => "gone".to_string(),
+            },
+        );
     }
 
     fn finish(run: &Run) -> i32 {

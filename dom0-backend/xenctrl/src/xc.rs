@@ -128,6 +128,20 @@ pub(crate) fn c_string(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
+/// `SCHEDOP_remote_shutdown` (`sched.h`).
+const SCHEDOP_REMOTE_SHUTDOWN: u64 = 4;
+
+/// `struct sched_remote_shutdown` (8 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+struct SchedRemoteShutdown {
+    domain_id: u16,
+    _pad: u16,
+    reason: u32,
+}
+
+const _: () = assert!(size_of::<SchedRemoteShutdown>() == 8);
+
 /// A handle on the hypervisor: `/dev/xen/privcmd` plus hypercall buffers.
 #[derive(Debug)]
 pub struct Xc {
@@ -334,6 +348,23 @@ impl Xc {
                 r => return r,
             }
         }
+    }
+
+    /// Shut `domid` down with `reason` (`SHUTDOWN_*`) as if it had asked
+    /// itself (`SCHEDOP_remote_shutdown`, libxc's `xc_domain_shutdown`).
+    pub fn domain_shutdown(&self, domid: u16, reason: u32) -> Result<()> {
+        let mut a = SchedRemoteShutdown {
+            domain_id: domid,
+            _pad: 0,
+            reason,
+        };
+        self.struct_op(
+            "sched_op remote_shutdown",
+            hc::SCHED_OP,
+            SCHEDOP_REMOTE_SHUTDOWN,
+            &mut a,
+        )
+        .map(drop)
     }
 
     /// Set the number of vCPUs (must equal the createdomain value).
