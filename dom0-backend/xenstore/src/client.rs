@@ -129,6 +129,13 @@ impl Transport {
     }
 }
 
+/// The connection's fd, to poll for watch events (see [`Client::has_queued_watch`]).
+impl AsFd for Client {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.fd()
+    }
+}
+
 /// A connection to xenstored.
 pub struct Client {
     io: Transport,
