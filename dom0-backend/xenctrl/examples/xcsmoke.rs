@@ -261,6 +261,14 @@ mod smoke {
             Err(e) => run.check("foreign map hole", false, format!("wrong error: {e}")),
             Ok(_) => run.check("foreign map hole", false, "mapped a hole".into()),
         }
+        // The guest's first instruction: `b .` (so unpausing it just spins).
+        if let Some(mut m) = run.step(
+            "write guest code",
+            ForeignMap::map(xc, domid, &[RAM_GFN]),
+            |_| String::new(),
+        ) {
+            m[0..4].copy_from_slice(&0x1400_0000u32.to_le_bytes());
+        }
         run.step("cacheflush", xc.cacheflush(domid, RAM_GFN, 16), |_| {
             String::new()
         });
