@@ -294,9 +294,11 @@ impl Xc {
         Ok(self.domain_getinfo(domid)?.filter(|d| d.domid == domid))
     }
 
-    /// Up to `max` domains with id ≥ `first`, ascending.
+    /// Up to `max` domains with id ≥ `first`, ascending (`max` is capped at
+    /// the number of possible domain ids).
     pub fn domain_getinfolist(&self, first: u16, max: u32) -> Result<Vec<DomainInfo>> {
         const OP: &str = "sysctl getdomaininfolist";
+        let max = max.min(u32::from(dc::DOMID_FIRST_RESERVED));
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -470,8 +472,12 @@ impl Xc {
 
     /// Set the domain's UUID.
     pub fn set_domain_handle(&self, domid: u16, handle: &[u8; 16]) -> Result<()> {
-        self.domctl_payload(dc::XEN_DOMCTL_SETDOMAINHANDLE, domid, handle)
-            .map(drop)
+        self.domctl_payload(
+            dc::XEN_DOMCTL_SETDOMAINHANDLE,
+            domid,
+            &dc::SetDomainHandle { handle: *handle },
+        )
+        .map(drop)
     }
 
     /// Hard (and soft) affinity of a vCPU as CPU bitmaps of `CPUMAP_BYTES`.

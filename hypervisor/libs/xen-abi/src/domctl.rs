@@ -769,6 +769,27 @@ pub struct CacheFlush {
     pub nr_pfns: u64,
 }
 
+/// `struct xen_domctl_setdomainhandle` (16 bytes).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct SetDomainHandle {
+    /// The new UUID (`xen_domain_handle_t`).
+    pub handle: [u8; 16],
+}
+
+/// `struct xen_domctl_set_virq_handler` (4 bytes): route a global VIRQ to
+/// the target domain instead of the hardware domain.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct SetVirqHandler {
+    /// `VIRQ_*` (global VIRQs only).
+    pub virq: u32,
+}
+
 /// `struct xen_domctl_paging_mempool` (8 bytes).
 #[repr(C)]
 #[derive(
@@ -865,6 +886,8 @@ const _: () = assert!(offset_of!(MemoryMapping, add_mapping) == 24);
 const _: () = assert!(size_of::<CacheFlush>() == 16);
 const _: () = assert!(offset_of!(CacheFlush, nr_pfns) == 8);
 const _: () = assert!(size_of::<PagingMempool>() == 8);
+const _: () = assert!(size_of::<SetDomainHandle>() == 16);
+const _: () = assert!(size_of::<SetVirqHandler>() == 4);
 
 #[cfg(test)]
 mod tests {
