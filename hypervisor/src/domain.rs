@@ -166,7 +166,7 @@ pub struct Domain {
     /// Why it shut down (`ShutdownReason` as u8), valid in `Shutdown`/`Dying`.
     shutdown_code: AtomicU8,
     /// Xen's domain handle (the toolstack's UUID).
-    pub handle: [u8; 16],
+    pub handle: Mutex<[u8; 16]>,
     /// Whether the toolstack created it (`createdomain`).
     pub from_toolstack: bool,
     /// Credit scheduler weight and cap as `scheduler_op` set them.
@@ -261,7 +261,7 @@ impl Domain {
             max_pages: AtomicU64::new(boot_pages),
             pause_count: AtomicU32::new(0),
             shutdown_code: AtomicU8::new(0),
-            handle: [0; 16],
+            handle: Mutex::new([0; 16]),
             from_toolstack: false,
             sched_params: Mutex::new((256, 0)),
             paging_pool: AtomicU64::new(0),

@@ -215,7 +215,7 @@ pub fn new_toolstack_domain(
         &pcpus,
         None,
     );
-    dom.handle = handle;
+    *dom.handle.get_mut() = handle;
     dom.from_toolstack = true;
     // No RAM until `max_mem` allows it, as in Xen.
     dom.max_pages

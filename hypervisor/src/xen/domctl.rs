@@ -10,7 +10,7 @@
 //! On success the struct is copied back (the outputs live in it).
 //!
 //! Implemented: createdomain, destroydomain, pause/unpausedomain,
-//! getdomaininfo, max_mem, set/getvcpucontext, getvcpuinfo, max_vcpus,
+//! getdomaininfo, setdomainhandle, max_mem, set/getvcpucontext, getvcpuinfo, max_vcpus,
 //! scheduler_op (credit weight/cap, recorded), set/getvcpuaffinity
 //! (recorded; vCPUs stay where the scheduler pinned them),
 //! set/get_address_size, set/getnodeaffinity (one node),
@@ -184,6 +184,11 @@ fn on_domain(
         XEN_DOMCTL_SETVCPUAFFINITY | XEN_DOMCTL_GETVCPUAFFINITY => {
             vcpu_affinity(caller, t, cmd == XEN_DOMCTL_SETVCPUAFFINITY, op)
         }
+        XEN_DOMCTL_SETDOMAINHANDLE => {
+            let h: SetDomainHandle = op.payload();
+            *t.handle.lock() = h.handle;
+            Ok(0)
+        }
         XEN_DOMCTL_SET_ADDRESS_SIZE => {
             // Only 64-bit guests: AArch32 domains are not supported.
             let a: AddressSize = op.payload();
@@ -340,7 +345,7 @@ pub(super) fn domain_info(d: &Arc<Domain>) -> GetDomainInfo {
         cpu_time,
         nr_online_vcpus: online,
         max_vcpu_id: (d.vcpus.len() as u32).wrapping_sub(1),
-        handle: d.handle,
+        handle: *d.handle.lock(),
         gpaddr_bits: crate::domain_build::HOST.get().map_or(40, |h| h.ipa_bits),
         ..Default::default()
     }

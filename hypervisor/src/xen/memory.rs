@@ -19,7 +19,7 @@ use xen_abi::Errno;
 use xen_abi::memory::{
     MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPIDX_GRANT_TABLE_STATUS, XENMAPSPACE_DEV_MMIO,
     XENMAPSPACE_GMFN_FOREIGN, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
-    XENMEM_ACQUIRE_RESOURCE, XENMEM_ADD_TO_PHYSMAP, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION,
+    XENMEM_ACQUIRE_RESOURCE, XENMEM_ADD_TO_PHYSMAP, XENMEM_CLAIM_PAGES, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION,
     XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_GPFN,
     XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP,
     XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, XenAddToPhysmap,
@@ -62,6 +62,24 @@ pub(crate) fn memory_op(
         }
         XENMEM_ADD_TO_PHYSMAP_BATCH => add_to_physmap_batch(dom, arg),
         XENMEM_ACQUIRE_RESOURCE => acquire_resource(dom, arg),
+        XENMEM_CLAIM_PAGES => {
+            // libxl claims a new domain's memory before populating it (xl's
+            // claim_mode, on by default). oxen keeps no claims: it checks that
+            // the memory is free now, as Xen does when it takes a claim.
+            let r: XenMemoryReservation = read_arg(dom, arg)?;
+            let t = target(dom, r.domid)?;
+            if !dom.is_dom0 || Arc::ptr_eq(dom, &t) {
+                return Err(Errno::EPERM);
+            }
+            if r.extent_order != 0 || r.mem_flags != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let free = FRAMES.lock().free_bytes() / PAGE_SIZE;
+            if r.nr_extents > free {
+                return Err(Errno::ENOMEM);
+            }
+            Ok(0)
+        }
         XENMEM_REMOVE_FROM_PHYSMAP => {
             let op: XenRemoveFromPhysmap = read_arg(dom, arg)?;
             let target = target(dom, op.domid)?;

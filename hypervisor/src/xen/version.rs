@@ -69,9 +69,12 @@ pub(crate) fn xen_version(
         }
         // The domain handle (UUID) the toolstack gave it (zero for boot-time domains).
         xenver::GUEST_HANDLE => {
-            guest_mem::copy_to_guest(dom, arg, &dom.handle)?;
+            let handle = *dom.handle.lock();
+            guest_mem::copy_to_guest(dom, arg, &handle)?;
             Ok(0)
         }
+        // oxen has no build id: Xen answers -ENODATA then.
+        xenver::BUILD_ID => Err(Errno::ENODATA),
         _ => Err(Errno::ENOSYS),
     }
 }

@@ -29,6 +29,8 @@ pub const XENMEM_MAXIMUM_GPFN: u64 = 14;
 pub const XENMEM_REMOVE_FROM_PHYSMAP: u64 = 15;
 /// `XENMEM_add_to_physmap_batch` (Linux: `add_to_physmap_range`).
 pub const XENMEM_ADD_TO_PHYSMAP_BATCH: u64 = 23;
+/// `XENMEM_claim_pages`: reserve free memory for a domain being built.
+pub const XENMEM_CLAIM_PAGES: u64 = 24;
 /// `XENMEM_acquire_resource`.
 pub const XENMEM_ACQUIRE_RESOURCE: u64 = 28;
 
