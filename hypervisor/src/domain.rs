@@ -169,6 +169,9 @@ pub struct Domain {
     pub handle: Mutex<[u8; 16]>,
     /// Whether the toolstack created it (`createdomain`).
     pub from_toolstack: bool,
+    /// Whether its vCPUs count as made (Xen makes them at `max_vcpus`;
+    /// oxen at creation, but reports them only from then on).
+    pub vcpus_made: core::sync::atomic::AtomicBool,
     /// Credit scheduler weight and cap as `scheduler_op` set them.
     pub sched_params: Mutex<(u16, u16)>,
     /// `set_paging_mempool_size` value in bytes (recorded; oxen's stage-2
@@ -263,6 +266,7 @@ impl Domain {
             shutdown_code: AtomicU8::new(0),
             handle: Mutex::new([0; 16]),
             from_toolstack: false,
+            vcpus_made: core::sync::atomic::AtomicBool::new(true),
             sched_params: Mutex::new((256, 0)),
             paging_pool: AtomicU64::new(0),
         }

@@ -217,6 +217,7 @@ pub fn new_toolstack_domain(
     );
     *dom.handle.get_mut() = handle;
     dom.from_toolstack = true;
+    *dom.vcpus_made.get_mut() = false;
     // No RAM until `max_mem` allows it, as in Xen.
     dom.max_pages
         .store(0, core::sync::atomic::Ordering::Relaxed);

@@ -130,6 +130,7 @@ fn on_domain(
             if m.max as usize != t.vcpus.len() {
                 return Err(Errno::EINVAL);
             }
+            t.vcpus_made.store(true, Ordering::Release);
             Ok(0)
         }
         XEN_DOMCTL_SETVCPUCONTEXT => set_vcpu_context(caller, t, is_self, op),
@@ -301,9 +302,10 @@ pub(super) fn first_from(from: DomId) -> Option<(DomId, GetDomainInfo)> {
 pub(super) fn domain_info(d: &Arc<Domain>) -> GetDomainInfo {
     let state = d.state();
     let mut flags = XEN_DOMINF_HVM_GUEST | XEN_DOMINF_HAP;
-    // The shutdown code reads ~0 (0xff) until the domain shuts down.
-    let code = d.shutdown_code().map_or(0xff, u32::from);
-    flags |= (code & XEN_DOMINF_SHUTDOWNMASK) << XEN_DOMINF_SHUTDOWNSHIFT;
+    // Xen's shutdown code is ~0 until the domain shuts down, shifted in
+    // whole: a live domain reads 0xffff.... in the upper half.
+    let code = d.shutdown_code().map_or(u32::MAX, u32::from);
+    flags |= code << XEN_DOMINF_SHUTDOWNSHIFT;
     if state == DomState::Dying {
         flags |= XEN_DOMINF_DYING;
     }
@@ -344,7 +346,12 @@ pub(super) fn domain_info(d: &Arc<Domain>) -> GetDomainInfo {
         max_pages: d.max_pages.load(Ordering::Acquire),
         cpu_time,
         nr_online_vcpus: online,
-        max_vcpu_id: (d.vcpus.len() as u32).wrapping_sub(1),
+        // ~0 until `max_vcpus` made them (oxen makes them at createdomain).
+        max_vcpu_id: if d.vcpus_made.load(Ordering::Acquire) {
+            d.vcpus.len() as u32 - 1
+        } else {
+            u32::MAX
+        },
         handle: *d.handle.lock(),
         gpaddr_bits: crate::domain_build::HOST.get().map_or(40, |h| h.ipa_bits),
         ..Default::default()

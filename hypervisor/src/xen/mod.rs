@@ -433,10 +433,13 @@ fn vacate(dom: &Domain, x: &mut DomainXen, gfn: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Pages `dom` has: its RAM minus what it gave back (Xen's `tot_pages`).
+/// Pages `dom` has (Xen's `tot_pages`): its RAM minus what it gave back,
+/// plus its shared_info frame once mapped (Xen counts that page as the
+/// domain's: a guest mapping it over a RAM page keeps its total).
 pub(crate) fn tot_pages(dom: &Domain) -> u64 {
     let ram = dom.ram_bytes() / PAGE_SIZE;
-    ram.saturating_sub(lock(dom).pool.len() as u64)
+    let x = lock(dom);
+    ram.saturating_sub(x.pool.len() as u64) + u64::from(x.shared_gfn.is_some())
 }
 
 /// The five argument registers of the hypercall in `frame`.

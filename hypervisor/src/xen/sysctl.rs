@@ -56,8 +56,9 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
             let n = sched::nr_cpus() as u32;
             if c.cputopo != 0 {
                 for i in 0..c.num_cpus.min(n) {
+                    // Xen/Arm reports core 0, socket 0, node 0 for every CPU.
                     let t = CpuTopo {
-                        core: i,
+                        core: 0,
                         socket: 0,
                         node: 0,
                     };
@@ -80,7 +81,8 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
                     write_arg(dom, n.meminfo, &m)?;
                 }
                 if n.distance != 0 {
-                    guest_mem::copy_to_guest(dom, n.distance, &10u32.to_le_bytes())?;
+                    // Xen/Arm without NUMA: every distance is 20.
+                    guest_mem::copy_to_guest(dom, n.distance, &20u32.to_le_bytes())?;
                 }
             }
             n.num_nodes = 1;
@@ -178,8 +180,9 @@ pub(super) fn physinfo() -> PhysInfo {
     };
     let total = host.map_or(0, |h| h.total_ram);
     PhysInfo {
+        // As Xen/Arm, which knows no CPU topology: one core per socket.
         threads_per_core: 1,
-        cores_per_socket: n,
+        cores_per_socket: 1,
         nr_cpus: n,
         max_cpu_id: n - 1,
         nr_nodes: 1,
