@@ -14,8 +14,7 @@
 use crate::cfg::DomainConfig;
 use crate::dt::{Gic, GuestDt, layout::*};
 use crate::sys::{
-    CreateDomain, Hv, Perm, PermKind, Store, SysError, SysResult, VcpuContext, n, param, r,
-    with_transaction,
+    CreateDomain, Hv, Perm, Store, SysError, SysResult, VcpuContext, n, param, r, with_transaction,
 };
 
 pub const PAGE_SIZE: u64 = 4096;
@@ -164,13 +163,6 @@ pub fn place(
         initrd,
         dtb: base,
     })
-}
-
-/// One populate_physmap call the builder will make.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Extents {
-    pub order: u32,
-    pub gfns: Vec<u64>,
 }
 
 /// Populates `nr` pages from `gfn`: 2 MiB extents while aligned, falling back to 4 KiB extents
@@ -725,28 +717,27 @@ pub fn wait_for_tty<S: Store + ?Sized>(
     res
 }
 
-/// `PermKind` letters as `xenstore-ls -p` prints them (for tests and messages).
-pub fn perm_text(p: &[Perm]) -> String {
-    p.iter()
-        .map(|p| {
-            let k = match p.kind {
-                PermKind::None => 'n',
-                PermKind::Read => 'r',
-                PermKind::Write => 'w',
-                PermKind::Both => 'b',
-            };
-            format!("{k}{}", p.id)
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cfg::Settings;
     use crate::fake::{FakeHv, FakeStore};
+    use crate::sys::PermKind;
     use std::time::Duration;
+
+    /// `PermKind` letters as `xenstore-ls -p` prints them (for tests and messages).
+    fn perm_text(p: &[Perm]) -> String {
+        p.iter()
+            .map(|p| {
+                let k = match p.kind {
+                    PermKind::None => 'n',
+                    PermKind::Read => 'r',
+                };
+                format!("{k}{}", p.id)
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 
     fn image(len: usize, text_offset: u64) -> Vec<u8> {
         let mut k: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();

@@ -394,8 +394,8 @@ pub struct CreateEnv<'a> {
     pub paths: &'a Paths,
     /// 16 + 128 random bytes (uuid, rng-seed).
     pub random: &'a mut dyn FnMut(&mut [u8]) -> Result<(), String>,
-    /// `/vm/<uuid>/start_time`.
-    pub now: String,
+    /// `/vm/<uuid>/start_time` (`secs.centisecs`) at the moment of a (re)create.
+    pub now: &'a dyn Fn() -> String,
     pub console_timeout: Duration,
 }
 
@@ -463,7 +463,7 @@ pub fn create(
         ramdisk,
         uuid,
         rng_seed: rnd[16..].try_into().expect("128 bytes"),
-        start_time: env.now.clone(),
+        start_time: (env.now)(),
         paused,
         wait_console: env.paths.run.join("xenconsoled.pid").exists(),
         console_timeout: env.console_timeout,
@@ -665,7 +665,7 @@ mod tests {
         CreateEnv {
             paths,
             random,
-            now: "1.00".into(),
+            now: &|| "1.00".to_string(),
             console_timeout: Duration::from_millis(20),
         }
     }

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::sys::*;
 
+const EINVAL: i32 = 22;
+const HVM: u32 = 1 << 1;
+
 #[derive(Clone, Debug, Default)]
 pub struct FakeDomain {
     pub info: DomInfo,
@@ -62,7 +65,7 @@ impl FakeHv {
         let d0 = FakeDomain {
             info: DomInfo {
                 domid: 0,
-                flags: 0xffff_0000 | dominf::RUNNING | dominf::HVM | (1 << 8),
+                flags: 0xffff_0000 | dominf::RUNNING | HVM | (1 << 8),
                 tot_pages: 131072,
                 max_pages: u64::MAX,
                 cpu_time_ns: 28_000_000_000,
@@ -163,7 +166,7 @@ impl Hv for FakeHv {
         let d = FakeDomain {
             info: DomInfo {
                 domid,
-                flags: 0xffff_0000 | dominf::PAUSED | dominf::HVM | (1 << 8),
+                flags: 0xffff_0000 | dominf::PAUSED | HVM | (1 << 8),
                 handle: req.handle,
                 max_vcpu_id: u32::MAX,
                 gpaddr_bits: 40,
@@ -493,27 +496,8 @@ impl Store for FakeStore {
     fn write(&self, tx: u32, path: &str, value: &str) -> SysResult<()> {
         self.stage(tx, Op::Write(path.into(), value.into()))
     }
-    fn mkdir(&self, tx: u32, path: &str) -> SysResult<()> {
-        if self.value(path).is_none() {
-            self.stage(tx, Op::Write(path.into(), String::new()))?;
-        }
-        Ok(())
-    }
     fn rm(&self, tx: u32, path: &str) -> SysResult<()> {
         self.stage(tx, Op::Rm(path.into()))
-    }
-    fn directory(&self, _tx: u32, path: &str) -> SysResult<Vec<String>> {
-        let s = self.0.borrow();
-        if !s.nodes.contains_key(path) {
-            return Err(SysError::errno(ENOENT));
-        }
-        let prefix = format!("{path}/");
-        Ok(s.nodes
-            .keys()
-            .filter_map(|k| k.strip_prefix(&prefix))
-            .filter(|r| !r.contains('/'))
-            .map(String::from)
-            .collect())
     }
     fn set_perms(&self, tx: u32, path: &str, perms: &[Perm]) -> SysResult<()> {
         self.stage(tx, Op::Perms(path.into(), perms.to_vec()))

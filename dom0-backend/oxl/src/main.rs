@@ -1,19 +1,375 @@
-//! oxl, installed as `xl`: the toolstack CLI. The verbs are being wired up; until then the
-//! binary only refuses to run.
-#![allow(dead_code)] // the modules are used by the verbs, which land next
+//! oxl, installed as `xl`: the toolstack CLI of oxen's Dom0, speaking Xen 4.17's toolstack ABI
+//! and printing what xl 4.17 prints. It behaves the same whatever `argv[0]` is.
+//!
+//! Modules: [`cfg`] (xl.cfg), [`dt`] (guest device tree), [`build`] (domain builder),
+//! [`cmd`] (verbs and the per-domain monitor), [`fmt`]/[`json`] (output formats),
+//! [`console`] (xenconsole client), [`sys`] (the Hv/Store traits) with [`xen`]/[`xs`] (real
+//! backends). Everything but `xen`, `xs`, `console::attach` and this file runs on the host
+//! against fakes.
 
 mod build;
 mod cfg;
 mod cmd;
+mod console;
 mod dt;
 #[cfg(test)]
 mod fake;
 mod fmt;
 mod json;
 mod sys;
+mod xen;
 mod xs;
 
-fn main() {
-    eprintln!("xl: not built yet");
-    std::process::exit(1);
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd::{CreateEnv, Fail, Paths};
+use crate::console::ConsoleType;
+use crate::sys::{Hv, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "xl",
+    about = "Xen management tool (oxen's oxl)",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Verbose: print what the toolstack does.
+    #[arg(short = 'v', action = clap::ArgAction::Count, global = false)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a domain from a config file.
+    Create {
+        /// Connect to the console after creating the domain.
+        #[arg(short = 'c')]
+        console: bool,
+        /// Leave the domain paused after it is created.
+        #[arg(short = 'p')]
+        paused: bool,
+        /// Quiet.
+        #[arg(short = 'q')]
+        quiet: bool,
+        /// Stay in the foreground: the monitor runs in this process.
+        #[arg(short = 'F')]
+        foreground: bool,
+        /// Config file (xl.cfg format).
+        config: String,
+        /// key=value settings that override the file.
+        overrides: Vec<String>,
+    },
+    /// List information about all or some domains.
+    List {
+        /// Output the configuration of each domain (JSON).
+        #[arg(short = 'l', long = "long")]
+        long: bool,
+        /// Also the UUID and the shutdown reason.
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
+        /// Domain name or id.
+        domain: Option<String>,
+    },
+    /// Terminate a domain immediately.
+    Destroy {
+        /// Allow destroying domain 0 (refused anyway).
+        #[arg(short = 'f')]
+        force: bool,
+        domain: String,
+    },
+    /// Issue a shutdown signal to a domain.
+    Shutdown {
+        /// All domains but Dom0.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// Wait for the domain(s) to shut down.
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+        /// Fall back to ACPI (not on Arm; accepted).
+        #[arg(short = 'F')]
+        fallback: bool,
+        domain: Option<String>,
+    },
+    /// Issue a reboot signal to a domain.
+    Reboot {
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+        #[arg(short = 'F')]
+        fallback: bool,
+        domain: Option<String>,
+    },
+    /// Pause execution of a domain.
+    Pause { domain: String },
+    /// Unpause a paused domain.
+    Unpause { domain: String },
+    /// Attach to a domain's console.
+    Console {
+        /// Console type.
+        #[arg(short = 't', value_enum, default_value = "pv")]
+        kind: ConsoleType,
+        /// Console number.
+        #[arg(short = 'n', default_value_t = 0)]
+        num: u32,
+        domain: String,
+    },
+    /// Get information about the host.
+    Info {
+        /// NUMA information (not available: prints the plain information).
+        #[arg(short = 'n', long = "numa")]
+        numa: bool,
+        /// Print only this field's value.
+        name: Option<String>,
+    },
+    /// List the vCPUs of all or some domains.
+    #[command(name = "vcpu-list")]
+    VcpuList { domains: Vec<String> },
+    /// Convert a domain name to a domain id.
+    Domid { name: String },
+    /// Convert a domain id to a domain name.
+    Domname { id: String },
+    /// The per-domain monitor (started by `create`).
+    #[command(name = "monitor-internal", hide = true)]
+    Monitor { domid: u32 },
+}
+
+fn open() -> Result<(xen::XenHv, xs::XsStore), Fail> {
+    let hv = xen::XenHv::open().map_err(|e| Fail(format!("xl: {e}")))?;
+    let store = xs::XsStore::open().map_err(|e| Fail(format!("xl: {e}")))?;
+    Ok((hv, store))
+}
+
+fn random(buf: &mut [u8]) -> Result<(), String> {
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .map_err(|e| format!("/dev/urandom: {e}"))
+}
+
+fn now() -> String {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:02}", d.as_secs(), d.subsec_millis() / 10)
+}
+
+fn uname() -> fmt::Uname {
+    match nix::sys::utsname::uname() {
+        Ok(u) => fmt::Uname {
+            nodename: u.nodename().to_string_lossy().into_owned(),
+            release: u.release().to_string_lossy().into_owned(),
+            version: u.version().to_string_lossy().into_owned(),
+            machine: u.machine().to_string_lossy().into_owned(),
+        },
+        Err(_) => fmt::Uname {
+            nodename: String::new(),
+            release: String::new(),
+            version: String::new(),
+            machine: String::new(),
+        },
+    }
+}
+
+/// Starts the monitor of `domid` as a detached process logging to `/var/log/xen/xl-<name>.log`.
+fn spawn_monitor(paths: &Paths, domid: u32, name: &str) -> Result<(), Fail> {
+    let fail = |what: String| {
+        Fail(format!(
+            "xl: starting the monitor of domain {domid}: {what}"
+        ))
+    };
+    let exe = std::env::current_exe().map_err(|e| fail(format!("finding oxl itself: {e}")))?;
+    std::fs::create_dir_all(&paths.log)
+        .map_err(|e| fail(format!("{}: {e}", paths.log.display())))?;
+    let logp = paths.log.join(format!("xl-{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&logp)
+        .map_err(|e| fail(format!("{}: {e}", logp.display())))?;
+    let log2 = log.try_clone().map_err(|e| fail(e.to_string()))?;
+    std::process::Command::new(exe)
+        .arg("monitor-internal")
+        .arg(domid.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+fn console_of(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    domid: u32,
+    kind: ConsoleType,
+    num: u32,
+) -> Result<(), Fail> {
+    let path = console::tty_path(domid, kind, num);
+    let tty = console::wait_tty(hv, xs, domid, &path, Duration::from_secs(30))
+        .map_err(|e| Fail(format!("xl: console: {e}")))?;
+    console::attach(&tty).map_err(|e| Fail(format!("xl: console {tty}: {e}")))
+}
+
+fn run(cli: Cli) -> Result<(), Fail> {
+    let paths = Paths::default();
+    let mut out = std::io::stdout().lock();
+    match cli.cmd {
+        Cmd::Create {
+            console,
+            paused,
+            quiet,
+            foreground,
+            config,
+            overrides,
+        } => {
+            if !quiet {
+                eprintln!("Parsing config from {config}");
+            }
+            let loaded = cmd::load_config(&config, &overrides)?;
+            let (hv, xs) = open()?;
+            let verbose = cli.verbose > 0;
+            let mut progress = |l: &str| {
+                if verbose {
+                    eprintln!("xl: {l}");
+                }
+            };
+            let mut rnd = random;
+            let mut env = CreateEnv {
+                paths: &paths,
+                random: &mut rnd,
+                now: &now,
+                console_timeout: Duration::from_secs(30),
+            };
+            let domid = cmd::create(&hv, &xs, &loaded, paused, &mut env, &mut progress)?;
+            if !foreground {
+                spawn_monitor(&paths, domid, &loaded.cfg.name)?;
+            }
+            if console {
+                console_of(&hv, &xs, domid, ConsoleType::Pv, 0)?;
+            }
+            if foreground {
+                let mut err = std::io::stderr();
+                cmd::monitor(&hv, &xs, domid, &loaded, &mut env, &mut err)?;
+            }
+            Ok(())
+        }
+        Cmd::Monitor { domid } => {
+            // Detach from the creator's session so its shell's exit does not end us.
+            let _ = nix::unistd::setsid();
+            let text = cmd::saved_config(&paths, domid)
+                .ok_or_else(|| Fail(format!("xl: no saved configuration for domain {domid}")))?;
+            let src = format!("{}/userdata-d.{domid}.xl", paths.lib.display());
+            let settings =
+                cfg::Settings::parse(&src, &text, &[]).map_err(|e| Fail(e.to_string()))?;
+            let loaded = cmd::Loaded {
+                cfg: settings.domain_config().map_err(|e| Fail(e.to_string()))?,
+                text,
+            };
+            let (hv, xs) = open()?;
+            let mut rnd = random;
+            let mut env = CreateEnv {
+                paths: &paths,
+                random: &mut rnd,
+                now: &now,
+                console_timeout: Duration::from_secs(30),
+            };
+            let mut err = std::io::stderr();
+            cmd::monitor(&hv, &xs, domid, &loaded, &mut env, &mut err)
+        }
+        Cmd::List {
+            long,
+            verbose,
+            domain,
+        } => {
+            let (hv, xs) = open()?;
+            cmd::list(&hv, &xs, &paths, long, verbose, domain.as_deref(), &mut out)
+        }
+        Cmd::Destroy { force: _, domain } => {
+            let (hv, xs) = open()?;
+            cmd::destroy(&hv, &xs, &paths, &domain)
+        }
+        Cmd::Shutdown {
+            all,
+            wait,
+            fallback: _,
+            domain,
+        } => {
+            let (hv, xs) = open()?;
+            cmd::shutdown(
+                &hv,
+                &xs,
+                domain.as_deref(),
+                all,
+                wait,
+                false,
+                &mut std::io::stderr(),
+            )
+        }
+        Cmd::Reboot {
+            all,
+            wait,
+            fallback: _,
+            domain,
+        } => {
+            let (hv, xs) = open()?;
+            cmd::shutdown(
+                &hv,
+                &xs,
+                domain.as_deref(),
+                all,
+                wait,
+                true,
+                &mut std::io::stderr(),
+            )
+        }
+        Cmd::Pause { domain } => {
+            let (hv, xs) = open()?;
+            cmd::pause(&hv, &xs, &domain, false)
+        }
+        Cmd::Unpause { domain } => {
+            let (hv, xs) = open()?;
+            cmd::pause(&hv, &xs, &domain, true)
+        }
+        Cmd::Console { kind, num, domain } => {
+            let (hv, xs) = open()?;
+            let d = cmd::find_domain(&hv, &xs, &domain)?;
+            console_of(&hv, &xs, d, kind, num)
+        }
+        Cmd::Info { numa: _, name } => {
+            let hv = xen::XenHv::open().map_err(|e| Fail(format!("xl: {e}")))?;
+            cmd::info(&hv, &uname(), name.as_deref(), &mut out)
+        }
+        Cmd::VcpuList { domains } => {
+            let (hv, xs) = open()?;
+            cmd::vcpu_list(&hv, &xs, &domains, &mut out)
+        }
+        Cmd::Domid { name } => {
+            let (hv, xs) = open()?;
+            cmd::domid(&hv, &xs, &name, &mut out)
+        }
+        Cmd::Domname { id } => {
+            let (hv, xs) = open()?;
+            cmd::domname(&hv, &xs, &id, &mut out)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = run(cli);
+    let _ = std::io::stdout().flush();
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(msg)) => {
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
 }

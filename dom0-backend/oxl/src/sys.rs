@@ -65,9 +65,7 @@ pub type SysResult<T> = Result<T, SysError>;
 
 pub const ESRCH: i32 = 3;
 pub const ENOENT: i32 = 2;
-pub const EAGAIN: i32 = 11;
 pub const ENOMEM: i32 = 12;
-pub const EINVAL: i32 = 22;
 
 /// sysctl physinfo, the fields oxl uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -104,7 +102,6 @@ pub mod physcap {
 /// XEN_DOMINF_* flags and decoding.
 pub mod dominf {
     pub const DYING: u32 = 1 << 0;
-    pub const HVM: u32 = 1 << 1;
     pub const SHUTDOWN: u32 = 1 << 2;
     pub const PAUSED: u32 = 1 << 3;
     pub const BLOCKED: u32 = 1 << 4;
@@ -263,13 +260,11 @@ pub trait Hv {
     fn destroy(&self, domid: u32) -> SysResult<()>;
 }
 
-/// xenstore permission kinds (`n`, `r`, `w`, `b`).
+/// xenstore permission kinds oxl sets (`n`, `r`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PermKind {
     None,
     Read,
-    Write,
-    Both,
 }
 
 /// One ACL entry; the first of a list is the owner and everyone else's default.
@@ -298,9 +293,7 @@ pub const fn r(id: u32) -> Perm {
 pub trait Store {
     fn read(&self, tx: u32, path: &str) -> SysResult<Option<String>>;
     fn write(&self, tx: u32, path: &str, value: &str) -> SysResult<()>;
-    fn mkdir(&self, tx: u32, path: &str) -> SysResult<()>;
     fn rm(&self, tx: u32, path: &str) -> SysResult<()>;
-    fn directory(&self, tx: u32, path: &str) -> SysResult<Vec<String>>;
     fn set_perms(&self, tx: u32, path: &str, perms: &[Perm]) -> SysResult<()>;
     fn transaction_start(&self) -> SysResult<u32>;
     /// `Ok(false)` when the transaction conflicted (EAGAIN) and must be retried.

@@ -35,8 +35,6 @@ fn to_xs(p: &Perm) -> SysResult<xenstore::Perm> {
     let kind = match p.kind {
         PermKind::None => xenstore::PermKind::None,
         PermKind::Read => xenstore::PermKind::Read,
-        PermKind::Write => xenstore::PermKind::Write,
-        PermKind::Both => xenstore::PermKind::Both,
     };
     Ok(xenstore::Perm::new(id, kind))
 }
@@ -55,24 +53,12 @@ impl Store for XsStore {
             .write(tx, path, value.as_bytes())
             .map_err(|e| err("write", path, e))
     }
-    fn mkdir(&self, tx: u32, path: &str) -> SysResult<()> {
-        self.0
-            .borrow_mut()
-            .mkdir(tx, path)
-            .map_err(|e| err("mkdir", path, e))
-    }
     fn rm(&self, tx: u32, path: &str) -> SysResult<()> {
         match self.0.borrow_mut().rm(tx, path) {
             Ok(()) => Ok(()),
             Err(e) if e.errno() == crate::sys::ENOENT => Ok(()),
             Err(e) => Err(err("rm", path, e)),
         }
-    }
-    fn directory(&self, tx: u32, path: &str) -> SysResult<Vec<String>> {
-        self.0
-            .borrow_mut()
-            .directory(tx, path)
-            .map_err(|e| err("directory", path, e))
     }
     fn set_perms(&self, tx: u32, path: &str, perms: &[Perm]) -> SysResult<()> {
         let acl = perms.iter().map(to_xs).collect::<SysResult<Vec<_>>>()?;
