@@ -17,6 +17,17 @@
 #   icount  `-icount shift=0,sleep=off`: the guest clock counts instructions (1 ns each)
 #           and skips idle time, so guest-visible times do not depend on the host load.
 #           QEMU runs all vCPUs on one host thread then (MTTCG cannot do icount).
+#   xl      (toolstack figures; icount only by default) Dom0 runs `xl create` of a minimal PVH
+#           DomU (1 vCPU, 256 MiB, PV console, same kernel), waits for the DomU's /init
+#           (`DOMU-INIT` in xenconsoled's log of its console), lets the DomU time 200
+#           `xenstore-read`s in one process minus one read (through its xenbus ring, event
+#           channel and xenstored in Dom0), then runs `xl destroy`. Xen's side is Debian's
+#           toolstack (xl, libxl, oxenstored, xenconsoled: qemu/xen-xl-compat.sh builds that
+#           Dom0 into .cache/xen-ref/); oxen's side is our Dom0 image (.cache/dom0: our xl,
+#           xenstored, xenconsoled started by /etc/init.d/xencommons). The same scripts run on
+#           both: bench.sh appends a small initramfs to each Dom0 initramfs with /bench-xl-init
+#           (Dom0, started with rdinit=) and the DomU's /bench-xl-domu. Times are read from
+#           /proc/uptime in the guests (10 ms resolution), i.e. guest time.
 # Figures: median (min-max) over the runs that produced them. A run that does not reach
 # Dom0's /init (timeout, panic, early QEMU exit) counts as "n/a"; the other runs of that
 # hypervisor and kind are skipped then (BENCH_KEEP_GOING=1 tries them all).
@@ -30,7 +41,9 @@
 #   BENCH_SILENCE [120]    stop a run after this many seconds without console output
 #   BENCH_GIC [3]          2 or 3: -machine virt,gic-version=
 #   BENCH_PING [1000]      evtchn-ping round trips (oxen.ping=)
-#   BENCH_KINDS [wall icount]  which kinds of runs
+#   BENCH_KINDS [wall icount]  which kinds of Dom0 boot runs
+#   BENCH_XL_KINDS [icount]    which kinds of toolstack (xl) runs ("" = none; wall, icount)
+#   BENCH_XL_TIMEOUT [900]     seconds before a toolstack run is stopped
 #   BENCH_HYPS [oxen xen]  which hypervisors
 #   BENCH_OXEN [build/oxen.bin]  BENCH_XEN [.cache/xen/root/boot/xen-4.17-arm64]
 #   BENCH_SMP [2]  BENCH_MEM [2048] (MiB)  BENCH_DOM0_MEM [512] (MiB)
@@ -43,7 +56,7 @@ REPO=$(cd "$HERE/.." && pwd)
 CACHE=${OXEN_CACHE:-$REPO/.cache}
 
 case "${1:-}" in
-    -h|--help) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     "") ;;
     *) echo "bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
@@ -53,7 +66,9 @@ TIMEOUT=${BENCH_TIMEOUT:-300}
 SILENCE=${BENCH_SILENCE:-120}
 GIC=${BENCH_GIC:-3}
 PING=${BENCH_PING:-1000}
-KINDS=${BENCH_KINDS:-wall icount}
+KINDS=${BENCH_KINDS-wall icount}
+XL_KINDS=${BENCH_XL_KINDS-icount}
+XL_TIMEOUT=${BENCH_XL_TIMEOUT:-900}
 HYPS=${BENCH_HYPS:-oxen xen}
 SMP=${BENCH_SMP:-2}
 MEM=${BENCH_MEM:-2048}
@@ -80,6 +95,8 @@ isnum "$MEM" || die "BENCH_MEM=$MEM is not a positive integer (MiB)"
 isnum "$DOM0_MEM" || die "BENCH_DOM0_MEM=$DOM0_MEM is not a positive integer (MiB)"
 case $GIC in 2|3) ;; *) die "BENCH_GIC=$GIC: use 2 or 3" ;; esac
 for k in $KINDS; do case $k in wall|icount) ;; *) die "BENCH_KINDS: unknown kind '$k' (use wall, icount)" ;; esac; done
+for k in $XL_KINDS; do case $k in wall|icount) ;; *) die "BENCH_XL_KINDS: unknown kind '$k' (use wall, icount)" ;; esac; done
+isnum "$XL_TIMEOUT" || die "BENCH_XL_TIMEOUT=$XL_TIMEOUT is not a positive integer (seconds)"
 for h in $HYPS; do case $h in oxen|xen) ;; *) die "BENCH_HYPS: unknown hypervisor '$h' (use oxen, xen)" ;; esac; done
 command -v "$QEMU_BIN" >/dev/null 2>&1 || die "$QEMU_BIN not found: run make setup"
 command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) not found"
@@ -121,6 +138,167 @@ done
 OUT=${BENCH_OUT:-$CACHE/bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" || die "cannot create $OUT"
 
+# ---------------------------------------------------------------- toolstack (xl) runs
+# Dom0 /bench-xl-init and DomU /bench-xl-domu: busybox sh (no /bin/sh before --install), the same on
+# both hypervisors. Output: `bench-xl: key=value` lines, `bench-xl: done` at the end.
+write_xl_dom0_init() {
+cat > "$1" <<'XLDOM0'
+#!/bin/busybox sh
+# bench.sh toolstack scenario (Dom0, rdinit=/bench-xl-init): xl create / DomU /init /
+# DomU xenstore-read round trip / xl destroy, timed with /proc/uptime (guest time).
+export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=dumb LANG=C
+/bin/busybox mount -t proc proc /proc
+echo "OXEN-DOM0-INIT"
+read -r UP _ < /proc/uptime
+echo "dom0: uptime_at_init_s=$UP"
+/bin/busybox --install -s
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+hostname dom0
+say() { echo "bench-xl: $*"; }
+off() { say "done"; sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; while :; do sleep 60; done; }
+show() { sed "s/^/bench-xl-out: /" "$1"; }
+now() { read -r NOW _ < /proc/uptime; }          # no fork
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+mkfifo /run/.nap; exec 9<>/run/.nap
+nap() { read -r -t 0.01 _ <&9; }                  # 10 ms, no fork
+for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs; do modprobe "$m" 2>/dev/null; done
+mount -t xenfs xenfs /proc/xen 2>/dev/null
+mkdir -p /run/xen /run/xenstored /var/log/xen/console /var/lib/xen /var/lib/xenstored
+now; T=$NOW
+if [ -x /etc/init.d/xencommons ]; then          # oxen's Dom0 image
+    /etc/init.d/xencommons start > /tmp/xc.out 2>&1 || { show /tmp/xc.out; say "error=xencommons start failed"; off; }
+else                                             # Debian's toolstack, as its xencommons
+    oxenstored --pid-file /run/xen/xenstored.pid
+    i=0; while [ ! -s /run/xen/xenstored.pid ] && [ $i -lt 3000 ]; do nap; i=$((i + 1)); done
+    xen-init-dom0 > /dev/null
+    xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+fi
+now; say "toolstack_start_s=$(sub "$T" "$NOW")"
+CONLOG=/var/log/xen/console/guest-domu.log
+LOGFD=
+# wait_for PATTERN SECONDS: follow the DomU console log (10 ms polls, no fork); WAIT_T is
+# the uptime when the line was seen, WAIT_LINE the line
+wait_for() {
+    now; end=$(( ${NOW%.*} + $2 )); buf=""
+    while [ -z "$LOGFD" ]; do
+        [ -f "$CONLOG" ] && { exec 8< "$CONLOG"; LOGFD=8; break; }
+        nap; now; [ "${NOW%.*}" -ge "$end" ] && return 1
+    done
+    while :; do
+        if IFS= read -r line <&8; then
+            line="$buf$line"; buf=""
+            case $line in *"$1"*) now; WAIT_T=$NOW; WAIT_LINE=$(echo "$line" | tr -d '\r'); return 0 ;; esac
+        else
+            buf="$buf$line"
+            nap; now; [ "${NOW%.*}" -ge "$end" ] && return 1
+        fi
+    done
+}
+now; T0=$NOW
+xl create /etc/bench/domu.cfg > /tmp/create.out 2>&1
+rc=$?
+now; T1=$NOW
+say "xl_create_rc=$rc"
+[ $rc = 0 ] || { show /tmp/create.out; off; }
+say "xl_create_s=$(sub "$T0" "$T1")"
+if wait_for DOMU-INIT 600; then
+    say "create_to_domu_init_s=$(sub "$T0" "$WAIT_T")"
+    say "domu_uptime_at_init_s=${WAIT_LINE##*uptime=}"
+else
+    say "error=no DOMU-INIT in $CONLOG"; tail -n 20 "$CONLOG" 2>/dev/null | sed 's/^/bench-xl-out: /'
+    xl destroy domu; off
+fi
+if wait_for DOMU-XS-READ-US= 600; then
+    v=${WAIT_LINE##*DOMU-XS-READ-US=}; say "domu_xenstore_read_us=${v%% *}"
+else
+    say "error=no xenstore-read figure from the DomU"
+fi
+wait_for DOMU-DONE 60
+now; T0=$NOW
+xl destroy domu > /tmp/destroy.out 2>&1
+rc=$?
+now; T1=$NOW
+say "xl_destroy_rc=$rc"
+if [ $rc = 0 ]; then say "xl_destroy_s=$(sub "$T0" "$T1")"; else show /tmp/destroy.out; fi
+xl list > /tmp/list.out 2>&1
+grep -q '^domu ' /tmp/list.out && { say "error=domu still listed after xl destroy"; show /tmp/list.out; }
+off
+XLDOM0
+}
+write_xl_domu_init() {
+cat > "$1" <<'XLDOMU'
+#!/bin/busybox sh
+# bench.sh toolstack scenario (DomU, rdinit=/bench-xl-domu)
+/bin/busybox mount -t proc proc /proc
+read UP IDLE < /proc/uptime
+echo "DOMU-INIT uptime=$UP"
+/bin/busybox --install -s
+export PATH=/usr/bin:/usr/sbin:/bin:/sbin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+# xenstore round trips through the xenbus ring + event channel: one process doing N
+# reads minus one process doing 1 read (as the Xen reference harness's evtchn scenario)
+cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
+N=200; K=""; i=0
+while [ $i -lt $N ]; do K="$K domid"; i=$((i + 1)); done
+cd /
+a=$(cs); xenstore-read domid > /dev/null; b=$(cs)
+c=$(cs); xenstore-read $K > /dev/null; rc=$?; d=$(cs)
+[ $rc = 0 ] || echo "DOMU-XS-READ failed (status $rc)"
+echo "DOMU-XS-READ-US=$(awk -v a=$a -v b=$b -v c=$c -v d=$d -v n=$N 'BEGIN { printf "%.0f", ((d - c) - (b - a)) / (n - 1) * 1e4 }') n=$N"
+echo "DOMU-DONE"
+while :; do sleep 3600; done
+XLDOMU
+}
+mkcpio() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 -n > "$2"; }
+
+# xl_initrd HYP: $OUT/xl/HYP-dom0-initrd.gz = the hypervisor's Dom0 initramfs + the bench
+# scripts, the DomU initramfs (its own + /bench-xl-domu) and /etc/bench/domu.cfg (Linux
+# unpacks concatenated initramfs archives in order)
+declare -A XL_INITRD=() XL_SKIP=()
+xl_initrd() {
+    local hyp=$1 base domu w paths
+    case $hyp in
+        oxen) base=$INITRD; domu=$CACHE/dom0/domu-initrd.gz ;;
+        xen)
+            if ! paths=$(bash "$HERE/xen-xl-compat.sh" --build-only); then
+                XL_SKIP[xen]="qemu/xen-xl-compat.sh --build-only failed"; return 1
+            fi
+            base=$(echo "$paths" | sed -n 1p); domu=$(echo "$paths" | sed -n 2p) ;;
+    esac
+    if [ ! -s "$base" ] || [ ! -s "$domu" ]; then XL_SKIP[$hyp]="$base or $domu missing"; return 1; fi
+    w=$(mktemp -d "${TMPDIR:-/tmp}/bench-xl.XXXXXX") || die "mktemp failed"
+    mkdir -p "$w/domu" "$w/dom0/etc/bench" "$w/dom0/opt/bench" "$OUT/xl" || die "mkdir failed in $w"
+    write_xl_domu_init "$w/domu/bench-xl-domu"; chmod 0755 "$w/domu/bench-xl-domu"
+    mkcpio "$w/domu" "$w/domu-overlay.gz"
+    cat "$domu" "$w/domu-overlay.gz" > "$w/dom0/opt/bench/domu-initrd.gz"
+    write_xl_dom0_init "$w/dom0/bench-xl-init"; chmod 0755 "$w/dom0/bench-xl-init"
+    printf '%s\n' 'name = "domu"' 'type = "pvh"' 'kernel = "/opt/domu/Image"' \
+        'ramdisk = "/opt/bench/domu-initrd.gz"' 'extra = "console=hvc0 rdinit=/bench-xl-domu"' \
+        'memory = 256' 'vcpus = 1' > "$w/dom0/etc/bench/domu.cfg"
+    mkcpio "$w/dom0" "$w/dom0-overlay.gz"
+    cat "$base" "$w/dom0-overlay.gz" > "$OUT/xl/$hyp-dom0-initrd.gz"
+    rm -rf "$w"
+    XL_INITRD[$hyp]=$OUT/xl/$hyp-dom0-initrd.gz
+}
+XL_DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/bench-xl-init"
+if [ -n "$XL_KINDS" ]; then
+    command -v cpio >/dev/null 2>&1 || die "cpio not found: run make setup"
+    for h in $HYPS; do
+        [ -n "${SKIP[$h]:-}" ] && continue
+        xl_initrd "$h" || log "$h: no toolstack runs: ${XL_SKIP[$h]}"
+    done
+fi
+
 # ---------------------------------------------------------------- QEMU command
 # One hypervisor command line for both (oxen accepts Xen's options). Boot modules as in
 # the Xen reference harness: kernel at 0x50000000 (QEMU puts the DTB at RAM + 128 MiB),
@@ -132,7 +310,8 @@ KSIZE=$(stat -c %s "$IMAGE")
 ISIZE=$(stat -c %s "$INITRD")
 IADDR=$(( (KADDR + KSIZE + 0x200000 + 0x1fffff) & ~0x1fffff ))
 
-qemu_cmd() { # hyp kind -> QEMU argv in the array CMD
+qemu_cmd() { # hyp kind [initrd dom0-args] -> QEMU argv in the array CMD
+    local initrd=${3:-$INITRD} dargs=${4:-$DOM0_ARGS}
     CMD=("$QEMU_BIN"
         -machine "virt,virtualization=on,gic-version=$GIC"
         -cpu cortex-a72 -smp "$SMP" -m "$MEM"
@@ -140,8 +319,8 @@ qemu_cmd() { # hyp kind -> QEMU argv in the array CMD
     # shellcheck disable=SC2054 # the commas are QEMU's, not array separators
     [ "$2" = icount ] && CMD+=(-icount shift=0,sleep=off)
     CMD+=(-kernel "${BIN[$1]}" -append "$HYP_ARGS"
-        -device "guest-loader,addr=$(printf '0x%x' $KADDR),kernel=$IMAGE,bootargs=$DOM0_ARGS"
-        -device "guest-loader,addr=$(printf '0x%x' $IADDR),initrd=$INITRD")
+        -device "guest-loader,addr=$(printf '0x%x' $KADDR),kernel=$IMAGE,bootargs=$dargs"
+        -device "guest-loader,addr=$(printf '0x%x' $IADDR),initrd=$initrd")
 }
 
 # ---------------------------------------------------------------- one run
@@ -155,17 +334,20 @@ qemu_cmd() { # hyp kind -> QEMU argv in the array CMD
 usecs() { local t=${EPOCHREALTIME/./}; echo $((10#$t)); }
 secs() { printf '%d.%03d' $(($1 / 1000000)) $(($1 / 1000 % 1000)); }
 
-run_one() { # hyp kind n -> 0 if Dom0 reached /init
+run_one() { # hyp kind n -> 0 if Dom0 reached /init; kind xlicount|xlwall: toolstack run
     local hyp=$1 kind=$2 n=$3 name="$1-$2-$3"
-    local logf=$OUT/$name.log res=$OUT/$name.txt dir qpid wfd rfd
-    qemu_cmd "$hyp" "$kind"
+    local logf=$OUT/$name.log res=$OUT/$name.txt dir qpid wfd rfd tmo=$TIMEOUT xl=0 xlres="" xldone=0
+    case $kind in
+        xl*) xl=1; tmo=$XL_TIMEOUT; qemu_cmd "$hyp" "${kind#xl}" "${XL_INITRD[$hyp]}" "$XL_DOM0_ARGS" ;;
+        *) qemu_cmd "$hyp" "$kind" ;;
+    esac
     printf '%q ' "${CMD[@]}" > "$OUT/$name.cmdline"; echo >> "$OUT/$name.cmdline"
     dir=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX") || die "mktemp failed"
     mkfifo "$dir/in" "$dir/out" || die "mkfifo failed in $dir"
     exec {wfd}<>"$dir/in"   # held open: QEMU never sees EOF on its stdin
     local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
     local t0; t0=$(usecs)
-    timeout -k 5 "$TIMEOUT" "${CMD[@]}" < "$dir/in" > "$dir/out" 2>&1 &
+    timeout -k 5 "$tmo" "${CMD[@]}" < "$dir/in" > "$dir/out" 2>&1 &
     qpid=$!
     exec {rfd}<"$dir/out"
 
@@ -199,10 +381,16 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init
                 [[ $line =~ \[\ *([0-9]+\.[0-9]+)\]\ Run\ /init ]] && pk=${BASH_REMATCH[1]} ;;
             *OXEN-DOM0-INIT*)
                 [ -n "$w_init" ] || w_init=$rel
-                if [ "$hyp" = xen ] && [ $sent = 0 ]; then
+                if [ "$hyp" = xen ] && [ $sent = 0 ] && [ $xl = 0 ]; then
                     printf '\001\001\001\001\001\001m' >&"$wfd"; sent=1
                 fi ;;
             *"dom0: uptime_at_init_s="*) up=${line##*=} ;;
+            *"bench-xl: done"*) xldone=1 ;;
+            *"bench-xl: error="*) [ -n "$firsterr" ] || firsterr=${line#*bench-xl: } ;;&
+            *"bench-xl: "*=*)
+                [[ $line =~ bench-xl:\ ([a-z0-9_]+)=([^[:space:]]*) ]] &&
+                    xlres+="${BASH_REMATCH[1]}=${BASH_REMATCH[2]}"$'\n' ;;
+            *"bench-xl-out: "*) [ -n "$firsterr" ] || case $line in *rror*|*ailed*) firsterr=${line#*bench-xl-out: } ;; esac ;;
             *"dom0: mem_total_kb="*) memkb=${line##*=} ;;
             *"evtchn-ping: "*" round trips, median "*)
                 [[ $line =~ evtchn-ping:\ ([0-9]+)\ round\ trips,\ median\ ([0-9.]+)\ us,\ mean\ ([0-9.]+)\ us ]] &&
@@ -236,9 +424,13 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init
     local total; total=$(( $(usecs) - t0 ))
     if [ "$status" = running ]; then
         case $qrc in
-            124|137) status="stopped: timeout after ${TIMEOUT}s" ;;
+            124|137) status="stopped: timeout after ${tmo}s" ;;
             *) if [ -z "$w_init" ]; then
                    status="QEMU exited (status $qrc) before Dom0 /init"
+               elif [ $xl = 1 ]; then
+                   if [ $xldone = 0 ]; then status="QEMU exited (status $qrc) before the toolstack steps ended"
+                   elif [[ $xlres != *xl_destroy_s=* ]]; then status="toolstack steps failed: ${firsterr:-see $logf}"
+                   else status=completed; fi
                elif [ -z "$pmed" ]; then
                    status="QEMU exited (status $qrc) without an evtchn-ping result"
                else
@@ -257,6 +449,7 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init
         [ -n "$pk" ] && echo "printk_init_s=$pk"
         [ -n "$pmed" ] && { echo "ping_n=$pn"; echo "ping_median_us=$pmed"; echo "ping_mean_us=$pmean"; }
         [ -n "$memkb" ] && echo "dom0_mem_total_kb=$memkb"
+        [ -n "$xlres" ] && printf '%s' "$xlres"
         if [ "$hyp" = xen ] && [ $xseen = 1 ]; then
             echo "free_mib=$(awk -v k=$xfree 'BEGIN { printf "%.1f", k / 1024 }')"
             v=$(awk -v k=$xfree -v m="$MEM" -v d="$DOM0_MEM" 'BEGIN { printf "%.1f", m - d - k / 1024 }')
@@ -273,8 +466,8 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init
             echo "hyp_mem_excl_modules_mib=$(awk -v m="$MEM" -v f="$ofree" -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", m - f - b / 1048576 }')"
         fi
     } > "$res"
-    log "$name: ${status%% (see *}${w_init:+, /init after $(secs "$w_init") s}${pmed:+, evtchn median $pmed us} (log: $logf)"
-    [ -n "$w_init" ]
+    log "$name: ${status%% (see *}${w_init:+, /init after $(secs "$w_init") s}${pmed:+, evtchn median $pmed us}$([ -n "$xlres" ] && echo ", $(echo "$xlres" | grep -E '^(xl_create_s|create_to_domu_init_s|xl_destroy_s|domu_xenstore_read_us)=' | tr '\n' ' ')") (log: $logf)"
+    if [ $xl = 1 ]; then [ "$status" = completed ]; else [ -n "$w_init" ]; fi
 }
 
 # ---------------------------------------------------------------- the runs
@@ -293,6 +486,15 @@ for hyp in $HYPS; do
         for n in $(seq 1 "$RUNS"); do
             if ! run_one "$hyp" "$kind" "$n" && [ "$KEEP_GOING" != 1 ] && [ "$n" -lt "$RUNS" ]; then
                 log "$hyp-$kind: run $n did not reach Dom0 /init: skipping the remaining $kind runs (BENCH_KEEP_GOING=1 runs them)"
+                break
+            fi
+        done
+    done
+    for kind in $XL_KINDS; do
+        [ -n "${XL_INITRD[$hyp]:-}" ] || continue
+        for n in $(seq 1 "$RUNS"); do
+            if ! run_one "$hyp" "xl$kind" "$n" && [ "$KEEP_GOING" != 1 ] && [ "$n" -lt "$RUNS" ]; then
+                log "$hyp-xl$kind: run $n did not complete the toolstack steps: skipping the remaining ones (BENCH_KEEP_GOING=1 runs them)"
                 break
             fi
         done
@@ -317,7 +519,8 @@ cell() { # hyp kind key -> table cell
     local hyp=$1 kind=$2 s
     if [ -n "${SKIP[$hyp]:-}" ]; then echo "n/a (${SKIP[$hyp]})"; return; fi
     case " $HYPS " in *" $hyp "*) ;; *) echo "not run"; return ;; esac
-    case " $KINDS " in *" $kind "*) ;; *) echo "not run"; return ;; esac
+    case " $KINDS $(for k in $XL_KINDS; do printf 'xl%s ' "$k"; done)" in *" $kind "*) ;; *) echo "not run"; return ;; esac
+    case $kind in xl*) [ -n "${XL_INITRD[$hyp]:-}" ] || { echo "n/a (${XL_SKIP[$hyp]:-no toolstack image})"; return; } ;; esac
     s=$(vals "$hyp" "$kind" "$3" | stat3)
     if [ -n "$s" ]; then
         local ok all
@@ -326,6 +529,9 @@ cell() { # hyp kind key -> table cell
         echo "$s"
     elif [ -z "$(vals "$hyp" "$kind" wall_init_s)" ]; then
         echo "n/a (did not reach /init)"
+    elif [[ $kind == xl* ]]; then # why the toolstack steps did not give it (the first run's status)
+        local st; st=$(vals "$hyp" "$kind" status | head -n 1 | sed 's/ (see .*//; s/|/\\|/g')
+        echo "n/a (${st:0:160})"
     else
         echo "n/a"
     fi
@@ -365,6 +571,14 @@ MK=$(mem_kind)
     row "evtchn round trip, median (µs), icount guest time" icount ping_median_us
     row "evtchn round trip, mean (µs), icount guest time" icount ping_mean_us
     echo "| hypervisor image, bytes of the -kernel file | $OXEN_SZ | $XEN_SZ | $SZ_RATIO |"
+    for k in $XL_KINDS; do
+        case $k in icount) kt="icount guest time" ;; *) kt="MTTCG guest clock" ;; esac
+        row "\`xl create\` → DomU /init (DOMU-INIT), $kt (s)" "xl$k" create_to_domu_init_s
+        row "\`xl create\` command alone, $kt (s)" "xl$k" xl_create_s
+        row "\`xl destroy\`, $kt (s)" "xl$k" xl_destroy_s
+        row "\`xenstore-read\` round trip from the DomU, $kt (µs)" "xl$k" domu_xenstore_read_us
+        row "DomU kernel uptime when its /init starts, $kt (s)" "xl$k" domu_uptime_at_init_s
+    done
     row "memory kept by the hypervisor (MiB)" "$MK" hyp_mem_mib
     row "… not counting the boot modules (MiB)" "$MK" hyp_mem_excl_modules_mib
     echo
@@ -373,6 +587,7 @@ MK=$(mem_kind)
     echo "- *wall* runs use QEMU's default TCG (MTTCG, one host thread per vCPU): host-load dependent. *icount* runs add \`-icount shift=0,sleep=off\` (guest clock = instruction count, 1 ns per instruction, idle time skipped; QEMU then runs all vCPUs on one host thread, MTTCG cannot do icount): their guest times do not depend on the host."
     echo "- /init time: host time from QEMU start to the \`OXEN-DOM0-INIT\` console line; guest time: \`/proc/uptime\` read by /init (10 ms resolution) and the kernel's printk stamp of \`Run /init as init process\`; both count from the Dom0 kernel's own start (its timekeeping starts at 0), so the hypervisor's boot is not in them."
     echo "- evtchn round trip: \`evtchn-ping $PING\` in Dom0 (two /dev/xen/evtchn handles bound by a loopback interdomain channel), its median and mean."
+    [ -n "$XL_KINDS" ] && echo "- Toolstack rows: Dom0 booted with \`$XL_DOM0_ARGS\` from its initramfs + the bench overlay (\`$OUT/xl/\`). Xen: Debian's xl/libxl/oxenstored/xenconsoled 4.17 ($(sed -n 's/^xen-utils-4.17=//p' "$CACHE/xen-ref/manifest.txt" 2>/dev/null)); oxen: our xl, xenstored, xenconsoled (/etc/init.d/xencommons). DomU: PVH, 1 vCPU, 256 MiB, PV console only, same kernel. \`xl create\` → DomU /init: from the start of \`xl create\` to the DomU's first /init line in xenconsoled's log (polled every 10 ms). \`xenstore-read\` round trip: measured in the DomU, one process doing 200 reads of \`domid\` minus a 1-read process, per read (10 ms clock: ±50 µs). All from /proc/uptime (10 ms resolution)."
     echo "- Hypervisor memory = RAM − memory free for domains − Dom0's memory. Xen: free = sum over its heap zones from the \`m\` debug key (memory info), sent on the serial console once Dom0's /init runs (what \`xl info\` free_memory reports: 1504 MiB in the reference run); Xen has freed the boot modules by then, so both rows are equal. oxen: ${MEM} MiB − Dom0's ${DOM0_MEM} MiB − the \`MiB free for domains\` figure of its \`boot modules released\` line (printed after Dom0 is built and the boot modules are given back). Older oxen builds printed only the figure from before Dom0 is built, which still counts the boot modules (Dom0 Image + initrd, $(awk -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", b / 1048576 }') MiB), which the second row leaves out."
     echo "- n/a (did not reach /init): Dom0 never printed \`OXEN-DOM0-INIT\` (timeout ${TIMEOUT} s, ${SILENCE} s of console silence, panic or QEMU exit); see the run's log. [k/N runs]: only k runs gave the figure."
     echo "- Raw logs (console stamped with host seconds since QEMU start) and per-run figures: \`$OUT/\`."

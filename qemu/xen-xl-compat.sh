@@ -90,7 +90,7 @@ report() {
     BEGIN { while ((getline l < opn) > 0) { split(l, f, " "); name[f[1] " " f[2]] = f[3] } }
     { gsub(/\r/, ""); sub(/^\[[ 0-9.]+\] /, "") }
     /XLC-BEGIN / { cur = substr($0, index($0, "XLC-BEGIN ") + 10); hv = ""; xe = ""; xo = ""; nerr = 0; chk = ""; n[cur]++; print "== " cur > steps; next }
-    /XLC-CHECK / { s = substr($0, index($0, "XLC-CHECK ") + 10); p = index(s, ": "); chk = substr(s, p + 2); if (!(substr(s, 1, p - 1) in res)) res[substr(s, 1, p - 1)] = "FAILED (" chk ")"; next }
+    /XLC-CHECK / { s = substr($0, index($0, "XLC-CHECK ") + 10); p = index(s, ": "); chkr[substr(s, 1, p - 1)] = substr(s, p + 2); next }
     /XLC-END rc=/ {
         match($0, /rc=[0-9]+/); rc = substr($0, RSTART + 3, RLENGTH - 3)
         s = $0; sub(/.*XLC-END rc=[0-9]+ s=[0-9.]+ /, "", s)
@@ -105,6 +105,7 @@ report() {
             if (why == "") why = "exit status " rc
             res[s] = "FAILED (" why ")"
         }
+        if (s in chkr) res[s] = "FAILED (" chkr[s] ")"
         cur = ""; next
     }
     cur != "" {
@@ -128,6 +129,7 @@ report() {
         }
     }
     END {
+        for (s in chkr) res[s] = "FAILED (" chkr[s] ")"
         for (i = 1; i <= k; i++) { s = order[i]; if (s in done) continue; done[s] = 1; print "compat: " s ": " res[s] }
         for (s in res) if (!(s in done)) print "compat: " s ": " res[s]
     }' "$OUT/serial.log" | tee "$OUT/compat.txt"
@@ -242,8 +244,10 @@ sed 's/^/XLC-OUT| /' /tmp/xsd.out
 echo "XLC-END rc=$rc s=$(dt "$t0") start $XSD"
 step xen-init-dom0 xen-init-dom0
 step "start xenconsoled" xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
-brctl addbr xenbr0 && brctl stp xenbr0 off && brctl setfd xenbr0 0 &&
-    ip addr add 192.0.2.1/24 dev xenbr0 && ip link set xenbr0 up || echo "XLC-NOTE bridge xenbr0 failed"
+# (busybox's brctl may lack stp/setfd: a fresh bridge has STP off anyway)
+brctl addbr xenbr0 && ip addr add 192.0.2.1/24 dev xenbr0 && ip link set xenbr0 up ||
+    echo "XLC-NOTE bridge xenbr0 failed"
+brctl stp xenbr0 off 2>/dev/null; brctl setfd xenbr0 0 2>/dev/null
 
 # ---- DomU helpers
 CONLOG=/var/log/xen/console/guest-domu.log
@@ -311,7 +315,7 @@ create_round() {
             if grep -aq 'DOMU-FACT disk=ok' "$CONLOG" && grep -aq 'DOMU-FACT eth0=ok' "$CONLOG"; then
                 echo "XLC-END rc=0 s=$(dt "$t0" "$WAIT_T") DomU disk + network$sfx"
             else
-                echo "XLC-CHECK DomU disk + network$sfx: $(grep -a 'DOMU-FACT' "$CONLOG" | tr -d '\r' | grep -v '=ok' | tr '\n' ' ')"
+                echo "XLC-CHECK DomU disk + network$sfx: $(grep -a 'DOMU-FACT [de]' "$CONLOG" | tr -d '\r' | grep -v '=ok' | tr '\n' ' ')"
                 echo "XLC-END rc=1 s=$(dt "$t0" "$WAIT_T") DomU disk + network$sfx"
             fi
         else
@@ -320,10 +324,10 @@ create_round() {
         step "xl block-list$sfx" xl block-list domu
         step "xl network-list$sfx" xl network-list domu
     fi
-    step "xl list$sfx" xl list && ! grep -q '^domu ' $LAST_OUT && check "xl list$sfx" "domu not listed"
-    step "xl list -l$sfx" xl list -l
-    step "xl vcpu-list$sfx" xl vcpu-list
-    step "xenstore-ls /local/domain$sfx" xenstore-ls -fp /local/domain
+    step "xl list, DomU running$sfx" xl list && ! grep -q '^domu ' $LAST_OUT && check "xl list, DomU running$sfx" "domu not listed"
+    step "xl list -l, DomU running$sfx" xl list -l
+    step "xl vcpu-list, DomU running$sfx" xl vcpu-list
+    step "xenstore-ls /local/domain, DomU running$sfx" xenstore-ls -fp /local/domain
     step "xl destroy$sfx" xl destroy domu
     fsleep 0.5
     step "xl list after destroy$sfx" xl list && grep -q '^domu ' $LAST_OUT && check "xl list after destroy$sfx" "domu still listed"
@@ -481,10 +485,13 @@ mkcpio() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0
 
 INITRD=$CACHE/dom0-initrd.gz
 build_images() {
-    local stamp w du d0 dd xb t
+    local stamp w du d0 dd xb t lk
+    # one build at a time (bench.sh and a compat run may start together)
+    exec {lk}> "$CACHE/.build.lock"
+    command -v flock >/dev/null 2>&1 && flock "$lk"
     stamp=$( { cat "$0" "$CACHE/manifest.txt"; stat -c '%s %Y' "$IMAGE"; } | sha256sum | cut -c1-16)
     if [ -s "$INITRD" ] && [ -s "$CACHE/domu-initrd.gz" ] &&
-       [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$stamp" ]; then return 0; fi
+       [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$stamp" ]; then exec {lk}>&-; return 0; fi
     log "building the Dom0 initramfs (Debian's Xen 4.17 toolstack) into $INITRD"
     w=$(mktemp -d "$CACHE/work.XXXXXX") || die "mktemp failed"
     # DomU: busybox, front-end modules, Debian's xenstore client (glibc)
@@ -519,10 +526,11 @@ build_images() {
     else
         log "WARNING: mke2fs (e2fsprogs) missing: the disk + vif round will fail"
     fi
-    cp "$w/domu-initrd.gz" "$CACHE/domu-initrd.gz"
-    mkcpio "$d0" "$INITRD.tmp" && mv "$INITRD.tmp" "$INITRD" || die "cpio failed"
+    cp "$w/domu-initrd.gz" "$CACHE/domu-initrd.gz.$$" && mv "$CACHE/domu-initrd.gz.$$" "$CACHE/domu-initrd.gz" &&
+        mkcpio "$d0" "$INITRD.$$" && mv "$INITRD.$$" "$INITRD" || die "cpio failed"
     rm -rf "$w"
     echo "$stamp" > "$CACHE/stamp"
+    exec {lk}>&-
 }
 build_images
 if [ $BUILD_ONLY = 1 ]; then
