@@ -565,6 +565,17 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
     };
     step("setvcpucontext", hv.set_vcpu_context(domid, 0, &ctx))?;
     progress(&format!("vCPU 0: pc {:#x}, x0 (DTB) {:#x}", ctx.pc, ctx.x0));
+    // Grant refs 0/1 (console, xenstore) for daemons that map the rings by grant (C xenstored,
+    // xenconsoled's first choice). Ours map by GFN, so a hypervisor without grant-table
+    // resources still gets a working domain: the failure is reported with -v only.
+    match hv.seed_grants(domid, 0, &[CONSOLE_GFN, STORE_GFN]) {
+        Ok(()) => progress(&format!(
+            "grant refs 0, 1 -> d0 {CONSOLE_GFN:#x}, {STORE_GFN:#x}"
+        )),
+        Err(e) => progress(&format!(
+            "grant table not seeded ({e}): ring daemons must map by GFN"
+        )),
+    }
 
     // libxl__build_post + console device.
     let be = format!("/local/domain/0/backend/console/{domid}/0");
@@ -906,6 +917,7 @@ mod tests {
             (0x4000_0000, 0x4800_3000, 0x1c5, 0x00c5_0078, true)
         );
         assert_eq!(d.pause_count, 0, "unpaused exactly once");
+        assert_eq!(d.grants, vec![(0, 0x39000), (0, 0x39001)]);
         // Guest memory: kernel, initrd (page-padded with zeros), DTB, zeroed magic pages.
         assert_eq!(hv.read(1, 0x4000_0000, 3 << 20).unwrap(), inp.kernel.data);
         assert_eq!(hv.read(1, 0x4800_0000, 10_000).unwrap(), vec![0x5a; 10_000]);
@@ -982,6 +994,8 @@ mod tests {
         let hv = FakeHv::new();
         let xs = FakeStore::new();
         xs.0.borrow_mut().conflicts = 3;
+        // A hypervisor without grant-table resources still builds the domain.
+        hv.0.borrow_mut().fail = Some(("seed_grants", 95));
         let cfg = config("vcpus=1\nmaxvcpus=2");
         let mut inp = input(&cfg);
         inp.paused = true;

@@ -670,6 +670,13 @@ mod tests {
         }
     }
 
+    /// Removes a test's directory (the parent of its `lib`).
+    fn cleanup(paths: &Paths) {
+        if let Some(d) = paths.lib.parent() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
     fn paths_in(d: &Path) -> Paths {
         Paths {
             lib: d.join("lib"),
@@ -785,6 +792,7 @@ mod tests {
                 .all(|p| !p.starts_with("/local/domain/0/backend/console/1"))
         );
         assert!(saved_config(&paths, 1).is_none());
+        cleanup(&paths);
     }
 
     #[test]
@@ -825,11 +833,12 @@ mod tests {
             "{}",
             e.0
         );
+        cleanup(&paths);
     }
 
     #[test]
     fn shutdown_pause_vcpus() {
-        let (hv, xs, _paths, _loaded, d) = created("spv", "");
+        let (hv, xs, paths, _loaded, d) = created("spv", "");
         let mut err = Vec::new();
         shutdown(&hv, &xs, Some("domu"), false, false, false, &mut err).unwrap();
         assert_eq!(
@@ -866,6 +875,7 @@ mod tests {
             s.lines().nth(1).unwrap(),
             "domu                                 1     0    0   -b-       5.3  all / all"
         );
+        cleanup(&paths);
     }
 
     #[test]
@@ -882,6 +892,7 @@ mod tests {
             "{log}"
         );
         assert!(hv.domain(d).is_none());
+        cleanup(&paths);
         // on_reboot=restart: destroyed and created again (new domid 5), then followed until gone.
         let (hv, xs, paths, loaded, d) = created("mon2", "on_crash='preserve'");
         shut(&hv, d, reason::REBOOT);
@@ -910,6 +921,7 @@ mod tests {
         );
         assert!(log.ends_with("Domain 5 has been destroyed.\n"), "{log}");
         assert_eq!(monitor_step(None), Next::Gone);
+        cleanup(&paths);
     }
 
     /// Runs the monitor; when the restarted domain 5 appears, kills it so the monitor ends.

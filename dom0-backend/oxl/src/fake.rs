@@ -26,6 +26,8 @@ pub struct FakeDomain {
     pub ports: Vec<u32>,
     pub pause_count: u32,
     pub flushed: Vec<(u64, u64)>,
+    /// Seeded grant entries (ref -> (backend, frame)).
+    pub grants: Vec<(u32, u64)>,
 }
 
 #[derive(Default)]
@@ -306,6 +308,13 @@ impl Hv for FakeHv {
             }
             d.ctx = Some(*ctx);
             d.info.nr_online_vcpus = 1;
+            Ok(())
+        })
+    }
+    fn seed_grants(&self, domid: u32, backend: u32, frames: &[u64]) -> SysResult<()> {
+        self.enter("seed_grants", Some(domid))?;
+        self.with(domid, |d| {
+            d.grants = frames.iter().map(|&f| (backend, f)).collect();
             Ok(())
         })
     }

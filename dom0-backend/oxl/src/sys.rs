@@ -254,6 +254,9 @@ pub trait Hv {
     fn cacheflush(&self, domid: u32, gfn: u64, nr: u64) -> SysResult<()>;
     fn set_param(&self, domid: u32, index: u32, value: u64) -> SysResult<()>;
     fn set_vcpu_context(&self, domid: u32, vcpu: u32, ctx: &VcpuContext) -> SysResult<()>;
+    /// Writes `grant_entry_v1 {GTF_permit_access, backend domid, frame}` at each grant ref of
+    /// `domid`'s table (libxl's `xc_dom_gnttab_seed`: ref 0 = console, 1 = xenstore).
+    fn seed_grants(&self, domid: u32, backend: u32, frames: &[u64]) -> SysResult<()>;
     fn vcpu_info(&self, domid: u32, vcpu: u32) -> SysResult<VcpuInfo>;
     fn pause(&self, domid: u32) -> SysResult<()>;
     fn unpause(&self, domid: u32) -> SysResult<()>;

@@ -218,6 +218,37 @@ impl Hv for XenHv {
         self.xc.set_vcpu_context(id(domid)?, vcpu, &c).map_err(e)
     }
 
+    fn seed_grants(&self, domid: u32, backend: u32, frames: &[u64]) -> SysResult<()> {
+        const XENMEM_RESOURCE_GRANT_TABLE: u32 = 1;
+        const GRANT_SHARED: u32 = 0;
+        const GTF_PERMIT_ACCESS: u16 = 1;
+        let backend = u16::try_from(backend)
+            .map_err(|_| SysError::msg(format!("domain id {backend} out of range")))?;
+        let mut map = xenctrl::ForeignMap::map_resource(
+            &self.xc,
+            id(domid)?,
+            XENMEM_RESOURCE_GRANT_TABLE,
+            GRANT_SHARED,
+            0,
+            1,
+        )
+        .map_err(e)?;
+        let page: &mut [u8] = &mut map;
+        for (r, &frame) in frames.iter().enumerate() {
+            let frame = u32::try_from(frame)
+                .map_err(|_| SysError::msg(format!("frame {frame:#x} too large for a v1 grant")))?;
+            let entry = page.get_mut(r * 8..r * 8 + 8).ok_or_else(|| {
+                SysError::msg(format!("grant ref {r} beyond the first grant frame"))
+            })?;
+            // grant_entry_v1 {flags u16, domid u16, frame u32}; flags last so the entry is
+            // complete before it is valid.
+            entry[2..4].copy_from_slice(&backend.to_le_bytes());
+            entry[4..8].copy_from_slice(&frame.to_le_bytes());
+            entry[0..2].copy_from_slice(&GTF_PERMIT_ACCESS.to_le_bytes());
+        }
+        Ok(())
+    }
+
     fn vcpu_info(&self, domid: u32, vcpu: u32) -> SysResult<VcpuInfo> {
         let d = id(domid)?;
         let v = self.xc.get_vcpu_info(d, vcpu).map_err(e)?;
