@@ -399,6 +399,15 @@ pub struct CreateEnv<'a> {
     pub console_timeout: Duration,
 }
 
+/// Whether the daemon whose pid file is `pidfile` runs (the file names a live process), as
+/// the init scripts check it; a stale file left by a dead daemon does not count.
+pub fn daemon_alive(pidfile: &std::path::Path) -> bool {
+    std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// A parsed configuration with the text it came from (saved for restarts).
 pub struct Loaded {
     pub cfg: DomainConfig,
@@ -465,7 +474,7 @@ pub fn create(
         rng_seed: rnd[16..].try_into().expect("128 bytes"),
         start_time: (env.now)(),
         paused,
-        wait_console: env.paths.run.join("xenconsoled.pid").exists(),
+        wait_console: daemon_alive(&env.paths.run.join("xenconsoled.pid")),
         console_timeout: env.console_timeout,
     };
     let domid = build::build(hv, xs, &input, progress).map_err(|e| fail(e.0))?;
@@ -834,6 +843,20 @@ mod tests {
             e.0
         );
         cleanup(&paths);
+    }
+
+    #[test]
+    fn daemon_pid_files() {
+        let d = tmp("pid");
+        let p = d.join("x.pid");
+        assert!(!daemon_alive(&p));
+        std::fs::write(&p, format!("{}\n", std::process::id())).unwrap();
+        assert!(daemon_alive(&p));
+        std::fs::write(&p, "999999999\n").unwrap();
+        assert!(!daemon_alive(&p));
+        std::fs::write(&p, "garbage").unwrap();
+        assert!(!daemon_alive(&p));
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]
