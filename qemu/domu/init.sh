@@ -10,6 +10,7 @@
 #         shuts the domain down (`reboot` reboots it: xl applies on_poweroff/on_reboot)
 #   check print `domu: key=value` facts the tests read (the domain's own xenstore name
 #         and domid, /sys/hypervisor/type), `domu: check done`, then power off
+#   facts the same facts and `domu: facts done`, then the shell (the domain stays up)
 # Failures print one `domu: ... failed` line each and never stop the script: `check`
 # always ends in a power-off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -60,17 +61,25 @@ fact() {
 SCEN=$(arg oxen.domu shell)
 echo "domu: scenario=$SCEN"
 
-case $SCEN in
-check)
+facts() {
     fact hypervisor cat /sys/hypervisor/type
     fact name timeout 30 xenstore-read name
     fact domid timeout 30 xenstore-read domid
     fact nr_cpus grep -c '^processor' /proc/cpuinfo
     fact mem_total_kb sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo
+}
+
+case $SCEN in
+check)
+    facts
     echo "domu: check done"
     off
     ;;
-shell)
+facts | shell)
+    if [ "$SCEN" = facts ]; then
+        facts
+        echo "domu: facts done"
+    fi
     echo 'export PS1="domu:\w# "' > /etc/profile
     echo "domu: starting shell ('poweroff' to shut the domain down)"
     # busybox poweroff/reboot/halt signal PID 1 (USR2/TERM/USR1): as init, honour them.
@@ -86,7 +95,7 @@ shell)
     done
     ;;
 *)
-    echo "domu: unknown scenario '$SCEN' (use shell or check)"
+    echo "domu: unknown scenario '$SCEN' (use shell, facts or check)"
     off
     ;;
 esac
