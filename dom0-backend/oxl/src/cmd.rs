@@ -399,6 +399,14 @@ pub struct CreateEnv<'a> {
     pub console_timeout: Duration,
 }
 
+/// An I/O error as `strerror` words it (no Rust `(os error N)` suffix).
+pub fn io_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
 /// Whether the daemon whose pid file is `pidfile` runs (the file names a live process), as
 /// the init scripts check it; a stale file left by a dead daemon does not count.
 pub fn daemon_alive(pidfile: &std::path::Path) -> bool {
@@ -417,8 +425,12 @@ pub struct Loaded {
 
 /// Reads and parses `file` with `key=value` overrides.
 pub fn load_config(file: &str, overrides: &[String]) -> Result<Loaded, Fail> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Fail(format!("Failed to read config file: {file}: {e}")))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Fail(format!(
+            "Failed to read config file: {file}: {}",
+            io_text(&e)
+        ))
+    })?;
     let settings = Settings::parse(file, &text, overrides).map_err(|e| Fail(e.to_string()))?;
     let cfg = settings.domain_config().map_err(|e| Fail(e.to_string()))?;
     let mut saved = text;
@@ -449,13 +461,15 @@ pub fn create(
             )));
         }
     }
-    let raw =
-        std::fs::read(&cfg.kernel).map_err(|e| fail(format!("kernel {}: {e}", cfg.kernel)))?;
+    let raw = std::fs::read(&cfg.kernel)
+        .map_err(|e| fail(format!("kernel {}: {}", cfg.kernel, io_text(&e))))?;
     let kernel =
         build::parse_kernel(&raw).map_err(|e| fail(format!("kernel {}: {e}", cfg.kernel)))?;
     drop(raw);
     let ramdisk = match &cfg.ramdisk {
-        Some(r) => Some(std::fs::read(r).map_err(|e| fail(format!("ramdisk {r}: {e}")))?),
+        Some(r) => {
+            Some(std::fs::read(r).map_err(|e| fail(format!("ramdisk {r}: {}", io_text(&e))))?)
+        }
         None => None,
     };
     let mut rnd = [0u8; 16 + 128];
