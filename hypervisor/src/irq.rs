@@ -108,9 +108,19 @@ pub fn handle_pending(cpu: usize) {
 /// The running vCPU's virtual timer fired: mask it in the guest's own
 /// CNTV_CTL (the guest unmasks it when it programs the next event, as Linux
 /// does) and make the virtual timer PPI pending for that vCPU.
+///
+/// Only if the loaded timer really fired (enabled, condition met, not
+/// masked): the PPI may have been raised by the previous vCPU's timer just
+/// before it was switched out, and masking the new vCPU's timer for it
+/// would silence that timer until its guest happens to reprogram it.
 fn virt_timer_fired() {
+    const CNTV_ENABLE: u64 = 1 << 0;
     const CNTV_IMASK: u64 = 1 << 1;
+    const CNTV_ISTATUS: u64 = 1 << 2;
     let ctl = sysreg::cntv_ctl_el0();
+    if ctl & (CNTV_ENABLE | CNTV_IMASK | CNTV_ISTATUS) != CNTV_ENABLE | CNTV_ISTATUS {
+        return;
+    }
     // SAFETY: masking the loaded vCPU's own timer output, which it observes
     // and controls; nothing else depends on it.
     unsafe { sysreg::set_cntv_ctl_el0(ctl | CNTV_IMASK) };
