@@ -71,7 +71,8 @@ impl Evtchn {
         sys::evtchn_reset(self.file.as_fd()).map_err(os("evtchn reset"))
     }
 
-    /// One fired port, or `None` if none is pending (never blocks).
+    /// One fired port, or `None` if none is pending (never blocks). If the
+    /// kernel's queue overflowed this fails (EFBIG) until [`Evtchn::reset`].
     pub fn pending(&self) -> Result<Option<u32>> {
         let mut b = [0u8; 4];
         match (&self.file).read(&mut b) {
@@ -120,5 +121,47 @@ impl Evtchn {
 impl AsFd for Evtchn {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_without_xen_is_one_line() {
+        if std::path::Path::new(EVTCHN_PATH).exists() {
+            return; // In Dom0: nothing to check.
+        }
+        let e = Evtchn::open().unwrap_err();
+        assert_eq!(e.errno(), Some(nix::libc::ENOENT));
+        let s = e.to_string();
+        assert!(s.starts_with("open /dev/xen/evtchn: "), "{s}");
+        assert!(!s.contains('\n'));
+    }
+
+    #[test]
+    fn calls_on_a_non_evtchn_file_are_errors() {
+        // /dev/null opens read-write but knows none of the ioctls.
+        let ev = Evtchn {
+            file: OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .unwrap(),
+        };
+        for r in [
+            ev.bind_virq(3),
+            ev.bind_unbound(0),
+            ev.bind_interdomain(0, 1),
+        ] {
+            assert_eq!(r.unwrap_err().errno(), Some(nix::libc::ENOTTY));
+        }
+        assert!(ev.notify(1).is_err());
+        assert!(ev.unbind(1).is_err());
+        // /dev/null reads as end-of-file: a short read is reported, not a port.
+        assert!(ev.pending().is_err());
+        assert_eq!(ev.pending_all().unwrap(), Vec::<u32>::new());
+        ev.unmask(5).unwrap(); // writes are swallowed
     }
 }

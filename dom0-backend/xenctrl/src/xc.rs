@@ -20,7 +20,7 @@ use xen_abi::hvm::{HVMOP_GET_PARAM, HVMOP_SET_PARAM, XenHvmParam};
 use xen_abi::hypercall::{self as hc, xenver};
 use xen_abi::memory::{XENMEM_POPULATE_PHYSMAP, XenMemoryReservation};
 use xen_abi::sysctl::{self as sc, XenSysctl};
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::domain::DomainInfo;
 use crate::error::{Error, Result};
@@ -878,11 +878,6 @@ impl Xc {
         self.sysctl(&mut s)?;
         Ok(s.payload::<sc::SysctlSchedulerOp>().params())
     }
-}
-
-/// A zeroed `T` (helper for callers building payloads).
-pub fn zeroed<T: FromZeros>() -> T {
-    T::new_zeroed()
 }
 
 #[cfg(test)]

@@ -70,3 +70,18 @@ impl DerefMut for XenbusBackend {
         self.ring.as_mut_slice()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_without_xen_is_one_line() {
+        if std::path::Path::new(XENBUS_BACKEND_PATH).exists() {
+            return; // In Dom0: nothing to check.
+        }
+        let s = XenbusBackend::open().unwrap_err().to_string();
+        assert!(s.starts_with("open /dev/xen/xenbus_backend: "), "{s}");
+        assert!(!s.contains('\n'));
+    }
+}
