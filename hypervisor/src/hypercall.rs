@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | 7 | `platform_op` | [`xen::misc::platform_op`] |
 //! | 12 | `memory_op` | [`xen::memory::memory_op`] |
+//! | 13 | `multicall` | [`xen::multicall::multicall`] |
 //! | 17 | `xen_version` | [`xen::version::xen_version`] |
 //! | 18 | `console_io` | [`xen::consoleio::console_io`] |
 //! | 20 | `grant_table_op` | [`xen::grant::grant_table_op`] |
@@ -52,6 +53,7 @@ pub fn handler(nr: u64) -> Option<Handler> {
     Some(match nr {
         hc::PLATFORM_OP => xen::misc::platform_op,
         hc::MEMORY_OP => xen::memory::memory_op,
+        hc::MULTICALL => xen::multicall::multicall,
         hc::XEN_VERSION => xen::version::xen_version,
         hc::CONSOLE_IO => xen::consoleio::console_io,
         hc::GRANT_TABLE_OP => xen::grant::grant_table_op,

@@ -245,6 +245,7 @@ const VM_ASSIST: u64 = hc::VM_ASSIST;
 const PLATFORM_OP: u64 = hc::PLATFORM_OP;
 const PHYSDEV_OP: u64 = hc::PHYSDEV_OP;
 const DOMCTL: u64 = hc::DOMCTL;
+const MULTICALL: u64 = hc::MULTICALL;
 const SYSCTL: u64 = hc::SYSCTL;
 /// `XEN_DOMCTL_INTERFACE_VERSION` = `XEN_SYSCTL_INTERFACE_VERSION` in 4.17.
 const TOOLS_VERSION: u32 = 0x15;
@@ -382,6 +383,11 @@ pub const CASES: &[Case] = &[
     case("sysctl unmapped", Call::Xen(SYSCTL, [A::U, Z, Z, Z, Z]), &[], ret(EFAULT)),
     case("sysctl version 0", Call::Xen(SYSCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 3)], ret(EACCES)),
     case("sysctl physinfo", Call::Xen(SYSCTL, [S, Z, Z, Z, Z]), &[Field::U32(0, 3), Field::U32(4, TOOLS_VERSION)], Expect::Role { domu: EPERM, dom0: 0 }),
+    // common/multicall.c do_multicall: the list is copied per entry
+    // (-EFAULT); a nested multicall and an unknown op answer in `result`.
+    case("multicall unmapped", Call::Xen(MULTICALL, [A::U, A::V(1), Z, Z, Z]), &[], ret(EFAULT)),
+    case("multicall nested", Call::Xen(MULTICALL, [S, A::V(1), Z, Z, Z]), &[Field::U64(0, A::V(13))], Expect::Status(8, EINVAL as i16)),
+    case("multicall op 63", Call::Xen(MULTICALL, [S, A::V(1), Z, Z, Z]), &[Field::U64(0, A::V(63))], Expect::Status(8, ENOSYS as i16)),
     // arch/arm/vpsci.c, vsmc.c.
     case("psci cpu_on mpidr 7", Call::Smccc(PSCI_CPU_ON, [A::V(7), A::V(0x4008_0000), Z]), &[], ret(PSCI_INVALID_PARAMETERS)),
     case("psci cpu_on mpidr 0xff00", Call::Smccc(PSCI_CPU_ON, [A::V(0xff00), A::V(0x4008_0000), Z]), &[], ret(PSCI_INVALID_PARAMETERS)),

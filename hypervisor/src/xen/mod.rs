@@ -43,6 +43,7 @@ pub(crate) mod evtchn;
 pub(crate) mod grant;
 pub(crate) mod memory;
 pub(crate) mod misc;
+pub(crate) mod multicall;
 mod phys;
 pub(crate) mod schedop;
 pub(crate) mod sysctl;
