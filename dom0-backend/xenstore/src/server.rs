@@ -38,6 +38,8 @@ const DOMID_SELF: i64 = 0x7FF0;
 /// Largest queued output for an unprivileged connection (C's hard memory
 /// quota, 2.5 MiB).
 pub const DOMAIN_OUTPUT_MAX: usize = 2 * 1024 * 1024 + 512 * 1024;
+/// Requests taken from one domain ring per [`Server::service_rings`] call.
+pub const RING_BATCH: usize = 64;
 /// Largest queued output for a socket client before it is dropped.
 pub const SOCKET_OUTPUT_MAX: usize = 16 * 1024 * 1024;
 /// Name of the domain-introduction special watch.
@@ -158,6 +160,9 @@ pub struct Server<H: Hypervisor> {
     /// trace file (`-T`).
     pub tracing: bool,
     traces: Vec<String>,
+    /// Requests taken from one ring per [`Server::service_rings`] call
+    /// ([`RING_BATCH`]).
+    pub ring_batch: usize,
 }
 
 type Reply = Result<Vec<u8>, XsError>;
@@ -190,6 +195,7 @@ impl<H: Hypervisor> Server<H> {
             logs: Vec::new(),
             tracing: false,
             traces: Vec::new(),
+            ring_batch: RING_BATCH,
         }
     }
 
@@ -405,25 +411,38 @@ impl<H: Hypervisor> Server<H> {
     /// Moves requests in and replies out of every domain ring, notifying
     /// each domain whose ring moved. Call after any event-channel
     /// notification and after socket input (which may fire watches).
-    pub fn service_rings(&mut self) {
+    /// At most [`RING_BATCH`] requests are taken from each domain per call,
+    /// so a flooding domain cannot starve the others; returns true if some
+    /// domain still has requests waiting (call again without sleeping).
+    pub fn service_rings(&mut self) -> bool {
         let ids: Vec<u16> = self.domains.keys().copied().collect();
+        let mut more = false;
         for &d in &ids {
-            self.ring_input(d);
+            more |= self.ring_input(d);
         }
         for &d in &ids {
             self.ring_output(d);
         }
+        more
     }
 
-    fn ring_input(&mut self, domid: u16) {
+    /// Takes requests from a domain's ring; true if it stopped at the batch
+    /// limit.
+    fn ring_input(&mut self, domid: u16) -> bool {
         let mut moved = false;
+        let mut done = 0;
+        let mut more = false;
         let quota = self.store.quota.outstanding;
         loop {
+            if done >= self.ring_batch {
+                more = true;
+                break;
+            }
             let Some(id) = self.domains.get(&domid).map(|d| d.conn) else {
-                return;
+                return false;
             };
             let Some(c) = self.conns.get_mut(&id) else {
-                return;
+                return false;
             };
             if c.ignored || (!c.caller.privileged && c.replies_queued() >= quota) {
                 break;
@@ -431,6 +450,7 @@ impl<H: Hypervisor> Server<H> {
             match c.decoder.next_msg() {
                 Ok(Some(m)) => {
                     self.process(id, m);
+                    done += 1;
                     continue;
                 }
                 Ok(None) => {}
@@ -441,7 +461,7 @@ impl<H: Hypervisor> Server<H> {
             }
             let mut buf = vec![0u8; c.decoder.wanted()];
             let Some(dom) = self.domains.get_mut(&domid) else {
-                return;
+                return false;
             };
             let res = RingPage::new(dom.ring.page()).map(|r| r.read_requests(&mut buf));
             match res {
@@ -459,6 +479,7 @@ impl<H: Hypervisor> Server<H> {
         if moved && let Some(p) = self.domains.get(&domid).map(|d| d.port) {
             self.hv.notify(p);
         }
+        more
     }
 
     fn ring_output(&mut self, domid: u16) {

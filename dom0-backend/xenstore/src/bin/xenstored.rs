@@ -412,7 +412,7 @@ impl Daemon {
 
     fn run(&mut self) -> ! {
         // Serve whatever the Dom0 kernel queued before we attached.
-        self.server.service_rings();
+        let mut busy = self.server.service_rings();
         loop {
             self.flush_logs();
             let ids: Vec<ConnId> = self.socks.keys().copied().collect();
@@ -436,7 +436,12 @@ impl Daemon {
                         fds.push(PollFd::new(s.as_fd(), fl));
                     }
                 }
-                match poll(&mut fds, PollTimeout::from(500u16)) {
+                let timeout = if busy {
+                    PollTimeout::ZERO
+                } else {
+                    PollTimeout::from(500u16)
+                };
+                match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => {
                         self.log.line(&format!("poll: {e}"));
@@ -464,7 +469,7 @@ impl Daemon {
             }
             // Rings are cheap to scan: service them every round (a missed
             // notification costs at most one poll timeout).
-            self.server.service_rings();
+            busy = self.server.service_rings();
             self.write_socks();
         }
     }

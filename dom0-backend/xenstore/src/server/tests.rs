@@ -828,3 +828,25 @@ fn special_watch_permissions() {
         vec![("@releaseDomain".into(), "rel".into())]
     );
 }
+
+#[test]
+fn a_flooding_domain_is_served_in_batches() {
+    let mut s = srv();
+    let a = s.add_socket_conn();
+    introduce(&mut s, a, 1);
+    s.ring_batch = 4;
+    let one = Msg::new(XS_GET_DOMAIN_PATH, 1, 0, b"1\0".to_vec()).encode();
+    {
+        let r = RingPage::new(s.ring_page(1).unwrap()).unwrap();
+        for _ in 0..10 {
+            r.write_requests(&one).unwrap();
+        }
+    }
+    assert!(s.service_rings(), "more work pending after one batch");
+    let r = RingPage::new(s.ring_page(1).unwrap()).unwrap();
+    assert_eq!(r.indexes()[0] as usize, 4 * one.len());
+    assert!(s.service_rings());
+    assert!(!s.service_rings(), "10 requests: 4 + 4 + 2");
+    let r = RingPage::new(s.ring_page(1).unwrap()).unwrap();
+    assert_eq!(r.indexes()[0] as usize, 10 * one.len());
+}
