@@ -385,7 +385,7 @@ impl Drop for Domain {
                 log::error!("{}: returning RAM {r}: {e:?}", self.id);
             }
         }
-        log::info!("{}: destroyed, {} KiB returned", self.id, bytes >> 10);
+        log::info!("{}: freed, {} KiB returned", self.id, bytes >> 10);
     }
 }
 
@@ -469,7 +469,11 @@ pub fn destroy(dom: &Arc<Domain>) -> bool {
         ZOMBIES.lock().push(Arc::downgrade(dom));
     }
     crate::sched::kick_all();
-    log::info!("{}: destroyed ('{}')", dom.id, dom.name);
+    if dom.name.is_empty() {
+        log::info!("{}: destroyed", dom.id);
+    } else {
+        log::info!("{}: destroyed ('{}')", dom.id, dom.name);
+    }
     notify_dom0_exc();
     true
 }
