@@ -38,6 +38,7 @@ mod qemu;
 mod running;
 #[cfg(test)]
 mod selftest;
+mod shell;
 
 pub use dom0::{DOM0_KERNEL_ADDR, LinuxDom0, initrd_addr_after};
 pub use dtb::{DomainNode, dom0less_dtb, domain_nodes_dts, insert_under_chosen};
@@ -45,6 +46,7 @@ pub use error::{Error, ErrorKind, REPORT_TAIL_LINES, Report};
 pub use pattern::{Pattern, re};
 pub use qemu::{DEFAULT_QEMU, GUEST_LOADER_BASE, Qemu, default_forbidden};
 pub use running::{Line, Running, max_concurrent};
+pub use shell::{Output, Shell, is_console_noise};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
