@@ -26,8 +26,8 @@
 #           Dom0 into .cache/xen-ref/); oxen's side is our Dom0 image (.cache/dom0: our xl,
 #           xenstored, xenconsoled started by /etc/init.d/xencommons). The same scripts run on
 #           both: bench.sh appends a small initramfs to each Dom0 initramfs with /bench-xl-init
-#           (Dom0, started with rdinit=) and the DomU's /bench-xl-domu. Times are read from
-#           /proc/uptime in the guests (10 ms resolution), i.e. guest time.
+#           (Dom0, started with rdinit=) and the DomU's /bench-xl-domu. Times are the guests'
+#           monotonic clocks (/proc/timer_list, ns), i.e. guest time under icount.
 # Figures: median (min-max) over the runs that produced them. A run that does not reach
 # Dom0's /init (timeout, panic, early QEMU exit) counts as "n/a"; the other runs of that
 # hypervisor and kind are skipped then (BENCH_KEEP_GOING=1 tries them all).
@@ -165,8 +165,15 @@ hostname dom0
 say() { echo "bench-xl: $*"; }
 off() { say "done"; sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; while :; do sleep 60; done; }
 show() { sed "s/^/bench-xl-out: /" "$1"; }
-now() { read -r NOW _ < /proc/uptime; }          # no fork
-sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+now() { read -r NOW _ < /proc/uptime; }          # no fork, 10 ms resolution
+# stamp: STAMP = a finer clock for the measured intervals: the kernel's monotonic clock in
+# ns from /proc/timer_list (one awk fork, the same on both hypervisors), else /proc/uptime
+if [ -r /proc/timer_list ]; then
+    stamp() { STAMP=$(awk '/^now at/ { printf "%.6f", $3 / 1e9; exit }' /proc/timer_list); }; CLOCK=timer_list
+else
+    stamp() { now; STAMP=$NOW; }; CLOCK=uptime
+fi
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 mkfifo /run/.nap; exec 9<>/run/.nap
 nap() { read -r -t 0.01 _ <&9; }                  # 10 ms, no fork
 for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs; do modprobe "$m" 2>/dev/null; done
@@ -182,6 +189,7 @@ else                                             # Debian's toolstack, as its xe
     xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
 fi
 now; say "toolstack_start_s=$(sub "$T" "$NOW")"
+say "clock=$CLOCK"
 CONLOG=/var/log/xen/console/guest-domu.log
 LOGFD=
 # wait_for PATTERN SECONDS: follow the DomU console log (10 ms polls, no fork); WAIT_T is
@@ -195,17 +203,17 @@ wait_for() {
     while :; do
         if IFS= read -r line <&8; then
             line="$buf$line"; buf=""
-            case $line in *"$1"*) now; WAIT_T=$NOW; WAIT_LINE=$(echo "$line" | tr -d '\r'); return 0 ;; esac
+            case $line in *"$1"*) stamp; WAIT_T=$STAMP; WAIT_LINE=$(echo "$line" | tr -d '\r'); return 0 ;; esac
         else
             buf="$buf$line"
             nap; now; [ "${NOW%.*}" -ge "$end" ] && return 1
         fi
     done
 }
-now; T0=$NOW
+stamp; T0=$STAMP
 xl create /etc/bench/domu.cfg > /tmp/create.out 2>&1
 rc=$?
-now; T1=$NOW
+stamp; T1=$STAMP
 say "xl_create_rc=$rc"
 [ $rc = 0 ] || { show /tmp/create.out; off; }
 say "xl_create_s=$(sub "$T0" "$T1")"
@@ -222,10 +230,10 @@ else
     say "error=no xenstore-read figure from the DomU"
 fi
 wait_for DOMU-DONE 60
-now; T0=$NOW
+stamp; T0=$STAMP
 xl destroy domu > /tmp/destroy.out 2>&1
 rc=$?
-now; T1=$NOW
+stamp; T1=$STAMP
 say "xl_destroy_rc=$rc"
 if [ $rc = 0 ]; then say "xl_destroy_s=$(sub "$T0" "$T1")"; else show /tmp/destroy.out; fi
 xl list > /tmp/list.out 2>&1
@@ -247,14 +255,20 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 # xenstore round trips through the xenbus ring + event channel: one process doing N
 # reads minus one process doing 1 read (as the Xen reference harness's evtchn scenario)
-cs() { awk '{ printf "%d", $1 * 100 }' /proc/uptime; }
+# (clock: /proc/timer_list in ns, else /proc/uptime, 10 ms / N; the fork of the clock
+# reader cancels out in the difference)
+if [ -r /proc/timer_list ]; then
+    t() { awk '/^now at/ { printf "%.6f", $3 / 1e9; exit }' /proc/timer_list; }
+else
+    t() { awk '{ print $1 }' /proc/uptime; }
+fi
 N=200; K=""; i=0
 while [ $i -lt $N ]; do K="$K domid"; i=$((i + 1)); done
 cd /
-a=$(cs); xenstore-read domid > /dev/null; b=$(cs)
-c=$(cs); xenstore-read $K > /dev/null; rc=$?; d=$(cs)
+a=$(t); xenstore-read domid > /dev/null; b=$(t)
+c=$(t); xenstore-read $K > /dev/null; rc=$?; d=$(t)
 [ $rc = 0 ] || echo "DOMU-XS-READ failed (status $rc)"
-echo "DOMU-XS-READ-US=$(awk -v a=$a -v b=$b -v c=$c -v d=$d -v n=$N 'BEGIN { printf "%.0f", ((d - c) - (b - a)) / (n - 1) * 1e4 }') n=$N"
+echo "DOMU-XS-READ-US=$(awk -v a=$a -v b=$b -v c=$c -v d=$d -v n=$N 'BEGIN { printf "%.1f", ((d - c) - (b - a)) / (n - 1) * 1e6 }') n=$N"
 echo "DOMU-DONE"
 while :; do sleep 3600; done
 XLDOMU
@@ -273,7 +287,8 @@ xl_initrd() {
             if ! paths=$(bash "$HERE/xen-xl-compat.sh" --build-only); then
                 XL_SKIP[xen]="qemu/xen-xl-compat.sh --build-only failed"; return 1
             fi
-            base=$(echo "$paths" | sed -n 1p); domu=$(echo "$paths" | sed -n 2p) ;;
+            base=$(echo "$paths" | sed -n 1p); domu=$(echo "$paths" | sed -n 2p)
+            [ -n "$base" ] || { XL_SKIP[xen]="qemu/xen-xl-compat.sh --build-only printed no paths"; return 1; } ;;
     esac
     if [ ! -s "$base" ] || [ ! -s "$domu" ]; then XL_SKIP[$hyp]="$base or $domu missing"; return 1; fi
     w=$(mktemp -d "${TMPDIR:-/tmp}/bench-xl.XXXXXX") || die "mktemp failed"
@@ -587,7 +602,7 @@ MK=$(mem_kind)
     echo "- *wall* runs use QEMU's default TCG (MTTCG, one host thread per vCPU): host-load dependent. *icount* runs add \`-icount shift=0,sleep=off\` (guest clock = instruction count, 1 ns per instruction, idle time skipped; QEMU then runs all vCPUs on one host thread, MTTCG cannot do icount): their guest times do not depend on the host."
     echo "- /init time: host time from QEMU start to the \`OXEN-DOM0-INIT\` console line; guest time: \`/proc/uptime\` read by /init (10 ms resolution) and the kernel's printk stamp of \`Run /init as init process\`; both count from the Dom0 kernel's own start (its timekeeping starts at 0), so the hypervisor's boot is not in them."
     echo "- evtchn round trip: \`evtchn-ping $PING\` in Dom0 (two /dev/xen/evtchn handles bound by a loopback interdomain channel), its median and mean."
-    [ -n "$XL_KINDS" ] && echo "- Toolstack rows: Dom0 booted with \`$XL_DOM0_ARGS\` from its initramfs + the bench overlay (\`$OUT/xl/\`). Xen: Debian's xl/libxl/oxenstored/xenconsoled 4.17 ($(sed -n 's/^xen-utils-4.17=//p' "$CACHE/xen-ref/manifest.txt" 2>/dev/null)); oxen: our xl, xenstored, xenconsoled (/etc/init.d/xencommons). DomU: PVH, 1 vCPU, 256 MiB, PV console only, same kernel. \`xl create\` → DomU /init: from the start of \`xl create\` to the DomU's first /init line in xenconsoled's log (polled every 10 ms). \`xenstore-read\` round trip: measured in the DomU, one process doing 200 reads of \`domid\` minus a 1-read process, per read (10 ms clock: ±50 µs). All from /proc/uptime (10 ms resolution)."
+    [ -n "$XL_KINDS" ] && echo "- Toolstack rows: Dom0 booted with \`$XL_DOM0_ARGS\` from its initramfs + the bench overlay (\`$OUT/xl/\`). Xen: Debian's xl/libxl/oxenstored/xenconsoled 4.17 ($(sed -n 's/^xen-utils-4.17=//p' "$CACHE/xen-ref/manifest.txt" 2>/dev/null)); oxen: our xl, xenstored, xenconsoled (/etc/init.d/xencommons). DomU: PVH, 1 vCPU, 256 MiB, PV console only, same kernel. \`xl create\` → DomU /init: from the start of \`xl create\` to the DomU's first /init line in xenconsoled's log (polled every 10 ms). \`xenstore-read\` round trip: measured in the DomU, one process doing 200 reads of \`domid\` (one transaction) minus a 1-read process, per read. Clock: the guest kernel's monotonic clock in ns from /proc/timer_list (an awk fork per stamp, the same on both); the DomU /init line is looked for every 10 ms."
     echo "- Hypervisor memory = RAM − memory free for domains − Dom0's memory. Xen: free = sum over its heap zones from the \`m\` debug key (memory info), sent on the serial console once Dom0's /init runs (what \`xl info\` free_memory reports: 1504 MiB in the reference run); Xen has freed the boot modules by then, so both rows are equal. oxen: ${MEM} MiB − Dom0's ${DOM0_MEM} MiB − the \`MiB free for domains\` figure of its \`boot modules released\` line (printed after Dom0 is built and the boot modules are given back). Older oxen builds printed only the figure from before Dom0 is built, which still counts the boot modules (Dom0 Image + initrd, $(awk -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", b / 1048576 }') MiB), which the second row leaves out."
     echo "- n/a (did not reach /init): Dom0 never printed \`OXEN-DOM0-INIT\` (timeout ${TIMEOUT} s, ${SILENCE} s of console silence, panic or QEMU exit); see the run's log. [k/N runs]: only k runs gave the figure."
     echo "- Raw logs (console stamped with host seconds since QEMU start) and per-run figures: \`$OUT/\`."
