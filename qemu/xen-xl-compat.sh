@@ -34,8 +34,7 @@
 #           vcpu-list with it, xenstore-ls, xl destroy, xl list; then the same DomU with a
 #           PV disk (loop-backed file) and a vif on xenbr0 (Debian's block / vif-bridge
 #           scripts): create, DomU /init, disk + network up in the DomU, destroy
-#   bench   (used by qemu/bench.sh) xl create of the minimal DomU, DomU /init, the DomU's
-#           xenstore-read round trip, xl destroy; prints `XLC-BENCH: key=value` lines
+# (qemu/bench.sh boots the same Dom0 image with its own /bench-xl-init appended.)
 #
 # Environment (defaults in brackets): XLC_CACHE [.cache/xen-ref]  XLC_OXEN [build/oxen.bin]
 #   XLC_TIMEOUT [1200] (s, whole run)  XLC_STEP_TIMEOUT [240] (s, each command in Dom0)
@@ -183,11 +182,11 @@ XEN_BIN=$ROOT/boot/xen-4.17-arm64
 # ---------------------------------------------------------------- the guests' /init
 # Dom0 /init (bash). Conventions: `XLC-BEGIN <step>`, `XLC-OUT| <line>` (the step's
 # output), `XLC-END rc=<n> s=<seconds> <step>`, `XLC-CHECK <step>: <problem>` (a command that
-# exited 0 but did the wrong thing), `XLC-BENCH: key=value`, `XLC-DONE`.
+# exited 0 but did the wrong thing), `XLC-DONE`.
 write_dom0_init() {
 cat > "$1" <<'DOM0INIT'
 #!/bin/bash
-# Dom0 /init of qemu/xen-xl-compat.sh (Debian's Xen 4.17 toolstack). xlc.mode=compat|bench
+# Dom0 /init of qemu/xen-xl-compat.sh (Debian's Xen 4.17 toolstack). xlc.mode=compat
 export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TERM=dumb LANG=C
 /bin/busybox mount -t proc proc /proc
@@ -351,43 +350,14 @@ compat)
     create_round " (disk + vif)" full
     [ -f /var/log/messages ] && grep -E 'block|vif|xen' /var/log/messages | sed 's/^/XLC-SYSLOG| /'
     ;;
-bench)
-    domu_cfg bench
-    reset_console
-    t0=$EPOCHREALTIME
-    xl create /etc/xen/domu.cfg > /tmp/create.out 2>&1; rc=$?
-    t1=$EPOCHREALTIME
-    sed 's/^/XLC-OUT| /' /tmp/create.out
-    echo "XLC-BENCH: xl_create_rc=$rc"
-    echo "XLC-BENCH: xl_create_s=$(dt "$t0" "$t1")"
-    if [ $rc = 0 ] && wait_console DOMU-INIT 300; then
-        echo "XLC-BENCH: create_to_domu_init_s=$(dt "$t0" "$WAIT_T")"
-        echo "XLC-BENCH: domu_uptime_at_init_s=${WAIT_LINE##*uptime=}"
-        if wait_console DOMU-XS-READ-US 300; then
-            v=${WAIT_LINE##*DOMU-XS-READ-US=}; echo "XLC-BENCH: domu_xenstore_read_us=${v%% *}"
-        fi
-        wait_console DOMU-DONE 60
-        t0=$EPOCHREALTIME
-        xl destroy domu > /tmp/destroy.out 2>&1; rc=$?
-        t1=$EPOCHREALTIME
-        sed 's/^/XLC-OUT| /' /tmp/destroy.out
-        echo "XLC-BENCH: xl_destroy_rc=$rc"
-        echo "XLC-BENCH: xl_destroy_s=$(dt "$t0" "$t1")"
-    else
-        echo "XLC-BENCH: error=no DOMU-INIT"
-        tail -n 20 "$CONLOG" 2>/dev/null | sed 's/^/XLC-OUT| /'
-    fi
-    ;;
 *) echo "XLC-NOTE unknown xlc.mode=$MODE" ;;
 esac
 finish
 DOM0INIT
 }
 
-# DomU /init (busybox sh): DOMU-INIT first (as the reference DomU), then by xlc.domu=:
-#   compat  mount xvda, bring eth0 up when they exist (DOMU-FACT lines), DOMU-READY
-#   bench   the xenstore-read round trip (one process doing 200 reads of `domid` minus a
-#           process doing one, per read: DOMU-XS-READ-US=<us>), DOMU-DONE
+# DomU /init (busybox sh): DOMU-INIT first (as the reference DomU), its xenstore name, then
+# mounts xvda and brings eth0 up when they exist (DOMU-FACT lines), DOMU-READY, DOMU-DONE
 write_domu_init() {
 cat > "$1" <<'DOMUINIT'
 #!/bin/busybox sh
@@ -399,34 +369,21 @@ export PATH=/usr/bin:/usr/sbin:/bin:/sbin
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
-arg() { for a in $(cat /proc/cmdline); do case $a in "$1"=*) echo "${a#*=}"; return;; esac; done; echo "$2"; }
-cs() { awk '{printf "%d", $1*100}' /proc/uptime; }
 wait_for() { i=0; while [ ! -e "$1" ] && [ $i -lt "$2" ]; do sleep 0.1; i=$((i+1)); done; [ -e "$1" ]; }
-case $(arg xlc.domu compat) in
-bench)
-    N=200; K=""; i=0
-    while [ $i -lt $N ]; do K="$K domid"; i=$((i+1)); done
-    a=$(cs); xenstore-read domid > /dev/null; b=$(cs)
-    c=$(cs); xenstore-read $K > /dev/null; d=$(cs)
-    echo "DOMU-XS-READ-US=$(awk -v a=$a -v b=$b -v c=$c -v d=$d -v n=$N 'BEGIN{printf "%.0f", ((d-c)-(b-a))/(n-1)*1e4}') n=$N"
-    ;;
-*)
-    echo "DOMU-FACT name=$(xenstore-read name 2>&1)"
-    modprobe xen-blkfront; modprobe xen-netfront; modprobe crc32c_generic; modprobe ext4
-    if wait_for /dev/xvda 50; then
-        if mount -t ext4 /dev/xvda /mnt && [ -s /mnt/hello.txt ]; then echo "DOMU-FACT disk=ok"; else echo "DOMU-FACT disk=mount-failed"; fi
-    else
-        echo "DOMU-FACT disk=no-xvda"
-    fi
-    if wait_for /sys/class/net/eth0 50; then
-        ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up
-        if ping -c 2 -W 3 192.0.2.1 > /dev/null 2>&1; then echo "DOMU-FACT eth0=ok"; else echo "DOMU-FACT eth0=no-ping"; fi
-    else
-        echo "DOMU-FACT eth0=missing"
-    fi
-    echo "DOMU-READY"
-    ;;
-esac
+echo "DOMU-FACT name=$(xenstore-read name 2>&1)"
+modprobe xen-blkfront; modprobe xen-netfront; modprobe crc32c_generic; modprobe ext4
+if wait_for /dev/xvda 50; then
+    if mount -t ext4 /dev/xvda /mnt && [ -s /mnt/hello.txt ]; then echo "DOMU-FACT disk=ok"; else echo "DOMU-FACT disk=mount-failed"; fi
+else
+    echo "DOMU-FACT disk=no-xvda"
+fi
+if wait_for /sys/class/net/eth0 50; then
+    ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up
+    if ping -c 2 -W 3 192.0.2.1 > /dev/null 2>&1; then echo "DOMU-FACT eth0=ok"; else echo "DOMU-FACT eth0=no-ping"; fi
+else
+    echo "DOMU-FACT eth0=missing"
+fi
+echo "DOMU-READY"
 echo "DOMU-DONE"
 while :; do sleep 3600; done
 DOMUINIT
