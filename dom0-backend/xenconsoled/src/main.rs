@@ -4,8 +4,10 @@
 //! writes its pid file and serves until SIGTERM/SIGINT. Once daemonized its messages go to
 //! `/var/log/xen/xenconsoled.log`.
 use clap::Parser;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use xenconsoled::cli::{Cli, LogWhat};
@@ -20,11 +22,39 @@ fn fail(msg: impl std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
-fn write_pid_file(path: &Path) -> std::io::Result<()> {
+/// The pid file, open and exclusively locked for the daemon's life (the lock passes to
+/// the daemonized child): a second xenconsoled finds it locked and stops.
+type PidFile = Flock<std::fs::File>;
+
+fn lock_pid_file(path: &Path) -> Result<PidFile, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    std::fs::write(path, format!("{}\n", std::process::id()))
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        let pid = std::fs::read_to_string(path).unwrap_or_default();
+        match e {
+            nix::errno::Errno::EWOULDBLOCK => format!(
+                "already running (pid {} in {}): stop it first (/etc/init.d/xencommons stop)",
+                pid.trim(),
+                path.display()
+            ),
+            e => format!("cannot lock {}: {e}", path.display()),
+        }
+    })
+}
+
+fn write_pid(f: &mut PidFile) -> std::io::Result<()> {
+    f.set_len(0)?;
+    f.seek(SeekFrom::Start(0))?;
+    writeln!(&mut **f, "{}", std::process::id())
 }
 
 fn main() {
@@ -61,6 +91,8 @@ fn main() {
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .unwrap_or_else(|e| fail(format!("signalfd failed: {e}")));
 
+    let mut pid_file = lock_pid_file(&cli.pid_file).unwrap_or_else(|e| fail(e));
+
     if !cli.interactive {
         if let Err(e) = nix::unistd::daemon(false, false) {
             fail(format!("daemonizing failed: {e}"));
@@ -73,7 +105,7 @@ fn main() {
             let _ = nix::unistd::dup2_stderr(&f);
         }
     }
-    if let Err(e) = write_pid_file(&cli.pid_file) {
+    if let Err(e) = write_pid(&mut pid_file) {
         fail(format!("cannot write {}: {e}", cli.pid_file.display()));
     }
 
@@ -90,7 +122,8 @@ fn main() {
             1
         }
     };
-    let _ = std::fs::remove_file(&cli.pid_file);
+    let _ = std::fs::remove_file(&cli.pid_file); // still locked by us: it is ours
+    drop(pid_file);
     std::process::exit(status);
 }
 
