@@ -179,7 +179,7 @@ pub fn info(u: &Uname, p: &PhysInfo, v: &VersionInfo, sched: &str, free_cpus: u3
     .filter(|(on, _)| *on)
     .map(|(_, s)| *s)
     .collect();
-    let per_mib = u64::from((1u32 << 20) / v.pagesize.max(1));
+    let per_mib = u64::from((1u32 << 20) / v.pagesize.max(1)).max(1);
     l.push(("virt_caps", caps));
     l.push(("total_memory", (p.total_pages / per_mib).to_string()));
     l.push((
@@ -367,5 +367,13 @@ mod tests {
         assert_eq!(out, include_str!("../testdata/xl-info.txt"));
         assert_eq!(info_filter(&out, "free_memory"), "1504\n");
         assert_eq!(info_filter(&out, "virt_caps"), "hvm hap vpmu gnttab-v1\n");
+        // A nonsense page size from the hypervisor does not crash xl info.
+        for pagesize in [0, 3, u32::MAX] {
+            let odd = VersionInfo {
+                pagesize,
+                ..v.clone()
+            };
+            assert!(info(&u, &p, &odd, "credit2", 0).contains("total_memory"));
+        }
     }
 }
