@@ -330,6 +330,18 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
             cfg.max_vcpus, phys.nr_cpus
         )));
     }
+    // vCPU hard affinity, checked against the host's CPUs before anything exists.
+    let nr_cpus = phys.max_cpu_id + 1;
+    let mut affinity = Vec::new();
+    if let Some(spec) = &cfg.cpus {
+        for v in 0..cfg.max_vcpus {
+            if let Some(list) = spec.for_vcpu(v as usize) {
+                let map = crate::cfg::parse_cpulist(list, nr_cpus)
+                    .map_err(|e| BuildError(format!("cpus: {e}")))?;
+                affinity.push((v, map));
+            }
+        }
+    }
     let ver = step("xen_version", hv.version())?;
     if !ver
         .capabilities
@@ -455,6 +467,14 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
 
     // libxl__build_pre.
     step("max_vcpus", hv.max_vcpus(domid, cfg.max_vcpus))?;
+    for (v, map) in &affinity {
+        step("setvcpuaffinity", hv.set_vcpu_affinity(domid, *v, map))?;
+    }
+    if cfg.weight.is_some() || cfg.cap.is_some() {
+        let w = cfg.weight.map(|w| w as u16);
+        let c = cfg.cap.map(|c| c as u16);
+        step("scheduler parameters", hv.set_sched_credit(domid, w, c))?;
+    }
     step("max_mem", hv.max_mem(domid, cfg.max_memkb + 1024))?;
     let store_port = step(
         "allocating the xenstore event channel",
@@ -1007,6 +1027,9 @@ mod tests {
             Some("offline")
         );
         assert_eq!(xs.value("/local/domain/1/name").as_deref(), Some("domu"));
+        // No cpus/weight/cap: affinity and scheduler left alone.
+        assert!(hv.domain(d).unwrap().affinity.is_empty());
+        assert!(!hv.calls().iter().any(|c| c.starts_with("set_sched_credit")));
     }
 
     #[test]
@@ -1061,6 +1084,28 @@ mod tests {
             "{e}"
         );
         assert!(hv.domain(1).is_none());
+    }
+
+    #[test]
+    fn affinity_and_scheduler() {
+        let hv = FakeHv::new();
+        let cfg = config("vcpus=2\ncpus=['1', '0-1']\nweight=512\ncap=50");
+        let mut inp = input(&cfg);
+        inp.wait_console = false;
+        let d = build(&hv, &FakeStore::new(), &inp, &mut |_| {}).unwrap();
+        let dom = hv.domain(d).unwrap();
+        assert_eq!(dom.affinity.get(&0), Some(&vec![0b10]));
+        assert_eq!(dom.affinity.get(&1), Some(&vec![0b11]));
+        assert_eq!(dom.sched, (512, 50));
+        // A CPU the host lacks is refused before the domain exists.
+        let hv = FakeHv::new();
+        let cfg = config("cpus='0-7'");
+        let e = build(&hv, &FakeStore::new(), &input(&cfg), &mut |_| {}).unwrap_err();
+        assert_eq!(
+            e.0,
+            "cpus: invalid CPU list \"0-7\": CPU 7 does not exist (the host has 2)"
+        );
+        assert!(!hv.calls().iter().any(|c| c == "create_domain"));
     }
 
     #[test]

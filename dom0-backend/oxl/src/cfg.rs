@@ -438,6 +438,71 @@ impl Action {
     }
 }
 
+/// A vCPU affinity setting as written: the same CPU list for every vCPU (`cpus = "0-3"`), or
+/// one list per vCPU (`cpus = ["0", "1-2"]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuSpec {
+    All(String),
+    PerVcpu(Vec<String>),
+}
+
+impl CpuSpec {
+    /// The CPU list of vCPU `v` (`None`: the vCPU keeps the default, all CPUs).
+    pub fn for_vcpu(&self, v: usize) -> Option<&str> {
+        match self {
+            CpuSpec::All(s) => Some(s),
+            CpuSpec::PerVcpu(l) => l.get(v).map(String::as_str),
+        }
+    }
+}
+
+/// Parses an xl CPU list (`all`, or comma-separated `N`, `N-M`, `^N`, `^N-M`) into a bitmap of
+/// `nr_cpus` bits (bit j of byte i = CPU 8i+j).
+pub fn parse_cpulist(spec: &str, nr_cpus: u32) -> Result<Vec<u8>, String> {
+    let mut map = vec![0u8; (nr_cpus as usize).div_ceil(8).max(1)];
+    let set = |map: &mut [u8], c: u32, on: bool| {
+        if on {
+            map[c as usize / 8] |= 1 << (c % 8);
+        } else {
+            map[c as usize / 8] &= !(1 << (c % 8));
+        }
+    };
+    for part in spec.split(',').map(str::trim) {
+        if part == "all" {
+            (0..nr_cpus).for_each(|c| set(&mut map, c, true));
+            continue;
+        }
+        let (on, range) = match part.strip_prefix('^') {
+            Some(r) => (false, r),
+            None => (true, part),
+        };
+        let num = |s: &str| {
+            s.trim().parse::<u32>().map_err(|_| {
+                format!("invalid CPU list \"{spec}\": \"{part}\" is not a CPU or range")
+            })
+        };
+        let (a, b) = match range.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(range)?, num(range)?),
+        };
+        if a > b {
+            return Err(format!(
+                "invalid CPU list \"{spec}\": range {a}-{b} is backwards"
+            ));
+        }
+        if b >= nr_cpus {
+            return Err(format!(
+                "invalid CPU list \"{spec}\": CPU {b} does not exist (the host has {nr_cpus})"
+            ));
+        }
+        (a..=b).for_each(|c| set(&mut map, c, on));
+    }
+    if map.iter().all(|&b| b == 0) {
+        return Err(format!("invalid CPU list \"{spec}\": no CPU left"));
+    }
+    Ok(map)
+}
+
 /// A domain configuration, as xl's `parse_config_data` leaves it for the keys oxl supports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomainConfig {
@@ -464,8 +529,10 @@ pub struct DomainConfig {
     pub disks: Vec<String>,
     /// Network interface specifications, recorded (not yet acted on).
     pub vifs: Vec<String>,
-    pub cpus: Option<String>,
-    pub cpus_soft: Option<String>,
+    /// Hard vCPU affinity (`cpus`).
+    pub cpus: Option<CpuSpec>,
+    /// Soft vCPU affinity (`cpus_soft`), recorded only.
+    pub cpus_soft: Option<CpuSpec>,
     pub weight: Option<i64>,
     pub cap: Option<i64>,
 }
@@ -643,8 +710,8 @@ impl Settings {
         }
     }
 
-    /// A string, or a list rendered as xl does for `cpus` (comma-joined).
-    fn string_or_list(&self, key: &str) -> Result<Option<String>, CfgError> {
+    /// `cpus`-style: one CPU list for every vCPU, or a list with one entry per vCPU.
+    fn string_or_list(&self, key: &str) -> Result<Option<CpuSpec>, CfgError> {
         match self.find(key)? {
             None => Ok(None),
             Some((
@@ -653,8 +720,8 @@ impl Settings {
                     value: Value::Atom(s),
                     ..
                 },
-            )) => Ok(Some(s)),
-            Some(_) => Ok(Some(self.string_list(key)?.join(","))),
+            )) => Ok(Some(CpuSpec::All(s))),
+            Some(_) => Ok(Some(CpuSpec::PerVcpu(self.string_list(key)?))),
         }
     }
 
@@ -964,6 +1031,32 @@ mod tests {
                 .unwrap();
         assert_eq!(c.cmdline.as_deref(), Some("a b"));
         assert_eq!((c.target_memkb, c.max_memkb), (256 * 1024, 512 * 1024));
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpulist("all", 4).unwrap(), vec![0x0f]);
+        assert_eq!(parse_cpulist("0-3,^2", 4).unwrap(), vec![0x0b]);
+        assert_eq!(parse_cpulist("1", 2).unwrap(), vec![0x02]);
+        assert_eq!(parse_cpulist("8-9", 10).unwrap(), vec![0, 3]);
+        assert!(
+            parse_cpulist("4", 4)
+                .unwrap_err()
+                .contains("CPU 4 does not exist (the host has 4)")
+        );
+        assert!(parse_cpulist("3-1", 4).unwrap_err().contains("backwards"));
+        assert!(parse_cpulist("x", 4).is_err());
+        assert!(
+            parse_cpulist("0,^0", 4)
+                .unwrap_err()
+                .contains("no CPU left")
+        );
+        assert!(parse_cpulist("", 4).is_err());
+        let c = cfg("name='d'\nkernel='/k'\ncpus=['0', '1']\ncpus_soft='all'").unwrap();
+        assert_eq!(c.cpus, Some(CpuSpec::PerVcpu(vec!["0".into(), "1".into()])));
+        assert_eq!(c.cpus.as_ref().unwrap().for_vcpu(1), Some("1"));
+        assert_eq!(c.cpus.as_ref().unwrap().for_vcpu(2), None);
+        assert_eq!(c.cpus_soft, Some(CpuSpec::All("all".into())));
     }
 
     #[test]

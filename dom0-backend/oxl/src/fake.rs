@@ -26,6 +26,10 @@ pub struct FakeDomain {
     pub ports: Vec<u32>,
     pub pause_count: u32,
     pub flushed: Vec<(u64, u64)>,
+    /// Hard affinity per vCPU, when set.
+    pub affinity: BTreeMap<u32, Vec<u8>>,
+    /// (weight, cap).
+    pub sched: (u16, u16),
     /// Seeded grant entries (ref -> (backend, frame)).
     pub grants: Vec<(u32, u64)>,
 }
@@ -315,6 +319,26 @@ impl Hv for FakeHv {
         self.enter("seed_grants", Some(domid))?;
         self.with(domid, |d| {
             d.grants = frames.iter().map(|&f| (backend, f)).collect();
+            Ok(())
+        })
+    }
+    fn set_vcpu_affinity(&self, domid: u32, vcpu: u32, cpus: &[u8]) -> SysResult<()> {
+        self.enter("set_vcpu_affinity", Some(domid))?;
+        self.with(domid, |d| {
+            if vcpu >= d.max_vcpus {
+                return Err(SysError::errno(EINVAL));
+            }
+            d.affinity.insert(vcpu, cpus.to_vec());
+            Ok(())
+        })
+    }
+    fn set_sched_credit(&self, domid: u32, weight: Option<u16>, cap: Option<u16>) -> SysResult<()> {
+        self.enter("set_sched_credit", Some(domid))?;
+        self.with(domid, |d| {
+            if d.sched == (0, 0) {
+                d.sched = (256, 0);
+            }
+            d.sched = (weight.unwrap_or(d.sched.0), cap.unwrap_or(d.sched.1));
             Ok(())
         })
     }

@@ -258,6 +258,10 @@ pub trait Hv {
     /// `domid`'s table (libxl's `xc_dom_gnttab_seed`: ref 0 = console, 1 = xenstore).
     fn seed_grants(&self, domid: u32, backend: u32, frames: &[u64]) -> SysResult<()>;
     fn vcpu_info(&self, domid: u32, vcpu: u32) -> SysResult<VcpuInfo>;
+    /// setvcpuaffinity (hard) to the CPUs of `cpus` (bitmap).
+    fn set_vcpu_affinity(&self, domid: u32, vcpu: u32, cpus: &[u8]) -> SysResult<()>;
+    /// The domain's credit/credit2 parameters: `None` leaves one as it is.
+    fn set_sched_credit(&self, domid: u32, weight: Option<u16>, cap: Option<u16>) -> SysResult<()>;
     fn pause(&self, domid: u32) -> SysResult<()>;
     fn unpause(&self, domid: u32) -> SysResult<()>;
     fn destroy(&self, domid: u32) -> SysResult<()>;

@@ -249,6 +249,25 @@ impl Hv for XenHv {
         Ok(())
     }
 
+    fn set_vcpu_affinity(&self, domid: u32, vcpu: u32, cpus: &[u8]) -> SysResult<()> {
+        self.xc
+            .set_vcpu_affinity_hard(id(domid)?, vcpu, cpus)
+            .map_err(e)
+    }
+
+    fn set_sched_credit(&self, domid: u32, weight: Option<u16>, cap: Option<u16>) -> SysResult<()> {
+        let d = id(domid)?;
+        let sched = self.xc.sched_id().map_err(e)?;
+        let mut p = self.xc.sched_credit_get(d, sched).map_err(e)?;
+        if let Some(w) = weight {
+            p.weight = w;
+        }
+        if let Some(c) = cap {
+            p.cap = c;
+        }
+        self.xc.sched_credit_set(d, sched, &p).map_err(e)
+    }
+
     fn vcpu_info(&self, domid: u32, vcpu: u32) -> SysResult<VcpuInfo> {
         let d = id(domid)?;
         let v = self.xc.get_vcpu_info(d, vcpu).map_err(e)?;
