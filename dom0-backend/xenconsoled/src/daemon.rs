@@ -8,6 +8,8 @@
 //! up once `ring-ref` and `port` are present and `type` is absent or `xenconsoled`: the
 //! ring page is foreign-mapped, the port bound, a raw pty opened and its slave path
 //! written to `console/tty`, the log `<log-dir>/guest-<name>.log` opened (`--log=guest`).
+//! With `--log=hv` the hypervisor's console ring goes to `<log-dir>/hypervisor.log`
+//! (sysctl readconsole, on `VIRQ_CON_RING` and every second).
 //!
 //! Invariants: a [`Console`] with a ring has its page mapped and its port bound for as long
 //! as the ring is held; every value read from xenstore or the ring page is validated
@@ -19,7 +21,7 @@ use crate::buffer::{OutBuffer, Overflow};
 use crate::pty::Pty;
 use crate::ratelimit::RateLimit;
 use crate::ring::{self, BadRing};
-use crate::sys::{EventPort, Hyp, Store, SysResult};
+use crate::sys::{EventPort, Hyp, Store, SysError, SysResult};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::collections::BTreeMap;
@@ -44,6 +46,20 @@ pub struct Options {
     pub log_dir: PathBuf,
     /// What to do when a console's unread output outgrows its limit.
     pub overflow: Overflow,
+    /// Write the hypervisor's console to `<log_dir>/hypervisor.log`.
+    pub log_hv: bool,
+}
+
+/// How often the hypervisor console is read when no `VIRQ_CON_RING` event says so.
+pub const HV_POLL: Duration = Duration::from_secs(1);
+
+/// The hypervisor log (`--log=hv|all`): new console ring text appended to the file on each
+/// `VIRQ_CON_RING` event, and every [`HV_POLL`] (oxen does not raise that VIRQ).
+struct HvLog<H: Hyp> {
+    file: File,
+    index: u32,
+    port: Option<H::Port>,
+    next_poll: Instant,
 }
 
 /// A mapped, bound ring.
@@ -137,6 +153,7 @@ pub struct Daemon<H: Hyp, S: Store> {
     store: S,
     opts: Options,
     consoles: BTreeMap<u16, Console<H>>,
+    hv: Option<HvLog<H>>,
 }
 
 impl<H: Hyp, S: Store> Daemon<H, S> {
@@ -147,11 +164,30 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
             store,
             opts,
             consoles: BTreeMap::new(),
+            hv: None,
         }
     }
 
-    /// Watch the domain list and set up the consoles of the domains that exist.
+    /// Open the hypervisor log (with `log_hv`), copy what the console ring holds, and
+    /// bind `VIRQ_CON_RING` if the hypervisor offers it; then watch the domain list and set
+    /// up the consoles of the domains that exist.
     pub fn start(&mut self) -> SysResult<()> {
+        if self.opts.log_hv {
+            let path = self.opts.log_dir.join("hypervisor.log");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| SysError(format!("opening {}: {e}", path.display())))?;
+            let port = self.hyp.bind_con_ring().ok();
+            self.hv = Some(HvLog {
+                file,
+                index: 0,
+                port,
+                next_poll: Instant::now(),
+            });
+            self.hv_read();
+        }
         self.store.watch("@introduceDomain", DOMLIST_TOKEN)?;
         self.store.watch("@releaseDomain", DOMLIST_TOKEN)?;
         self.enum_domains();
@@ -463,6 +499,38 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
         }
     }
 
+    /// Append the hypervisor console text not logged yet.
+    fn hv_read(&mut self) {
+        let Some(hv) = self.hv.as_mut() else {
+            return;
+        };
+        hv.next_poll = Instant::now() + HV_POLL;
+        loop {
+            match self.hyp.read_hv_console(&mut hv.index, 16 * 1024) {
+                Ok(b) if b.is_empty() => break,
+                Ok(b) => {
+                    if let Err(e) = hv.file.write_all(&b) {
+                        say(format_args!(
+                            "writing hypervisor.log failed: {e}: log closed"
+                        ));
+                        self.hv = None;
+                        return;
+                    }
+                }
+                Err(e) => {
+                    say(format_args!(
+                        "reading the hypervisor console failed: {e}: log closed"
+                    ));
+                    self.hv = None;
+                    return;
+                }
+            }
+        }
+        if let Some(p) = hv.port.as_mut() {
+            let _ = p.unmask();
+        }
+    }
+
     /// Handle every watch event available without blocking.
     fn watch_events(&mut self) -> SysResult<()> {
         while let Some((path, token)) = self.store.watch_event()? {
@@ -493,6 +561,9 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
         self.watch_events()?;
         let now = Instant::now();
         let mut deadline: Option<Instant> = max_wait.map(|w| now + w);
+        if let Some(hv) = self.hv.as_ref() {
+            deadline = Some(deadline.map_or(hv.next_poll, |d| d.min(hv.next_poll)));
+        }
         for con in self.consoles.values_mut() {
             if let Some(r) = con.ring.as_mut() {
                 if r.limit.tick(now) {
@@ -509,6 +580,7 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
         enum Src {
             Store,
             Extra,
+            Hv,
             Port(u16),
             Pty(u16),
         }
@@ -518,6 +590,10 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
         if let Some(fd) = extra {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
             srcs.push(Src::Extra);
+        }
+        if let Some(p) = self.hv.as_ref().and_then(|h| h.port.as_ref()) {
+            fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
+            srcs.push(Src::Hv);
         }
         for con in self.consoles.values() {
             let ring = con.ring.as_ref();
@@ -564,6 +640,12 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
             match src {
                 Src::Store => {} // handled by watch_events next round
                 Src::Extra => extra_ready = true,
+                Src::Hv => {
+                    if let Some(p) = self.hv.as_mut().and_then(|h| h.port.as_mut()) {
+                        let _ = p.pending();
+                    }
+                    self.hv_read();
+                }
                 Src::Port(id) => self.on_port(id),
                 Src::Pty(id) => {
                     if rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
@@ -574,6 +656,13 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
                     }
                 }
             }
+        }
+        if self
+            .hv
+            .as_ref()
+            .is_some_and(|h| Instant::now() >= h.next_poll)
+        {
+            self.hv_read();
         }
         self.watch_events()?;
         Ok(extra_ready)
@@ -649,6 +738,7 @@ mod tests {
             log_guest: true,
             log_dir: dir.clone(),
             overflow: Overflow::Discard,
+            log_hv: true,
         };
         World {
             d: Daemon::new(FakeHyp::default(), FakeStore::new(), opts),
@@ -801,6 +891,29 @@ mod tests {
         assert!(
             unmasked <= periods * (crate::ratelimit::ALLOWANCE + 1),
             "{unmasked} unmasks in {periods} periods"
+        );
+        let _ = std::fs::remove_dir_all(&w.dir);
+    }
+
+    #[test]
+    fn the_hypervisor_console_goes_to_hypervisor_log_without_a_virq() {
+        let mut w = world("hv");
+        w.d.hyp_mut().hv_console = b"(oxen) booted\n".to_vec();
+        w.d.start().unwrap();
+        let log = w.dir.join("hypervisor.log");
+        assert_eq!(std::fs::read(&log).unwrap(), b"(oxen) booted\n");
+        w.d.hyp_mut()
+            .hv_console
+            .extend_from_slice(b"(oxen) d1: created\n");
+        // No VIRQ on this hypervisor: the next poll (within HV_POLL) picks it up.
+        let t0 = Instant::now();
+        while std::fs::read(&log).unwrap().len() < 33 && t0.elapsed() < HV_POLL * 3 {
+            w.d.run_once(None, Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "(oxen) booted\n(oxen) d1: created\n"
         );
         let _ = std::fs::remove_dir_all(&w.dir);
     }

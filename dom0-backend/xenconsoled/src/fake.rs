@@ -97,6 +97,10 @@ pub struct FakeDomain {
 #[derive(Default)]
 pub struct FakeHyp {
     pub doms: BTreeMap<u16, FakeDomain>,
+    /// The hypervisor's console ring (all text ever printed).
+    pub hv_console: Vec<u8>,
+    /// Whether binding VIRQ_CON_RING works (it does not on oxen today).
+    pub con_ring_virq: bool,
 }
 
 impl FakeHyp {
@@ -144,6 +148,23 @@ impl Hyp for FakeHyp {
         }
         d.maps += 1;
         Ok(FakeRing(d.page.clone()))
+    }
+    fn bind_con_ring(&mut self) -> SysResult<FakePort> {
+        if !self.con_ring_virq {
+            return Err(SysError("EINVAL".into()));
+        }
+        let (a, _b) = UnixStream::pair()?;
+        a.set_nonblocking(true)?;
+        Ok(FakePort {
+            sock: a,
+            log: Rc::default(),
+        })
+    }
+    fn read_hv_console(&mut self, index: &mut u32, max: u32) -> SysResult<Vec<u8>> {
+        let from = (*index as usize).min(self.hv_console.len());
+        let to = (from + max as usize).min(self.hv_console.len());
+        *index = to as u32;
+        Ok(self.hv_console[from..to].to_vec())
     }
     fn bind(&mut self, domid: u16, remote_port: u32) -> SysResult<FakePort> {
         let d = self.doms.get_mut(&domid).ok_or(SysError("ESRCH".into()))?;

@@ -59,14 +59,11 @@ fn write_pid(f: &mut PidFile) -> std::io::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
-    if matches!(cli.log, LogWhat::Hv | LogWhat::All) {
-        fail(format!(
-            "--log={} is not supported yet (the hypervisor log is `xl dmesg`): use --log=guest or --log=none",
-            if cli.log == LogWhat::Hv { "hv" } else { "all" }
-        ));
-    }
-    let log_guest = cli.log == LogWhat::Guest;
-    if log_guest && let Err(e) = std::fs::create_dir_all(&cli.log_dir) {
+    let log_guest = matches!(cli.log, LogWhat::Guest | LogWhat::All);
+    let log_hv = matches!(cli.log, LogWhat::Hv | LogWhat::All);
+    if (log_guest || log_hv)
+        && let Err(e) = std::fs::create_dir_all(&cli.log_dir)
+    {
         fail(format!(
             "cannot create the log directory {}: {e}",
             cli.log_dir.display()
@@ -113,6 +110,7 @@ fn main() {
         log_guest,
         log_dir: cli.log_dir.clone(),
         overflow: cli.overflow_data.into(),
+        log_hv,
     };
     let mut d = Daemon::new(hyp, XenStore(client), opts);
     let status = match serve(&mut d, &sigfd, cli.verbose) {

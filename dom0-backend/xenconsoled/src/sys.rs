@@ -68,6 +68,11 @@ pub trait Hyp {
     fn map_ring(&mut self, domid: u16, gfn: u64) -> SysResult<Self::Ring>;
     /// Bind to `remote_port` of `domid`.
     fn bind(&mut self, domid: u16, remote_port: u32) -> SysResult<Self::Port>;
+    /// Bind `VIRQ_CON_RING` (new text in the hypervisor's console ring).
+    fn bind_con_ring(&mut self) -> SysResult<Self::Port>;
+    /// Hypervisor console text from `*index` on (at most `max` bytes; empty when there is
+    /// no more), advancing `*index` (sysctl readconsole, incremental).
+    fn read_hv_console(&mut self, index: &mut u32, max: u32) -> SysResult<Vec<u8>>;
 }
 
 /// The xenstore side (a privileged connection).

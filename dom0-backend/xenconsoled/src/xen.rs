@@ -120,6 +120,20 @@ impl Hyp for XenHyp {
         let local = ev.bind_interdomain(domid, remote_port).map_err(err)?;
         Ok(XenPort { ev, local })
     }
+
+    fn bind_con_ring(&mut self) -> SysResult<XenPort> {
+        let ev = Evtchn::open().map_err(err)?;
+        let local = ev
+            .bind_virq(xen_abi::event_channel::VIRQ_CON_RING)
+            .map_err(err)?;
+        Ok(XenPort { ev, local })
+    }
+
+    fn read_hv_console(&mut self, index: &mut u32, max: u32) -> SysResult<Vec<u8>> {
+        let (bytes, next) = self.xc.readconsole(false, true, *index, max).map_err(err)?;
+        *index = next;
+        Ok(bytes)
+    }
 }
 
 /// xenstore through a privileged [`Client`].
