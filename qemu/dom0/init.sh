@@ -3,9 +3,9 @@
 #
 # Brings up a minimal Dom0: pseudo filesystems, the Xen backend modules, xenfs on
 # /proc/xen, then runs the scenario named by `oxen.dom0=` on the kernel command line:
-#   shell    (default) start the Xen services (/etc/init.d/xencommons: xenstored,
-#            xenconsoled, Dom0's xenstore entries), then an interactive busybox shell on
-#            the console; `poweroff` stops the machine
+#   shell    (default) start the Xen services when this is Dom0 (/etc/init.d/xencommons:
+#            xenstored, xenconsoled, Dom0's xenstore entries), then an interactive busybox
+#            shell on the console; `poweroff` stops the machine
 #   check    print the facts the tests read, run `evtchn-ping`, power off
 #   poweroff power off at once
 # Knobs: oxen.ping=N (evtchn-ping round trips in `check`, default 10000),
@@ -101,7 +101,9 @@ poweroff)
     ;;
 shell)
     echo 'export PS1="dom0:\w# "' > /etc/profile
-    if [ "$(arg oxen.xencommons 1)" != 0 ]; then
+    # The Xen services belong to Dom0 on Xen/oxen only (this image also boots as a
+    # boot-time DomU, and on bare QEMU).
+    if [ "$(arg oxen.xencommons 1)" != 0 ] && [ "$CAPS" = control_d ]; then
         /etc/init.d/xencommons start
         echo "dom0: xencommons rc=$?"
     fi
