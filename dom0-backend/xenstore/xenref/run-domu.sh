@@ -8,7 +8,7 @@
 # /tmp/xenstore-xenref; never writes in the shared folder), reuses an already fetched
 # package cache ($REF_CACHE_SRC/root, hard-linked) or runs its fetch.sh, builds static
 # aarch64 xenstored + xenstore, installs them over Debian's C xenstored and
-# /usr/bin/xenstore in the Dom0 initramfs, and runs `run.sh SCENARIO` with
+# /usr/bin/xenstore in the Dom0 initramfs (the tool in the DomU's too), and runs `run.sh SCENARIO` with
 # ref_xenstored=xenstored (REF_SMP defaults to 1: two emulated vCPUs on a loaded 2-core
 # host stall Dom0's RCU in TCG). Checks: status=completed, xl create/destroy rc 0, and
 # that `xenstore-ls -fp` of the running DomU lists the same nodes with the same
@@ -39,7 +39,10 @@ fi
 grep -q OXEN_XENSTORED "$WORK/build-rootfs.sh" || sed -i '/^put "\$D0" usr\/bin\/xenstore$/a\
 [ -n "${OXEN_XENSTORED:-}" ] \&\& install -m 0755 "$OXEN_XENSTORED" "$D0/$XB/xenstored"\
 [ -n "${OXEN_XENSTORE_TOOL:-}" ] \&\& install -m 0755 "$OXEN_XENSTORE_TOOL" "$D0/usr/bin/xenstore"' "$WORK/build-rootfs.sh"
+grep -q 'OXEN_XENSTORE_TOOL" "$DU' "$WORK/build-rootfs.sh" || sed -i '/^put "\$DU" usr\/bin\/xenstore$/a\
+[ -n "${OXEN_XENSTORE_TOOL:-}" ] \&\& install -m 0755 "$OXEN_XENSTORE_TOOL" "$DU/usr/bin/xenstore"' "$WORK/build-rootfs.sh"
 grep -q OXEN_XENSTORED "$WORK/build-rootfs.sh" || die "could not patch build-rootfs.sh"
+grep -q 'OXEN_XENSTORE_TOOL" "$DU' "$WORK/build-rootfs.sh" || die "could not patch build-rootfs.sh (DomU)"
 
 (cd "$REPO" && cargo build -q -p xenstore --release --target aarch64-unknown-linux-musl) || die "build failed"
 BIN=$TGT/aarch64-unknown-linux-musl/release
@@ -55,6 +58,11 @@ grep -E '^REF: (xenstored|xl_create_rc|xl_destroy_rc|xl_create_s|xl_destroy_s|cr
 fail=0
 check() { tr -d '\r' < "$OUT.txt" | grep -q "^REF: $1\$" || { echo "run-domu: FAIL: no 'REF: $1' (see $OUT.txt, $OUT/serial.log)"; fail=1; }; }
 check status=completed
+if [ "$SCEN" = evtchn ]; then
+    # the DomU's xenstore-read (our tool over /dev/xen/xenbus, relative paths) worked
+    tr -d '\r' < "$OUT.txt" | grep -q '^REF-DOMU: domu_xenstore_read_us=[0-9]' ||
+        { echo "run-domu: FAIL: no domu_xenstore_read_us"; fail=1; }
+fi
 if [ "$SCEN" = domu ] || [ "$SCEN" = io ]; then
     check xl_create_rc=0
     check xl_destroy_rc=0
