@@ -850,3 +850,125 @@ fn a_flooding_domain_is_served_in_batches() {
     let r = RingPage::new(s.ring_page(1).unwrap()).unwrap();
     assert_eq!(r.indexes()[0] as usize, 10 * one.len());
 }
+
+/// Deterministic xorshift generator for the random tests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn random_requests_from_a_domain_never_harm_dom0() {
+    let mut s = srv();
+    let a = s.add_socket_conn();
+    skeleton(&mut s, a, 1);
+    introduce(&mut s, a, 1);
+    let paths = [
+        "device",
+        "device/x",
+        "device/x/y",
+        "name",
+        "/local/domain/0/z",
+        "/",
+        "/tool",
+        "@releaseDomain",
+        "@introduceDomain",
+        "/local/domain/1",
+        "bad//path",
+        "trailing/",
+        "",
+        "/local/domain/1/device/q",
+    ];
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let (mut sent, mut answered, mut oks) = (0, 0, 0);
+    for round in 0..300 {
+        let mut reqs = Vec::new();
+        for _ in 0..rng.below(6) + 1 {
+            let ty = match rng.below(4) {
+                0 => rng.below(30) as u32,
+                _ => [
+                    XS_READ,
+                    XS_WRITE,
+                    XS_MKDIR,
+                    XS_RM,
+                    XS_DIRECTORY,
+                    XS_WATCH,
+                    XS_UNWATCH,
+                    XS_SET_PERMS,
+                    XS_TRANSACTION_START,
+                    XS_TRANSACTION_END,
+                    XS_GET_PERMS,
+                    XS_DIRECTORY_PART,
+                    XS_RESET_WATCHES,
+                ][rng.below(13) as usize],
+            };
+            let mut payload = Vec::new();
+            for _ in 0..rng.below(4) {
+                match rng.below(5) {
+                    0 => payload.extend((0..rng.below(40)).map(|_| rng.next() as u8)),
+                    1 => payload.extend_from_slice(
+                        ["n0", "r1", "b1", "w2", "T", "F", "0", "1"][rng.below(8) as usize]
+                            .as_bytes(),
+                    ),
+                    _ => payload.extend_from_slice(rng.pick(&paths).as_bytes()),
+                }
+                if rng.below(5) != 0 {
+                    payload.push(0);
+                }
+            }
+            let tx = if rng.below(4) == 0 {
+                rng.below(4) as u32
+            } else {
+                0
+            };
+            reqs.push(Msg::new(ty, round, tx, payload));
+        }
+        let replies = guest(&mut s, 1, &reqs);
+        let answers: Vec<&Msg> = replies.iter().filter(|m| m.ty != XS_WATCH_EVENT).collect();
+        assert_eq!(answers.len(), reqs.len(), "one answer per request");
+        sent += reqs.len();
+        answered += answers.len();
+        oks += answers.iter().filter(|m| m.as_error().is_none()).count();
+    }
+    assert!(
+        sent > 600 && answered == sent && oks > 50,
+        "{sent} {answered} {oks}"
+    );
+    assert!(
+        !s.is_ignored(1),
+        "well-framed garbage is answered, not fatal"
+    );
+    // Dom0's view is intact and the domain never escaped its subtree.
+    assert_eq!(
+        sock(&mut s, a, XS_READ, 0, b"/local/domain/1/name\0")[0].payload,
+        b"guest1"
+    );
+    for p in s.store.walk("/") {
+        let owner = s.store.node(&p).unwrap().owner();
+        if owner == 1 {
+            assert!(p.starts_with("/local/domain/1/device"), "{p}");
+        }
+    }
+    // A hostile framing error afterwards is still contained.
+    let mut h = Msg::new(XS_READ, 1, 0, vec![]).encode();
+    h[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    RingPage::new(s.ring_page(1).unwrap())
+        .unwrap()
+        .write_requests(&h)
+        .unwrap();
+    s.service_rings();
+    assert!(s.is_ignored(1));
+    assert!(ok_reply(&sock(&mut s, a, XS_WRITE, 0, b"/after\0ok")));
+}
