@@ -25,6 +25,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::cmd::{CreateEnv, Fail, Paths};
 use crate::console::ConsoleType;
@@ -204,6 +206,45 @@ fn spawn_monitor(paths: &Paths, domid: u32, name: &str) -> Result<(), Fail> {
     Ok(())
 }
 
+/// SIGINT, SIGTERM and SIGHUP blocked and readable through a signalfd, so a pending one can
+/// be taken (consumed) at a safe point; unblocked again on drop.
+struct HeldSignals {
+    mask: SigSet,
+    fd: SignalFd,
+}
+
+impl HeldSignals {
+    fn hold() -> Option<HeldSignals> {
+        let mut mask = SigSet::empty();
+        for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+            mask.add(s);
+        }
+        mask.thread_block().ok()?;
+        match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+            Ok(fd) => Some(HeldSignals { mask, fd }),
+            Err(_) => {
+                let _ = mask.thread_unblock();
+                None
+            }
+        }
+    }
+
+    /// The first signal that arrived while held, if any (all pending ones are consumed).
+    fn take(&mut self) -> Option<Signal> {
+        let mut first = None;
+        while let Ok(Some(info)) = self.fd.read_signal() {
+            first = first.or_else(|| Signal::try_from(info.ssi_signo as i32).ok());
+        }
+        first
+    }
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        let _ = self.mask.thread_unblock();
+    }
+}
+
 fn console_of(
     hv: &dyn Hv,
     xs: &dyn Store,
@@ -247,9 +288,23 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 now: &now,
                 console_timeout: Duration::from_secs(30),
             };
-            let domid = cmd::create(&hv, &xs, &loaded, paused, &mut env, &mut progress)?;
-            if !foreground {
-                spawn_monitor(&paths, domid, &loaded.cfg.name)?;
+            // Ctrl-C (or SIGTERM/SIGHUP) while the domain is built is held until the builder
+            // has finished, then undoes the domain instead of leaving it half-made.
+            let mut held = HeldSignals::hold();
+            let created = cmd::create(&hv, &xs, &loaded, paused, &mut env, &mut progress);
+            let interrupted = held.as_mut().and_then(HeldSignals::take);
+            drop(held);
+            let domid = created?;
+            let name = &loaded.cfg.name;
+            if let Some(sig) = interrupted {
+                let _ = cmd::destroy_domid(&hv, &xs, &paths, domid);
+                return Err(Fail(format!(
+                    "xl: creating domain \"{name}\": interrupted by {sig:?}: the domain was destroyed"
+                )));
+            }
+            if !foreground && let Err(e) = spawn_monitor(&paths, domid, name) {
+                let _ = cmd::destroy_domid(&hv, &xs, &paths, domid);
+                return Err(Fail(format!("{}: the domain was destroyed", e.0)));
             }
             if console {
                 console_of(&hv, &xs, domid, ConsoleType::Pv, 0)?;
@@ -371,5 +426,60 @@ fn main() -> ExitCode {
             eprintln!("{msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_signals_are_taken_not_delivered() {
+        let mut held = HeldSignals::hold().expect("signalfd");
+        assert_eq!(held.take(), None);
+        // Thread-directed, so only this (blocking) thread sees it.
+        nix::sys::signal::raise(Signal::SIGTERM).unwrap();
+        nix::sys::signal::raise(Signal::SIGHUP).unwrap();
+        let got = held.take();
+        assert!(
+            matches!(got, Some(Signal::SIGTERM) | Some(Signal::SIGHUP)),
+            "{got:?}"
+        );
+        assert_eq!(held.take(), None);
+        drop(held);
+    }
+
+    #[test]
+    fn cli_parses_xl_usage() {
+        let c = Cli::try_parse_from([
+            "xl",
+            "-vvv",
+            "create",
+            "-c",
+            "-p",
+            "/etc/xen/domu.cfg",
+            "memory=512",
+        ])
+        .unwrap();
+        assert_eq!(c.verbose, 3);
+        assert!(
+            matches!(c.cmd, Cmd::Create { console: true, paused: true, ref overrides, .. } if overrides == &["memory=512"])
+        );
+        let c = Cli::try_parse_from(["/usr/sbin/xl", "list", "-l", "domu"]).unwrap();
+        assert!(
+            matches!(c.cmd, Cmd::List { long: true, verbose: false, domain: Some(ref d) } if d == "domu")
+        );
+        let c = Cli::try_parse_from(["oxl", "console", "-t", "pv", "-n", "0", "1"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Cmd::Console {
+                kind: ConsoleType::Pv,
+                num: 0,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["xl", "vcpu-list", "a", "b"]).is_ok());
+        assert!(Cli::try_parse_from(["xl", "shutdown", "-w", "-a"]).is_ok());
+        assert!(Cli::try_parse_from(["xl", "bogus"]).is_err());
     }
 }
