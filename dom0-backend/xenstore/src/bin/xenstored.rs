@@ -285,6 +285,9 @@ fn setup(o: &Opts) -> Result<Daemon, String> {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| format!("pid file {p}: {e}"))?;
     }
+    if o.keep_orphans {
+        log_lines.push("--keep-orphans is not supported: nodes of dead domains are deleted".into());
+    }
     let mut d = Daemon {
         server,
         listener,
@@ -518,7 +521,9 @@ fn daemonize(o: &Opts) -> ExitCode {
 
 fn main() -> ExitCode {
     let o = Opts::parse();
-    let _ = (o.keep_orphans, &o.internal_db, o.no_recovery);
+    // Accepted for command-line compatibility with C xenstored: the database
+    // is always in memory and there is nothing to recover.
+    let _ = (&o.internal_db, o.no_recovery);
     if !o.no_fork && !o.daemon_child {
         return daemonize(&o);
     }
