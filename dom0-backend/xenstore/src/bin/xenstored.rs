@@ -346,6 +346,8 @@ impl Daemon {
         }
     }
 
+    /// One read per poll round (poll is level-triggered: more data is seen
+    /// next round), so one busy client cannot hold the loop.
     fn read_sock(&mut self, id: ConnId) {
         let mut buf = [0u8; 16384];
         loop {
@@ -356,8 +358,9 @@ impl Daemon {
                 Ok(0) => return self.close(id),
                 Ok(n) => {
                     if !self.server.socket_input(id, &buf[..n]) {
-                        return self.close(id);
+                        self.close(id);
                     }
+                    return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
