@@ -41,7 +41,7 @@
 #   BENCH_SILENCE [120]    stop a run after this many seconds without console output
 #   BENCH_GIC [3]          2 or 3: -machine virt,gic-version=
 #   BENCH_PING [1000]      evtchn-ping round trips (oxen.ping=)
-#   BENCH_KINDS [wall icount]  which kinds of Dom0 boot runs
+#   BENCH_KINDS [wall icount]  which kinds of Dom0 boot runs ("" = none)
 #   BENCH_XL_KINDS [icount]    which kinds of toolstack (xl) runs ("" = none; wall, icount)
 #   BENCH_XL_TIMEOUT [900]     seconds before a toolstack run is stopped
 #   BENCH_HYPS [oxen xen]  which hypervisors

@@ -41,6 +41,8 @@
 #   XLC_XENSTORED [oxenstored|xenstored]  XLC_OUT [.cache/xen-ref/out/<date>]
 #   XLC_VERBOSE [0] (echo the console to stderr)  QEMU [qemu-system-aarch64]
 #   XLC_ICOUNT [0] (1: -icount shift=0,sleep=off)
+#   XLC_DEVICES [disk+vif|disk|vif|none] (the devices of the second create round; none skips it)
+#   XLC_MINIMAL [1] (0: skip the first create round, the DomU without devices)
 # Raw results: $XLC_OUT/serial.log (console, host-stamped), steps.txt (each step's output).
 set -uo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
@@ -57,6 +59,7 @@ QEMU_BIN=${QEMU:-qemu-system-aarch64}
 TIMEOUT=${XLC_TIMEOUT:-1200}
 STEP_TIMEOUT=${XLC_STEP_TIMEOUT:-240}
 XSD=${XLC_XENSTORED:-oxenstored}
+DEVICES=${XLC_DEVICES:-disk+vif}
 VERBOSE=${XLC_VERBOSE:-0}
 
 die() { echo "xen-xl-compat: error: $*" >&2; exit 1; }
@@ -72,6 +75,7 @@ case "${1:-}" in
     *) die "unknown argument '$1' (see --help)" ;;
 esac
 case $XSD in oxenstored|xenstored) ;; *) die "XLC_XENSTORED=$XSD: use oxenstored or xenstored" ;; esac
+case $DEVICES in disk+vif|disk|vif|none) ;; *) die "XLC_DEVICES=$DEVICES: use disk+vif, disk, vif or none" ;; esac
 
 
 # ---------------------------------------------------------------- report
@@ -97,7 +101,7 @@ report() {
         if (rc == 0) { if (!(s in res)) res[s] = "ok" }
         else {
             why = ""
-            if (rc == 124 || rc == 137) why = "timed out"
+            if (rc == 124 || rc == 137 || rc == 143) why = "timed out (killed after the step timeout)"
             if (hv != "") why = why (why ? "; " : "") hv
             if (xe == "") xe = xo
             if (xe != "") why = why (why ? "; " : "") xe
@@ -127,7 +131,12 @@ report() {
             t = line; sub(/.*XLC-OUT\| /, "", t); xo = substr(t, 1, 200)
         }
     }
+    cur != "" && $0 != "" && $0 !~ /^qemu-system/ { lastl = $0 }
     END {
+        if (cur != "") { # the step the run ended in (Dom0 hung or the run timed out)
+            t = lastl; sub(/^XLC-OUT\| /, "", t)
+            res[cur] = "FAILED (never ended; the console went silent after: " substr(t, 1, 160) ")"; order[++k] = cur
+        }
         for (s in chkr) res[s] = "FAILED (" chkr[s] ")"
         for (i = 1; i <= k; i++) { s = order[i]; if (s in done) continue; done[s] = 1; print "compat: " s ": " res[s] }
         for (s in res) if (!(s in done)) print "compat: " s ": " res[s]
@@ -207,6 +216,7 @@ arg() { local a; for a in $(cat /proc/cmdline); do case $a in "$1"=*) echo "${a#
 MODE=$(arg xlc.mode compat)
 XSD=$(arg xlc.xenstored oxenstored)
 T=$(arg xlc.step_timeout 240)
+DEVS=$(arg xlc.devices disk+vif)
 mkfifo /run/.sleep; exec 9<>/run/.sleep
 fsleep() { read -r -t "$1" -u 9 _ || true; }
 dt() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN{printf "%.3f", b-a}'; }
@@ -283,8 +293,10 @@ vcpus = 1
 on_crash = "preserve"
 EOF
     if [ "${2:-}" = full ]; then
-        echo "disk = [ 'format=raw, vdev=xvda, access=rw, target=/opt/domu/domu-disk.img' ]" >> /etc/xen/domu.cfg
-        echo "vif = [ 'mac=00:16:3e:00:00:02, bridge=xenbr0' ]" >> /etc/xen/domu.cfg
+        case $DEVS in *disk*)
+            echo "disk = [ 'format=raw, vdev=xvda, access=rw, target=/opt/domu/domu-disk.img' ]" >> /etc/xen/domu.cfg ;;
+        esac
+        case $DEVS in *vif*) echo "vif = [ 'mac=00:16:3e:00:00:02, bridge=xenbr0' ]" >> /etc/xen/domu.cfg ;; esac
     fi
 }
 domu_listed() { xl list 2>/dev/null | awk '$1 == "domu" { f = 1 } END { exit !f }'; }
@@ -308,20 +320,26 @@ create_round() {
         echo "XLC-END rc=1 s=$(dt "$t0") DomU /init$sfx"
     fi
     if [ -n "$full" ]; then
-        echo "XLC-BEGIN DomU disk + network$sfx"
+        local want="" bad="" f
+        case $DEVS in *disk*) want="disk" ;; esac
+        case $DEVS in *vif*) want="$want eth0" ;; esac
+        echo "XLC-BEGIN DomU devices up$sfx"
         if wait_console DOMU-READY 180; then
             grep -a 'DOMU-FACT' "$CONLOG" | tr -d '\r' | sed 's/^/XLC-OUT| /'
-            if grep -aq 'DOMU-FACT disk=ok' "$CONLOG" && grep -aq 'DOMU-FACT eth0=ok' "$CONLOG"; then
-                echo "XLC-END rc=0 s=$(dt "$t0" "$WAIT_T") DomU disk + network$sfx"
+            for f in $want; do
+                grep -aq "DOMU-FACT $f=ok" "$CONLOG" || bad="$bad $(grep -a "DOMU-FACT $f=" "$CONLOG" | tr -d '\r' | sed 's/DOMU-FACT //')"
+            done
+            if [ -z "$bad" ]; then
+                echo "XLC-END rc=0 s=$(dt "$t0" "$WAIT_T") DomU devices up$sfx"
             else
-                echo "XLC-CHECK DomU disk + network$sfx: $(grep -a 'DOMU-FACT [de]' "$CONLOG" | tr -d '\r' | grep -v '=ok' | tr '\n' ' ')"
-                echo "XLC-END rc=1 s=$(dt "$t0" "$WAIT_T") DomU disk + network$sfx"
+                echo "XLC-CHECK DomU devices up$sfx:$bad"
+                echo "XLC-END rc=1 s=$(dt "$t0" "$WAIT_T") DomU devices up$sfx"
             fi
         else
-            echo "XLC-END rc=1 s=$(dt "$t0") DomU disk + network$sfx"
+            echo "XLC-END rc=1 s=$(dt "$t0") DomU devices up$sfx"
         fi
-        step "xl block-list$sfx" xl block-list domu
-        step "xl network-list$sfx" xl network-list domu
+        case $DEVS in *disk*) step "xl block-list$sfx" xl block-list domu ;; esac
+        case $DEVS in *vif*) step "xl network-list$sfx" xl network-list domu ;; esac
     fi
     step "xl list, DomU running$sfx" xl list && ! grep -q '^domu ' $LAST_OUT && check "xl list, DomU running$sfx" "domu not listed"
     step "xl list -l, DomU running$sfx" xl list -l
@@ -331,7 +349,7 @@ create_round() {
     fsleep 0.5
     step "xl list after destroy$sfx" xl list && grep -q '^domu ' $LAST_OUT && check "xl list after destroy$sfx" "domu still listed"
     step "xenstore-ls /local/domain after destroy$sfx" xenstore-ls -f /local/domain
-    [ -n "$full" ] && step "losetup -a after destroy$sfx" losetup -a
+    case $full$DEVS in full*disk*) step "losetup -a after destroy$sfx" losetup -a ;; esac
     for f in /var/log/xen/xl-domu.log /var/log/xen/qemu-dm-domu.log; do
         [ -s "$f" ] && sed "s|^|XLC-LOG $(basename "$f")| |" "$f"
     done
@@ -346,8 +364,11 @@ compat)
     step "xl vcpu-list" xl vcpu-list
     step "xl dmesg" xl dmesg
     step "xenstore-ls" xenstore-ls -fp
-    create_round ""
-    create_round " (disk + vif)" full
+    [ "$(arg xlc.minimal 1)" = 0 ] || create_round ""
+    case $DEVS in
+        disk+vif|vif+disk) create_round " (disk + vif)" full ;;
+        disk|vif) create_round " ($DEVS)" full ;;
+    esac
     [ -f /var/log/messages ] && grep -E 'block|vif|xen' /var/log/messages | sed 's/^/XLC-SYSLOG| /'
     ;;
 *) echo "XLC-NOTE unknown xlc.mode=$MODE" ;;
@@ -505,7 +526,7 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 KADDR=$((0x50000000))
 IADDR=$(( (KADDR + $(stat -L -c %s "$IMAGE") + 0x200000 + 0x1fffff) & ~0x1fffff ))
 HYP_ARGS="dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all"
-DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/init xlc.mode=compat xlc.xenstored=$XSD xlc.step_timeout=$STEP_TIMEOUT"
+DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/init xlc.mode=compat xlc.xenstored=$XSD xlc.step_timeout=$STEP_TIMEOUT xlc.devices=$DEVICES xlc.minimal=${XLC_MINIMAL:-1}"
 CMD=("$QEMU_BIN" -machine virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 2 -m 2048
      -nographic -no-reboot -nic none)
 # shellcheck disable=SC2054
