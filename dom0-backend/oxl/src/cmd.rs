@@ -243,61 +243,59 @@ pub fn pvcontrol(xs: &dyn Store, domid: u32, cmd: &str) -> Result<(), SysError> 
     })
 }
 
-/// Waits until `domid` has shut down or is gone, logging as xl does. `timeout` bounds the wait.
+/// Waits until `domid` has shut down or is gone, logging as xl does. Once it has shut down,
+/// waits up to `grace` more for it to be gone (its monitor destroys it on `destroy`
+/// actions), so that `xl shutdown -w` returns with the domain gone when it is going away.
 pub fn wait_shutdown(
     hv: &dyn Hv,
     xs: &dyn Store,
     domid: u32,
-    timeout: Option<Duration>,
+    grace: Duration,
     log: &mut dyn Write,
 ) -> CmdResult {
     let token = format!("oxl-wait-{domid}");
     xs.watch("@releaseDomain", &token)?;
     let _ = writeln!(log, "Waiting for 1 domains");
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut shut_at: Option<std::time::Instant> = None;
     let res = loop {
         match hv.domain_info(domid)? {
             None => {
+                if shut_at.is_none() {
+                    let _ = writeln!(log, "Domain {domid} has been destroyed");
+                }
+                break Ok(());
+            }
+            Some(i) if i.dying() && shut_at.is_none() => {
                 let _ = writeln!(log, "Domain {domid} has been destroyed");
                 break Ok(());
             }
-            Some(i) if i.dying() => {
-                let _ = writeln!(log, "Domain {domid} has been destroyed");
-                break Ok(());
-            }
-            Some(i) if i.shutdown() => {
+            Some(i) if i.shutdown() && shut_at.is_none() => {
                 let _ = writeln!(
                     log,
                     "Domain {domid} has been shut down, reason code {}",
                     i.shutdown_reason()
                 );
-                break Ok(());
+                shut_at = Some(std::time::Instant::now());
             }
             _ => {}
         }
-        let wait = match deadline {
-            Some(d) => {
-                let now = std::time::Instant::now();
-                if now >= d {
-                    break Err(Fail(format!("domain {domid} did not shut down in time")));
-                }
-                Some((d - now).min(Duration::from_secs(1)))
-            }
-            None => Some(Duration::from_secs(1)),
-        };
-        xs.wait_watch(wait)?;
+        if shut_at.is_some_and(|t| t.elapsed() >= grace) {
+            break Ok(());
+        }
+        xs.wait_watch(Some(Duration::from_millis(500)))?;
     };
     let _ = xs.unwatch("@releaseDomain", &token);
     res
 }
 
-/// `xl shutdown` / `xl reboot` `[-w] [-a] [dom]`.
+/// `xl shutdown` / `xl reboot` `[-w] [-a] [dom]`; `wait` = `-w` with the grace time of
+/// [`wait_shutdown`].
 pub fn shutdown(
     hv: &dyn Hv,
     xs: &dyn Store,
     q: Option<&str>,
     all: bool,
-    wait: bool,
+    wait: Option<Duration>,
     reboot: bool,
     err: &mut dyn Write,
 ) -> CmdResult {
@@ -331,9 +329,9 @@ pub fn shutdown(
             ))
         })?;
     }
-    if wait {
+    if let Some(grace) = wait {
         for &d in &targets {
-            wait_shutdown(hv, xs, d, None, err)?;
+            wait_shutdown(hv, xs, d, grace, err)?;
         }
     }
     Ok(())
@@ -877,30 +875,34 @@ mod tests {
     fn shutdown_pause_vcpus() {
         let (hv, xs, paths, _loaded, d) = created("spv", "");
         let mut err = Vec::new();
-        shutdown(&hv, &xs, Some("domu"), false, false, false, &mut err).unwrap();
+        shutdown(&hv, &xs, Some("domu"), false, None, false, &mut err).unwrap();
         assert_eq!(
             xs.value("/local/domain/1/control/shutdown").as_deref(),
             Some("poweroff")
         );
         assert_eq!(String::from_utf8(err).unwrap(), "Shutting down domain 1\n");
-        shutdown(&hv, &xs, Some("1"), false, false, true, &mut Vec::new()).unwrap();
+        shutdown(&hv, &xs, Some("1"), false, None, true, &mut Vec::new()).unwrap();
         assert_eq!(
             xs.value("/local/domain/1/control/shutdown").as_deref(),
             Some("reboot")
         );
         assert_eq!(
-            shutdown(&hv, &xs, None, false, false, false, &mut Vec::new()),
+            shutdown(&hv, &xs, None, false, None, false, &mut Vec::new()),
             Err(Fail("You must specify -a or a domain id.".into()))
         );
         // -w: returns once the domain reports shutdown.
         shut(&hv, d, reason::POWEROFF);
         let mut log = Vec::new();
-        shutdown(&hv, &xs, None, true, true, false, &mut log).unwrap();
+        shutdown(&hv, &xs, None, true, Some(Duration::ZERO), false, &mut log).unwrap();
         let log = String::from_utf8(log).unwrap();
         assert!(
             log.ends_with("Waiting for 1 domains\nDomain 1 has been shut down, reason code 0\n"),
             "{log}"
         );
+        // A domain that stays shut down (preserve): -w gives up after the grace time.
+        let t = std::time::Instant::now();
+        wait_shutdown(&hv, &xs, d, Duration::from_millis(300), &mut Vec::new()).unwrap();
+        assert!(t.elapsed() >= Duration::from_millis(300) && t.elapsed() < Duration::from_secs(5));
         pause(&hv, &xs, "domu", false).unwrap();
         assert!(hv.domain(1).unwrap().info.paused());
         pause(&hv, &xs, "domu", true).unwrap();

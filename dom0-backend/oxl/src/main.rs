@@ -142,6 +142,10 @@ enum Cmd {
     Monitor { domid: u32 },
 }
 
+/// How long `shutdown -w` waits, after the domain has shut down, for its monitor to
+/// destroy it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 fn open() -> Result<(xen::XenHv, xs::XsStore), Fail> {
     let hv = xen::XenHv::open().map_err(|e| Fail(format!("xl: {e}")))?;
     let store = xs::XsStore::open().map_err(|e| Fail(format!("xl: {e}")))?;
@@ -362,7 +366,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 &xs,
                 domain.as_deref(),
                 all,
-                wait,
+                wait.then_some(SHUTDOWN_GRACE),
                 false,
                 &mut std::io::stderr(),
             )
@@ -379,7 +383,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 &xs,
                 domain.as_deref(),
                 all,
-                wait,
+                wait.then_some(SHUTDOWN_GRACE),
                 true,
                 &mut std::io::stderr(),
             )
