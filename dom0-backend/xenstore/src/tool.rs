@@ -1,6 +1,6 @@
 //! The multi-call `xenstore` tool (Xen 4.17's `xenstore_client.c`):
 //! `xenstore-read`, `-write`, `-rm`, `-exists`, `-list`, `-ls`, `-chmod`,
-//! `-watch`, selected by argv[0] (`xenstore-<mode>`) or by the first
+//! `-watch`, selected by `argv[0]` (`xenstore-<mode>`) or by the first
 //! argument (`xenstore <mode>`).
 //!
 //! Output, messages and exit codes follow Xen's tool: values are printed
@@ -469,7 +469,7 @@ impl Run<'_> {
     }
 }
 
-/// Runs the tool on `argv` (argv[0] included); returns the exit code.
+/// Runs the tool on `argv` (`argv[0]` included); returns the exit code.
 /// Output goes to `stdout`, messages to `stderr`.
 pub fn run(argv: &[String], stdout: &mut dyn Write, stderr: &mut dyn Write) -> i32 {
     match run_inner(argv, stdout, stderr) {
