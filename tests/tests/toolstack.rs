@@ -14,7 +14,8 @@
 //! * GICv3 and GICv2, [`lifecycle`]: `xl list` columns; a DomU that checks itself and
 //!   powers off (console log shows `DOMU-INIT` and its own name, the domain is gone after);
 //!   `xl create -c` with typed input reaching the DomU's shell (`xenstore-read name`
-//!   answers `domu`) and Ctrl-] back to Dom0; `xl list` with Domain-0 and domu;
+//!   answers `domu`) and Ctrl-] back to Dom0, `xl console` to the same shell again;
+//!   `xl list` with Domain-0 and domu;
 //!   `xl shutdown -w`; two DomUs at once, each reading its own name; `xl destroy`; in the
 //!   end `xl list`, `/local/domain` and `xl info`'s free_memory are as before.
 //! * GICv3, [`bad_input_and_cycles`]: malformed cfg, unknown key, missing kernel, too much
@@ -56,6 +57,12 @@ impl Budget {
         Self {
             start: Instant::now(),
         }
+    }
+
+    /// What is left, but at most 300 s: for one interactive step, so that a lost
+    /// keystroke fails the test soon, with its transcript, instead of at the budget's end.
+    fn step(&self) -> Duration {
+        self.left().min(Duration::from_secs(300))
     }
 
     fn left(&self) -> Duration {
@@ -279,18 +286,40 @@ fn lifecycle(gic: u8) -> Result<(), Error> {
     )?;
     let q = sh.running();
     q.send("xl create -c /etc/xen/domu.cfg\r")?;
-    q.expect(re(r"^DOMU-INIT uptime=[0-9.]+$"), b.left())?;
-    q.expect(re(r"^domu: starting shell"), b.left())?;
-    q.expect_prompt(re(DOMU_PROMPT), b.left())?;
+    q.expect(re(r"^DOMU-INIT uptime=[0-9.]+$"), b.step())?;
+    q.expect(re(r"^domu: starting shell"), b.step())?;
+    q.expect_prompt(re(DOMU_PROMPT), b.step())?;
     q.send("xenstore-read name\r")?;
-    q.expect(re(r"^(\x1b\[6n)?domu$"), b.left())?;
-    q.expect_prompt(re(DOMU_PROMPT), b.left())?;
+    q.expect(re(r"^(\x1b\[6n)?domu$"), b.step())?;
+    q.expect_prompt(re(DOMU_PROMPT), b.step())?;
     q.send("echo domu-$((40+2))\r")?;
-    q.expect(re(r"^(\x1b\[6n)?domu-42$"), b.left())?;
-    q.expect_prompt(re(DOMU_PROMPT), b.left())?;
+    q.expect(re(r"^(\x1b\[6n)?domu-42$"), b.step())?;
+    q.expect_prompt(re(DOMU_PROMPT), b.step())?;
     q.send("\x1d")?; // Ctrl-]: back to Dom0, the DomU keeps running
     q.send("\r")?;
-    q.expect_prompt(re(PROMPT), b.left())?;
+    q.expect_prompt(re(PROMPT), b.step())?;
+    // xl console: the same shell again. The client puts the terminal in raw mode with
+    // TCSAFLUSH (as Xen's xenconsole), dropping what was typed ahead: type Enter until the
+    // DomU's prompt answers.
+    q.send("xl console domu\r")?;
+    std::thread::sleep(scaled(Duration::from_secs(2)));
+    let mut attached = false;
+    for _ in 0..20 {
+        q.send("\r")?;
+        if q.expect_prompt(re(DOMU_PROMPT), Duration::from_secs(3))
+            .is_ok()
+        {
+            attached = true;
+            break;
+        }
+    }
+    assert!(attached, "xl console domu: no DomU prompt");
+    q.send("echo again-$((6*7))\r")?;
+    q.expect(re(r"^(\x1b\[6n)?again-42$"), b.step())?;
+    q.expect_prompt(re(DOMU_PROMPT), b.step())?;
+    q.send("\x1d")?;
+    q.send("\r")?;
+    q.expect_prompt(re(PROMPT), b.step())?;
     let rows = xl_list(&mut sh, &b)?;
     assert_eq!(rows.len(), 2, "Domain-0 and domu: {rows:?}");
     row(&rows, "domu");
