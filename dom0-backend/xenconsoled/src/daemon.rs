@@ -57,6 +57,7 @@ pub const HV_POLL: Duration = Duration::from_secs(1);
 /// `VIRQ_CON_RING` event, and every [`HV_POLL`] (oxen does not raise that VIRQ).
 struct HvLog<H: Hyp> {
     file: File,
+    path: PathBuf,
     index: u32,
     port: Option<H::Port>,
     next_poll: Instant,
@@ -80,6 +81,8 @@ struct Console<H: Hyp> {
     pty: Option<Pty>,
     buf: OutBuffer,
     log: Option<File>,
+    /// Where `log` was opened (reopened on SIGHUP).
+    log_path: Option<PathBuf>,
 }
 
 /// The values of a domain's `console/` nodes the daemon uses.
@@ -142,6 +145,14 @@ pub fn log_file_name(name: Option<&str>, domid: u16) -> String {
     }
 }
 
+/// Open a log file for appending (created 0644 if missing).
+fn open_log(path: &std::path::Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 /// A message for the daemon's log (stderr; a log file once daemonized).
 fn say(msg: std::fmt::Arguments<'_>) {
     eprintln!("xenconsoled: {msg}");
@@ -174,14 +185,12 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
     pub fn start(&mut self) -> SysResult<()> {
         if self.opts.log_hv {
             let path = self.opts.log_dir.join("hypervisor.log");
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
+            let file = open_log(&path)
                 .map_err(|e| SysError(format!("opening {}: {e}", path.display())))?;
             let port = self.hyp.bind_con_ring().ok();
             self.hv = Some(HvLog {
                 file,
+                path,
                 index: 0,
                 port,
                 next_poll: Instant::now(),
@@ -256,6 +265,7 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
             pty: None,
             buf: OutBuffer::new(DEFAULT_LIMIT, self.opts.overflow),
             log: None,
+            log_path: None,
         };
         self.consoles.insert(domid, con);
         // The watch fires once at once, which sets the console up if its nodes exist.
@@ -376,12 +386,11 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
                 .opts
                 .log_dir
                 .join(log_file_name(name.as_deref(), domid));
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-            {
-                Ok(f) => con.log = Some(f),
+            match open_log(&path) {
+                Ok(f) => {
+                    con.log = Some(f);
+                    con.log_path = Some(path);
+                }
                 Err(e) => say(format_args!(
                     "d{domid}: opening {} failed: {e}",
                     path.display()
@@ -496,6 +505,24 @@ impl<H: Hyp, S: Store> Daemon<H, S> {
             Ok(n) => con.buf.advance(n),
             Err(Errno::EAGAIN | Errno::EINTR) => {}
             Err(e) => say(format_args!("d{domid}: writing its pty failed: {e}")),
+        }
+    }
+
+    /// Reopen every log file by its path (SIGHUP, after a log rotation moved them).
+    pub fn reopen_logs(&mut self) {
+        for con in self.consoles.values_mut() {
+            if let Some(path) = con.log_path.as_ref() {
+                match open_log(path) {
+                    Ok(f) => con.log = Some(f),
+                    Err(e) => say(format_args!("reopening {} failed: {e}", path.display())),
+                }
+            }
+        }
+        if let Some(hv) = self.hv.as_mut() {
+            match open_log(&hv.path) {
+                Ok(f) => hv.file = f,
+                Err(e) => say(format_args!("reopening {} failed: {e}", hv.path.display())),
+            }
         }
     }
 
@@ -797,6 +824,20 @@ mod tests {
         assert_eq!(got, log.as_bytes());
         assert!(w.d.hyp_mut().doms[&1].port.borrow().notified >= 1);
 
+        // A log rotation: the old file is moved away, SIGHUP reopens by name.
+        std::fs::rename(w.dir.join("guest-domu.log"), w.dir.join("guest-domu.log.1")).unwrap();
+        w.d.reopen_logs();
+        guest_write(&mut page.borrow_mut(), b"rotated\n");
+        w.d.hyp_mut().kick(1);
+        settle(&mut w.d);
+        assert_eq!(
+            std::fs::read_to_string(w.dir.join("guest-domu.log")).unwrap(),
+            "rotated\n"
+        );
+        let mut got = vec![0u8; 8];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, b"rotated\n");
+
         std::io::Write::write_all(&mut client, b"xenstore-read name\r").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
         settle(&mut w.d);
@@ -816,7 +857,7 @@ mod tests {
                 .all(|(p, _)| !p.contains("/1/"))
         );
         let log = std::fs::read_to_string(w.dir.join("guest-domu.log")).unwrap();
-        assert!(log.ends_with("last words\n"), "{log:?}");
+        assert_eq!(log, "rotated\nlast words\n");
         let _ = std::fs::remove_dir_all(&w.dir);
     }
 

@@ -1,7 +1,8 @@
 //! `xenconsoled`: Dom0's console daemon (see the library's docs). Checks its environment
 //! (log directory, `/dev/xen/privcmd`, xenstored) in the foreground so that a failure is
 //! one line on the caller's terminal and a non-zero status, then daemonizes (unless `-i`),
-//! writes its pid file and serves until SIGTERM/SIGINT. Once daemonized its messages go to
+//! writes its pid file and serves until SIGTERM/SIGINT (SIGHUP reopens the log files, for
+//! log rotation). Once daemonized its messages go to
 //! `/var/log/xen/xenconsoled.log`.
 use clap::Parser;
 use nix::fcntl::{Flock, FlockArg};
@@ -138,7 +139,9 @@ fn serve(
     loop {
         if d.run_once(Some(sigfd.as_fd()), None)? {
             while let Ok(Some(si)) = sigfd.read_signal() {
-                if si.ssi_signo != Signal::SIGHUP as u32 {
+                if si.ssi_signo == Signal::SIGHUP as u32 {
+                    d.reopen_logs();
+                } else {
                     if verbose {
                         eprintln!("xenconsoled: signal {}: exiting", si.ssi_signo);
                     }
