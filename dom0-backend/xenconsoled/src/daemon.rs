@@ -839,9 +839,14 @@ mod tests {
         assert_eq!(got, b"rotated\n");
 
         std::io::Write::write_all(&mut client, b"xenstore-read name\r").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        settle(&mut w.d);
-        assert_eq!(guest_read(&mut page.borrow_mut()), b"xenstore-read name\r");
+        // The tty layer passes input on asynchronously: give it up to 5 s.
+        let mut typed = Vec::new();
+        let t0 = Instant::now();
+        while typed.len() < 19 && t0.elapsed() < Duration::from_secs(5) {
+            settle(&mut w.d);
+            typed.extend(guest_read(&mut page.borrow_mut()));
+        }
+        assert_eq!(typed, b"xenstore-read name\r");
 
         // The domain dies: its console is forgotten, the port unbound, the log complete.
         guest_write(&mut page.borrow_mut(), b"last words\n");

@@ -81,7 +81,12 @@ mod tests {
         client.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"out\r\n", "raw: no \\n -> \\r\\n translation");
         client.write_all(b"typed").unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The tty layer hands input to the master asynchronously: wait until readable.
+        let mut fds = [nix::poll::PollFd::new(
+            pty.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        assert_eq!(nix::poll::poll(&mut fds, 5000u16).unwrap(), 1);
         let mut got = [0u8; 16];
         let n = pty.read(&mut got).unwrap();
         assert_eq!(&got[..n], b"typed");
