@@ -14,7 +14,8 @@
 #                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg) and the ready DomU under /opt/domu/:
 #                   the same kernel Image and domu-initrd.gz
 #   domu-initrd.gz  the DomU's initramfs (also inside dom0-initrd.gz): busybox, /init
-#                   (qemu/domu/init.sh), /usr/bin/xenstore and its xenstore-* links
+#                   (qemu/domu/init.sh), /usr/bin/xenstore and its xenstore-* links,
+#                   /usr/bin/xs-hostile (a hostile xenstore client; Dom0 has it too)
 #   kver            kernel ABI version, e.g. 6.1.0-56-arm64
 #   modules.txt     the module files put in the initramfs (dependency closure)
 #   manifest.txt    package=version of the Debian packages used
@@ -55,7 +56,7 @@ FORCE=0
 case "${1:-}" in
     --force) FORCE=1 ;;
     "") ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-dom0: unknown argument '$1' (use --force or --help)" >&2; exit 2 ;;
 esac
 
@@ -151,6 +152,7 @@ fi
 TOOLS="oxl oxl /usr/sbin/xl
 xenstore xenstored /usr/sbin/xenstored
 xenstore xenstore /usr/bin/xenstore
+xenstore xs-hostile /usr/bin/xs-hostile
 xenconsoled xenconsoled /usr/sbin/xenconsoled"
 # Links to /usr/bin/xenstore (it acts by argv[0]), in Dom0 and in the DomU.
 XS_LINKS="xenstore-read xenstore-write xenstore-ls xenstore-rm xenstore-exists xenstore-list
@@ -273,6 +275,9 @@ U=$WORK/domu
 busybox_root "$U" "$DOMU_INIT"
 XS_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xenstore" {print $1}')
 [ -z "$XS_SRC" ] || install_bin "$XS_SRC" "$U/usr/bin/xenstore"
+# xs-hostile: the hostile xenstore client the DomU's `hostile` scenario runs
+XSH_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xs-hostile" {print $1}')
+[ -z "$XSH_SRC" ] || install_bin "$XSH_SRC" "$U/usr/bin/xs-hostile"
 xenstore_links "$U"
 cpio_gz "$U" "$WORK/domu-initrd.gz"
 

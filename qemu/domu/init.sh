@@ -11,6 +11,8 @@
 #   check print `domu: key=value` facts the tests read (the domain's own xenstore name
 #         and domid, /sys/hypervisor/type), `domu: check done`, then power off
 #   facts the same facts and `domu: facts done`, then the shell (the domain stays up)
+#   hostile run /usr/bin/xs-hostile (a hostile xenstore client: its `xs-hostile: ...` lines),
+#         `domu: hostile done rc=<rc>`, then the shell (the domain stays up)
 # Failures print one `domu: ... failed` line each and never stop the script: `check`
 # always ends in a power-off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -75,10 +77,14 @@ check)
     echo "domu: check done"
     off
     ;;
-facts | shell)
+facts | shell | hostile)
     if [ "$SCEN" = facts ]; then
         facts
         echo "domu: facts done"
+    fi
+    if [ "$SCEN" = hostile ]; then
+        timeout 900 xs-hostile 2>&1
+        echo "domu: hostile done rc=$?"
     fi
     echo 'export PS1="domu:\w# "' > /etc/profile
     echo "domu: starting shell ('poweroff' to shut the domain down)"
@@ -95,7 +101,7 @@ facts | shell)
     done
     ;;
 *)
-    echo "domu: unknown scenario '$SCEN' (use shell, facts or check)"
+    echo "domu: unknown scenario '$SCEN' (use shell, facts, check or hostile)"
     off
     ;;
 esac
