@@ -51,31 +51,59 @@ fn step<T>(what: &str, r: SysResult<T>) -> Result<T, BuildError> {
     r.map_err(|e| BuildError(format!("{what}: {e}")))
 }
 
-/// A kernel Image ready to load.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A kernel Image ready to load: its bytes (gunzipped), or the open file of an uncompressed
+/// Image, read straight into the guest's pages when it is loaded (no copy in between).
+#[derive(Debug)]
 pub struct Kernel {
     pub text_offset: u64,
-    pub data: Vec<u8>,
+    /// Bytes of the Image.
+    pub len: u64,
+    pub payload: Payload,
 }
 
-/// Probes an arm64 `Image` (gunzipping it first when it is gzip), as libxc's zImage64 loader.
-pub fn parse_kernel(raw: &[u8]) -> Result<Kernel, String> {
-    let data = if raw.starts_with(&[0x1f, 0x8b]) {
-        use std::io::Read;
-        let mut out = Vec::new();
-        let mut dec = flate2::read::GzDecoder::new(raw).take(MAX_KERNEL as u64 + 1);
-        dec.read_to_end(&mut out)
-            .map_err(|e| format!("cannot gunzip the kernel: {e}"))?;
-        if out.len() > MAX_KERNEL {
-            return Err(format!(
-                "the gunzipped kernel is larger than {} MiB",
-                MAX_KERNEL >> 20
-            ));
+/// Where a kernel's bytes are.
+#[derive(Debug)]
+pub enum Payload {
+    Bytes(Vec<u8>),
+    /// The whole file, from offset 0 (`len` bytes).
+    File(std::fs::File),
+}
+
+#[cfg(test)]
+impl Kernel {
+    /// The bytes of an in-memory kernel.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.payload {
+            Payload::Bytes(b) => Some(b),
+            Payload::File(_) => None,
         }
-        out
-    } else {
-        raw.to_vec()
-    };
+    }
+}
+
+/// Opens the kernel at `path`: an uncompressed Image is probed from its header and kept as
+/// the open file; a gzip one is read and gunzipped ([`parse_kernel`]).
+pub fn open_kernel(path: &str) -> Result<Kernel, String> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| crate::cmd::io_text(&e))?;
+    let len = file.metadata().map_err(|e| crate::cmd::io_text(&e))?.len();
+    let mut head = [0u8; 64];
+    let n = (len as usize).min(64);
+    file.read_exact_at(&mut head[..n], 0)
+        .map_err(|e| crate::cmd::io_text(&e))?;
+    if n < 64 || head.starts_with(&[0x1f, 0x8b]) {
+        let raw = std::fs::read(path).map_err(|e| crate::cmd::io_text(&e))?;
+        return parse_kernel(raw);
+    }
+    let text_offset = check_header(&head)?;
+    Ok(Kernel {
+        text_offset,
+        len,
+        payload: Payload::File(file),
+    })
+}
+
+/// The `text_offset` of an arm64 Image header (its first 64 bytes).
+fn check_header(data: &[u8]) -> Result<u64, String> {
     if data.len() < 64 {
         return Err("not an arm64 Image: file too short for the Image header".into());
     }
@@ -89,7 +117,35 @@ pub fn parse_kernel(raw: &[u8]) -> Result<Kernel, String> {
             "arm64 Image has an unusable text_offset {text_offset:#x}"
         ));
     }
-    Ok(Kernel { text_offset, data })
+    Ok(text_offset)
+}
+
+/// Probes an arm64 `Image` (gunzipping it first when it is gzip), as libxc's zImage64 loader.
+/// Takes the file's bytes (an uncompressed Image is kept as it is, not copied).
+pub fn parse_kernel(raw: impl Into<Vec<u8>>) -> Result<Kernel, String> {
+    let raw: Vec<u8> = raw.into();
+    let data = if raw.starts_with(&[0x1f, 0x8b]) {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let mut dec = flate2::read::GzDecoder::new(&raw[..]).take(MAX_KERNEL as u64 + 1);
+        dec.read_to_end(&mut out)
+            .map_err(|e| format!("cannot gunzip the kernel: {e}"))?;
+        if out.len() > MAX_KERNEL {
+            return Err(format!(
+                "the gunzipped kernel is larger than {} MiB",
+                MAX_KERNEL >> 20
+            ));
+        }
+        out
+    } else {
+        raw
+    };
+    let text_offset = check_header(&data)?;
+    Ok(Kernel {
+        text_offset,
+        len: data.len() as u64,
+        payload: Payload::Bytes(data),
+    })
 }
 
 /// RAM bytes per bank for `ram` bytes (bank 0 first, up to 3 GiB).
@@ -130,7 +186,7 @@ pub fn place(
     bank0: u64,
 ) -> Result<Layout, String> {
     let kbase = GUEST_RAM0_BASE + kernel.text_offset;
-    let kend_exact = kbase + kernel.data.len() as u64;
+    let kend_exact = kbase + kernel.len;
     let kend = round_up(kend_exact, 2 << 20);
     let bank0_end = GUEST_RAM0_BASE + bank0;
     let dtb_size = round_up(dtb_len, PAGE_SIZE);
@@ -139,7 +195,7 @@ pub fn place(
     if kend_exact > bank0_end {
         return Err(format!(
             "the kernel ({} MiB) does not fit in the guest's memory",
-            kernel.data.len() >> 20
+            kernel.len >> 20
         ));
     }
     let ram128 = GUEST_RAM0_BASE + (128 << 20);
@@ -211,7 +267,40 @@ pub fn write_segment<H: Hv + ?Sized>(hv: &H, domid: u32, addr: u64, data: &[u8])
     for (i, part) in data.chunks(chunk).enumerate() {
         hv.write_pages(domid, (addr >> PAGE_SHIFT) + i as u64 * CHUNK_PAGES, part)?;
     }
-    let pages = (data.len() as u64).div_ceil(PAGE_SIZE).max(1);
+    flush_segment(hv, domid, addr, data.len() as u64)
+}
+
+/// Writes `len` bytes of `file` (from offset 0) at guest-physical `addr` (page-aligned):
+/// each chunk is read straight into its foreign map; then cache-flushes the whole range.
+pub fn write_segment_file<H: Hv + ?Sized>(
+    hv: &H,
+    domid: u32,
+    addr: u64,
+    file: &std::fs::File,
+    len: u64,
+) -> SysResult<()> {
+    use std::os::unix::fs::FileExt;
+    debug_assert_eq!(addr % PAGE_SIZE, 0);
+    let chunk = CHUNK_PAGES * PAGE_SIZE;
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(chunk);
+        hv.fill_pages(
+            domid,
+            (addr + off) >> PAGE_SHIFT,
+            n as usize,
+            &mut |dst: &mut [u8]| {
+                file.read_exact_at(dst, off)
+                    .map_err(|e| SysError::msg(format!("reading the file at offset {off}: {e}")))
+            },
+        )?;
+        off += n;
+    }
+    flush_segment(hv, domid, addr, len)
+}
+
+fn flush_segment<H: Hv + ?Sized>(hv: &H, domid: u32, addr: u64, len: u64) -> SysResult<()> {
+    let pages = len.div_ceil(PAGE_SIZE).max(1);
     for start in (0..pages).step_by(1 << 20) {
         hv.cacheflush(
             domid,
@@ -311,6 +400,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
     progress: &mut dyn FnMut(&str),
 ) -> Result<u32, BuildError> {
     let cfg = input.cfg;
+    progress("@build start");
     let ram = cfg.target_memkb * 1024;
     let bank = banks(ram).map_err(|e| BuildError(format!("memory: {e}")))?;
 
@@ -379,6 +469,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
     )
     .map_err(|e| BuildError(format!("placing the kernel: {e}")))?;
 
+    progress("@checks (physinfo, version, DTB sizing)");
     // createdomain (paused, no vCPUs, no RAM).
     let req = CreateDomain {
         handle: input.uuid,
@@ -389,6 +480,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
         grant_opts: 1,
     };
     let created = step("createdomain", hv.create_domain(&req))?;
+    progress("@createdomain");
     let domid = created.domid;
     made.domid = Some(domid);
     progress(&format!(
@@ -465,6 +557,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
         }),
     )?;
 
+    progress("@xenstore skeleton transaction");
     // libxl__build_pre.
     step("max_vcpus", hv.max_vcpus(domid, cfg.max_vcpus))?;
     for (v, map) in &affinity {
@@ -494,6 +587,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
         hv.set_param(domid, param::CALLBACK_IRQ, CALLBACK_VIA_PPI31),
     )?;
 
+    progress("@build_pre (max_vcpus, max_mem, evtchns, mempool, params)");
     // meminit.
     step("set_address_size", hv.set_address_size(domid, 64))?;
     for (i, base) in [GUEST_RAM0_BASE, GUEST_RAM1_BASE].into_iter().enumerate() {
@@ -518,6 +612,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
         ));
     }
 
+    progress("@populate");
     // Boot pieces: kernel, initrd, DTB (final values).
     let info = step("getdomaininfo", hv.domain_info(domid))?
         .ok_or_else(|| BuildError(format!("getdomaininfo: domain {domid} vanished")))?;
@@ -534,11 +629,16 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
     progress(&format!("kernel {:#x}-{:#x}", lay.kernel, lay.kernel_end));
     step(
         "loading the kernel",
-        write_segment(hv, domid, lay.kernel, &input.kernel.data),
+        match &input.kernel.payload {
+            Payload::Bytes(b) => write_segment(hv, domid, lay.kernel, b),
+            Payload::File(f) => write_segment_file(hv, domid, lay.kernel, f, input.kernel.len),
+        },
     )?;
+    progress("@kernel written");
     if let (Some((s, e)), Some(rd)) = (lay.initrd, &input.ramdisk) {
         progress(&format!("ramdisk {s:#x}-{e:#x}"));
         step("loading the ramdisk", write_segment(hv, domid, s, rd))?;
+        progress("@ramdisk written");
     }
     progress(&format!(
         "device tree {:#x} ({} bytes)",
@@ -549,6 +649,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
         "loading the device tree",
         write_segment(hv, domid, lay.dtb, &blob),
     )?;
+    progress("@device tree written");
 
     // Magic pages: console, xenstore, memaccess, vuart.
     let magic: Vec<u64> = (0..NR_MAGIC_PAGES).map(|i| MAGIC_GFN + i).collect();
@@ -575,6 +676,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
         step("setting HVM params", hv.set_param(domid, idx, val))?;
     }
 
+    progress("@magic pages + HVM params");
     // Boot vCPU.
     let ctx = VcpuContext {
         pc: lay.kernel,
@@ -597,6 +699,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
         )),
     }
 
+    progress("@vcpu context + grant seed");
     // libxl__build_post + console device.
     let be = format!("/local/domain/0/backend/console/{domid}/0");
     let con = format!("{dom}/console");
@@ -693,6 +796,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
             Ok(())
         }),
     )?;
+    progress("@xenstore build_post + console transactions");
     step(
         "introducing the domain to xenstored",
         xs.introduce(domid, STORE_GFN, store_port),
@@ -706,6 +810,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
             "waiting for xenconsoled",
             wait_for_tty(xs, domid, input.console_timeout),
         )?;
+        progress("@console/tty from xenconsoled");
     }
     if !input.paused {
         step("unpause", hv.unpause(domid))?;
@@ -790,7 +895,7 @@ mod tests {
     fn input(cfg: &DomainConfig) -> BuildInput<'_> {
         BuildInput {
             cfg,
-            kernel: parse_kernel(&image(3 << 20, 0)).unwrap(),
+            kernel: parse_kernel(image(3 << 20, 0)).unwrap(),
             ramdisk: Some(vec![0x5a; 10_000]),
             uuid: crate::cfg::parse_uuid("e68679a4-9132-4e75-b8c9-195ce327113f").unwrap(),
             rng_seed: [1; 128],
@@ -803,20 +908,70 @@ mod tests {
 
     #[test]
     fn kernel_probe() {
-        let k = parse_kernel(&image(4096, 0x80000)).unwrap();
+        let k = parse_kernel(image(4096, 0x80000)).unwrap();
         assert_eq!(k.text_offset, 0x80000);
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &image(100_000, 0)).unwrap();
-        let k = parse_kernel(&gz.finish().unwrap()).unwrap();
-        assert_eq!(k.data, image(100_000, 0));
-        assert!(parse_kernel(&[0u8; 63]).unwrap_err().contains("too short"));
-        assert!(parse_kernel(&[0u8; 4096]).unwrap_err().contains("magic"));
+        let k = parse_kernel(gz.finish().unwrap()).unwrap();
+        assert_eq!(k.bytes().unwrap(), image(100_000, 0));
+        assert!(parse_kernel([0u8; 63]).unwrap_err().contains("too short"));
+        assert!(parse_kernel([0u8; 4096]).unwrap_err().contains("magic"));
         assert!(
-            parse_kernel(&[0x1f, 0x8b, 1, 2, 3])
+            parse_kernel([0x1f, 0x8b, 1, 2, 3])
                 .unwrap_err()
                 .contains("gunzip")
         );
-        assert!(parse_kernel(&image(4096, 0x123)).is_err());
+        assert!(parse_kernel(image(4096, 0x123)).is_err());
+    }
+
+    #[test]
+    fn kernel_file_is_read_into_guest_pages() {
+        let d = std::env::temp_dir().join(format!("oxl-kfile-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let (plain, gz) = (d.join("Image"), d.join("Image.gz"));
+        // Not a multiple of the chunk: the last chunk is partial, its page zero-padded.
+        let img = image((CHUNK_PAGES * PAGE_SIZE) as usize + 5000, 0x80000);
+        std::fs::write(&plain, &img).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &img).unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let k = open_kernel(plain.to_str().unwrap()).unwrap();
+        assert!(matches!(k.payload, Payload::File(_)));
+        assert_eq!((k.text_offset, k.len), (0x80000, img.len() as u64));
+        let kz = open_kernel(gz.to_str().unwrap()).unwrap();
+        assert_eq!(kz.bytes().unwrap(), &img[..]);
+        let hv = FakeHv::new();
+        let domid = hv
+            .create_domain(&CreateDomain {
+                handle: [0; 16],
+                max_vcpus: 1,
+                max_evtchn_port: 1023,
+                max_grant_frames: -1,
+                max_maptrack_frames: -1,
+                grant_opts: 1,
+            })
+            .unwrap()
+            .domid;
+        let pages = (img.len() as u64).div_ceil(PAGE_SIZE);
+        let gfns: Vec<u64> = (0..pages).map(|i| 0x40000 + i).collect();
+        hv.set_address_size(domid, 64).unwrap();
+        hv.max_mem(domid, 64 << 10).unwrap();
+        assert_eq!(hv.populate(domid, 0, &gfns).unwrap(), gfns.len());
+        let Payload::File(f) = &k.payload else {
+            unreachable!()
+        };
+        write_segment_file(&hv, domid, 0x4000_0000, f, k.len).unwrap();
+        let back = hv
+            .read(domid, 0x4000_0000, (pages * PAGE_SIZE) as usize)
+            .unwrap();
+        assert_eq!(&back[..img.len()], &img[..]);
+        assert!(back[img.len()..].iter().all(|&b| b == 0));
+        assert!(
+            open_kernel(d.join("missing").to_str().unwrap())
+                .unwrap_err()
+                .contains("No such file")
+        );
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -824,7 +979,8 @@ mod tests {
         // The sample: 256 MiB, 32956352-byte kernel, 2526666-byte initrd, 1543-byte DTB.
         let k = Kernel {
             text_offset: 0,
-            data: vec![0; 32_956_352],
+            len: 32_956_352,
+            payload: Payload::Bytes(Vec::new()),
         };
         let l = place(&k, Some(2_526_666), 1543, 256 << 20).unwrap();
         assert_eq!(
@@ -851,7 +1007,8 @@ mod tests {
         // Modules below a kernel loaded high.
         let hi = Kernel {
             text_offset: 0x100_0000,
-            data: vec![0; 40 << 20],
+            len: 40 << 20,
+            payload: Payload::Bytes(Vec::new()),
         };
         let l = place(&hi, Some(4096), 4096, 56 << 20).unwrap();
         assert_eq!(
@@ -939,7 +1096,10 @@ mod tests {
         assert_eq!(d.pause_count, 0, "unpaused exactly once");
         assert_eq!(d.grants, vec![(0, 0x39000), (0, 0x39001)]);
         // Guest memory: kernel, initrd (page-padded with zeros), DTB, zeroed magic pages.
-        assert_eq!(hv.read(1, 0x4000_0000, 3 << 20).unwrap(), inp.kernel.data);
+        assert_eq!(
+            hv.read(1, 0x4000_0000, 3 << 20).unwrap(),
+            inp.kernel.bytes().unwrap()
+        );
         assert_eq!(hv.read(1, 0x4800_0000, 10_000).unwrap(), vec![0x5a; 10_000]);
         assert_eq!(
             hv.read(1, 0x4800_0000 + 10_000, 12288 - 10_000).unwrap(),

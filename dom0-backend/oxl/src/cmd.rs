@@ -440,7 +440,10 @@ pub fn load_config(file: &str, overrides: &[String]) -> Result<Loaded, Fail> {
     Ok(Loaded { cfg, text: saved })
 }
 
-/// `xl create`: builds and starts the domain, saves its configuration. Returns the domid.
+/// `xl create`: builds the domain (paused), saves its configuration, runs `before_unpause`
+/// (e.g. starting the monitor: a failure destroys the domain and is returned as it is), then
+/// unpauses it unless `paused` (last, as xl: the new guest does not compete with the rest of
+/// the creation for the CPUs). Returns the domid.
 pub fn create(
     hv: &dyn Hv,
     xs: &dyn Store,
@@ -448,6 +451,7 @@ pub fn create(
     paused: bool,
     env: &mut CreateEnv<'_>,
     progress: &mut dyn FnMut(&str),
+    before_unpause: &mut dyn FnMut(u32) -> Result<(), Fail>,
 ) -> Result<u32, Fail> {
     let cfg = &loaded.cfg;
     let fail = |m: String| Fail(format!("xl: creating domain \"{}\": {m}", cfg.name));
@@ -459,17 +463,17 @@ pub fn create(
             )));
         }
     }
-    let raw = std::fs::read(&cfg.kernel)
-        .map_err(|e| fail(format!("kernel {}: {}", cfg.kernel, io_text(&e))))?;
+    progress("@name check");
     let kernel =
-        build::parse_kernel(&raw).map_err(|e| fail(format!("kernel {}: {e}", cfg.kernel)))?;
-    drop(raw);
+        build::open_kernel(&cfg.kernel).map_err(|e| fail(format!("kernel {}: {e}", cfg.kernel)))?;
+    progress("@kernel read + probe");
     let ramdisk = match &cfg.ramdisk {
         Some(r) => {
             Some(std::fs::read(r).map_err(|e| fail(format!("ramdisk {r}: {}", io_text(&e))))?)
         }
         None => None,
     };
+    progress("@ramdisk read");
     let mut rnd = [0u8; 16 + 128];
     (env.random)(&mut rnd).map_err(|e| fail(format!("random bytes: {e}")))?;
     let uuid = cfg.uuid.unwrap_or_else(|| {
@@ -485,7 +489,7 @@ pub fn create(
         uuid,
         rng_seed: rnd[16..].try_into().expect("128 bytes"),
         start_time: (env.now)(),
-        paused,
+        paused: true,
         wait_console: daemon_alive(&env.paths.run.join("xenconsoled.pid")),
         console_timeout: env.console_timeout,
     };
@@ -500,12 +504,25 @@ pub fn create(
         std::fs::write(env.paths.saved(domid, &u, "xl"), &loaded.text)?;
         std::fs::write(env.paths.saved(domid, &u, "libxl-json"), json.as_bytes())
     };
-    if let Err(e) = save() {
+    let saved = save();
+    progress("@configuration saved");
+    if let Err(e) = saved {
         let _ = destroy_domid(hv, xs, env.paths, domid);
         return Err(fail(format!(
             "saving the configuration in {}: {e}",
             env.paths.lib.display()
         )));
+    }
+    if let Err(e) = before_unpause(domid) {
+        let _ = destroy_domid(hv, xs, env.paths, domid);
+        return Err(e);
+    }
+    if !paused {
+        if let Err(e) = hv.unpause(domid) {
+            let _ = destroy_domid(hv, xs, env.paths, domid);
+            return Err(fail(format!("unpause: {e}")));
+        }
+        progress("@unpause");
     }
     Ok(domid)
 }
@@ -625,9 +642,19 @@ pub fn monitor(
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 let _ = writeln!(log, "Done. Rebooting now");
-                domid = create(hv, xs, loaded, false, env, &mut |l| {
-                    let _ = writeln!(log, "{l}");
-                })?;
+                domid = create(
+                    hv,
+                    xs,
+                    loaded,
+                    false,
+                    env,
+                    &mut |l| {
+                        if !l.starts_with('@') {
+                            let _ = writeln!(log, "{l}");
+                        }
+                    },
+                    &mut |_| Ok(()),
+                )?;
                 let _ = writeln!(
                     log,
                     "Waiting for domain {} (domid {domid}) to die [pid {}]",
@@ -713,7 +740,10 @@ mod tests {
         let xs = FakeStore::new();
         let loaded = load_config(&cfgp, &["vcpus=1".into()]).unwrap();
         let mut env = env_for(&paths);
-        let domid = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap();
+        let domid = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}, &mut |_| {
+            Ok(())
+        })
+        .unwrap();
         (hv, xs, paths, loaded, domid)
     }
 
@@ -760,7 +790,10 @@ mod tests {
         );
         // Same name again: refused before anything is created.
         let mut env = env_for(&paths);
-        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap_err();
+        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}, &mut |_| {
+            Ok(())
+        })
+        .unwrap_err();
         assert!(
             e.0.starts_with(
                 "xl: creating domain \"domu\": a domain with that name already exists (domid 1)"
@@ -825,7 +858,10 @@ mod tests {
         std::fs::remove_file(d.join("initrd")).unwrap();
         let loaded = load_config(&cfgp, &[]).unwrap();
         let mut env = env_for(&paths);
-        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap_err();
+        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}, &mut |_| {
+            Ok(())
+        })
+        .unwrap_err();
         assert!(
             e.0.starts_with("xl: creating domain \"domu\": ramdisk "),
             "{}",
@@ -836,7 +872,10 @@ mod tests {
         // Memory failure in the middle: no domain, no nodes, no saved file.
         std::fs::write(d.join("initrd"), b"x").unwrap();
         hv.0.borrow_mut().fail = Some(("populate", crate::sys::ENOMEM));
-        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}).unwrap_err();
+        let e = create(&hv, &xs, &loaded, false, &mut env, &mut |_| {}, &mut |_| {
+            Ok(())
+        })
+        .unwrap_err();
         assert_eq!(
             e.0,
             "xl: creating domain \"domu\": populate RAM: ENOMEM (Out of memory)"

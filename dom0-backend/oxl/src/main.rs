@@ -274,17 +274,33 @@ fn run(cli: Cli) -> Result<(), Fail> {
             config,
             overrides,
         } => {
+            // OXL_TIMING=1: every progress line (and the "@phase" marks, each printed when
+            // its phase ends) with CLOCK_MONOTONIC seconds since start and since the last line.
+            let timing = std::env::var_os("OXL_TIMING").is_some_and(|v| v != "0");
+            let t0 = std::time::Instant::now();
+            let mut last = t0;
+            let verbose = cli.verbose > 0;
+            let mut progress = |l: &str| {
+                if timing {
+                    let now = std::time::Instant::now();
+                    eprintln!(
+                        "xl: [{:9.6} +{:9.6}] {}",
+                        (now - t0).as_secs_f64(),
+                        (now - last).as_secs_f64(),
+                        l.strip_prefix('@').unwrap_or(l)
+                    );
+                    last = now;
+                } else if verbose && !l.starts_with('@') {
+                    eprintln!("xl: {l}");
+                }
+            };
             if !quiet {
                 eprintln!("Parsing config from {config}");
             }
             let loaded = cmd::load_config(&config, &overrides)?;
+            progress("@config parse");
             let (hv, xs) = open()?;
-            let verbose = cli.verbose > 0;
-            let mut progress = |l: &str| {
-                if verbose {
-                    eprintln!("xl: {l}");
-                }
-            };
+            progress("@open privcmd + xenstore");
             let mut rnd = random;
             let mut env = CreateEnv {
                 paths: &paths,
@@ -295,20 +311,39 @@ fn run(cli: Cli) -> Result<(), Fail> {
             // Ctrl-C (or SIGTERM/SIGHUP) while the domain is built is held until the builder
             // has finished, then undoes the domain instead of leaving it half-made.
             let mut held = HeldSignals::hold();
-            let created = cmd::create(&hv, &xs, &loaded, paused, &mut env, &mut progress);
+            let name = &loaded.cfg.name;
+            let interrupted_by = |sig: Signal| {
+                Fail(format!(
+                    "xl: creating domain \"{name}\": interrupted by {sig:?}: the domain was destroyed"
+                ))
+            };
+            // Before the unpause: a signal taken while building undoes the domain; the
+            // monitor is started (the domain is destroyed if it cannot be).
+            let mut before_unpause = |domid: u32| -> Result<(), Fail> {
+                if let Some(sig) = held.as_mut().and_then(HeldSignals::take) {
+                    return Err(interrupted_by(sig));
+                }
+                if !foreground {
+                    spawn_monitor(&paths, domid, name)
+                        .map_err(|e| Fail(format!("{}: the domain was destroyed", e.0)))?;
+                }
+                Ok(())
+            };
+            let created = cmd::create(
+                &hv,
+                &xs,
+                &loaded,
+                paused,
+                &mut env,
+                &mut progress,
+                &mut before_unpause,
+            );
             let interrupted = held.as_mut().and_then(HeldSignals::take);
             drop(held);
             let domid = created?;
-            let name = &loaded.cfg.name;
             if let Some(sig) = interrupted {
                 let _ = cmd::destroy_domid(&hv, &xs, &paths, domid);
-                return Err(Fail(format!(
-                    "xl: creating domain \"{name}\": interrupted by {sig:?}: the domain was destroyed"
-                )));
-            }
-            if !foreground && let Err(e) = spawn_monitor(&paths, domid, name) {
-                let _ = cmd::destroy_domid(&hv, &xs, &paths, domid);
-                return Err(Fail(format!("{}: the domain was destroyed", e.0)));
+                return Err(interrupted_by(sig));
             }
             if console {
                 console_of(&hv, &xs, domid, ConsoleType::Pv, 0)?;

@@ -251,6 +251,19 @@ pub trait Hv {
     /// Maps `ceil(data.len() / 4096)` pages from `gfn` (foreign map), copies `data`, zeroes the
     /// rest of the last page, unmaps.
     fn write_pages(&self, domid: u32, gfn: u64, data: &[u8]) -> SysResult<()>;
+    /// Maps `ceil(len / 4096)` pages from `gfn`, lets `fill` write the first `len` bytes,
+    /// zeroes the rest of the last page, unmaps (as [`Hv::write_pages`] of what `fill` wrote).
+    fn fill_pages(
+        &self,
+        domid: u32,
+        gfn: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> SysResult<()>,
+    ) -> SysResult<()> {
+        let mut buf = vec![0u8; len];
+        fill(&mut buf)?;
+        self.write_pages(domid, gfn, &buf)
+    }
     fn cacheflush(&self, domid: u32, gfn: u64, nr: u64) -> SysResult<()>;
     fn set_param(&self, domid: u32, index: u32, value: u64) -> SysResult<()>;
     fn set_vcpu_context(&self, domid: u32, vcpu: u32, ctx: &VcpuContext) -> SysResult<()>;

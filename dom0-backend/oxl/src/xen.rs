@@ -4,6 +4,8 @@
 //! maps are dropped (unmapped) before `write_pages` returns, so a builder never leaves a
 //! mapping that would keep a destroyed domain alive; every error names the operation.
 
+use std::time::{Duration, Instant};
+
 use xenctrl::Xc;
 use xenctrl::xen_abi::domctl as dc;
 
@@ -14,6 +16,25 @@ use crate::sys::{
 
 pub struct XenHv {
     xc: Xc,
+    /// `OXL_TIMING`: time spent in foreign maps by [`Hv::fill_pages`]: (pages, map (mmap +
+    /// MMAPBATCH_V2), fill, unmap), printed to stderr when dropped.
+    timing: Option<std::cell::Cell<(u64, Duration, Duration, Duration)>>,
+}
+
+impl Drop for XenHv {
+    fn drop(&mut self) {
+        if let Some(t) = &self.timing {
+            let (n, map, fill, unmap) = t.get();
+            if n > 0 {
+                eprintln!(
+                    "xl: foreign writes: {n} pages: map {:.6} s, fill {:.6} s, unmap {:.6} s",
+                    map.as_secs_f64(),
+                    fill.as_secs_f64(),
+                    unmap.as_secs_f64()
+                );
+            }
+        }
+    }
 }
 
 fn e(err: xenctrl::Error) -> SysError {
@@ -48,7 +69,10 @@ fn info(d: &xenctrl::DomainInfo) -> DomInfo {
 impl XenHv {
     /// Opens `/dev/xen/privcmd` (and the hypercall buffer device).
     pub fn open() -> SysResult<XenHv> {
-        Xc::open().map(|xc| XenHv { xc }).map_err(|err| {
+        let timing = std::env::var_os("OXL_TIMING")
+            .is_some_and(|v| v != "0")
+            .then(std::cell::Cell::default);
+        Xc::open().map(|xc| XenHv { xc, timing }).map_err(|err| {
             let mut s = e(err);
             s.msg
                 .push_str(" (is this Dom0 of a Xen-ABI hypervisor, with xenfs/privcmd available?)");
@@ -195,6 +219,30 @@ impl Hv for XenHv {
         let dst: &mut [u8] = &mut map;
         dst[..data.len()].copy_from_slice(data);
         dst[data.len()..].fill(0);
+        Ok(())
+    }
+
+    fn fill_pages(
+        &self,
+        domid: u32,
+        gfn: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> SysResult<()>,
+    ) -> SysResult<()> {
+        let pages = len.div_ceil(4096).max(1) as u64;
+        let gfns: Vec<u64> = (gfn..gfn + pages).collect();
+        let t0 = Instant::now();
+        let mut map = xenctrl::ForeignMap::map(&self.xc, id(domid)?, &gfns).map_err(e)?;
+        let t1 = Instant::now();
+        let dst: &mut [u8] = &mut map;
+        fill(&mut dst[..len])?;
+        dst[len..].fill(0);
+        let t2 = Instant::now();
+        drop(map);
+        if let Some(t) = &self.timing {
+            let (n, m, f, u) = t.get();
+            t.set((n + pages, m + (t1 - t0), f + (t2 - t1), u + t2.elapsed()));
+        }
         Ok(())
     }
 
