@@ -361,17 +361,40 @@ pub fn domain_roots(domid: u32, uuid: &str) -> Vec<String> {
     ]
 }
 
-fn put<S: Store + ?Sized>(
-    xs: &S,
+/// Writes of one transaction attempt. A node whose parent this writer gave the same ACL
+/// in the same transaction gets it by inheritance (xenstored gives a node Dom0 creates its
+/// parent's ACL): no SET_PERMS round trip for it.
+struct Writer<'a, S: ?Sized> {
+    xs: &'a S,
     tx: u32,
-    path: &str,
-    value: &str,
-    perms: &[Perm],
-) -> SysResult<()> {
-    xs.write(tx, path, value)
-        .map_err(|e| e.context(&format!("write {path}")))?;
-    xs.set_perms(tx, path, perms)
-        .map_err(|e| e.context(&format!("set permissions of {path}")))
+    acls: std::collections::HashMap<String, Vec<Perm>>,
+}
+
+impl<'a, S: Store + ?Sized> Writer<'a, S> {
+    fn new(xs: &'a S, tx: u32) -> Self {
+        Writer {
+            xs,
+            tx,
+            acls: std::collections::HashMap::new(),
+        }
+    }
+
+    fn put(&mut self, path: &str, value: &str, perms: &[Perm]) -> SysResult<()> {
+        self.xs
+            .write(self.tx, path, value)
+            .map_err(|e| e.context(&format!("write {path}")))?;
+        let inherited = path
+            .rsplit_once('/')
+            .and_then(|(parent, _)| self.acls.get(parent))
+            .is_some_and(|p| p == perms);
+        if !inherited {
+            self.xs
+                .set_perms(self.tx, path, perms)
+                .map_err(|e| e.context(&format!("set permissions of {path}")))?;
+        }
+        self.acls.insert(path.to_string(), perms.to_vec());
+        Ok(())
+    }
 }
 
 /// Builds and (unless paused) starts the domain. On failure everything made is undone and the
@@ -509,19 +532,20 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
     step(
         "xenstore",
         with_transaction(xs, |tx| {
+            let mut w = Writer::new(xs, tx);
             for p in [&dom, &vm] {
                 let _ = xs.rm(tx, p);
-                put(xs, tx, p, "", &ro)?;
+                w.put(p, "", &ro)?;
             }
             let _ = xs.rm(tx, &lx);
-            put(xs, tx, &lx, "", &[n(0)])?;
-            put(xs, tx, &format!("{lx}/device"), "", &[n(0)])?;
-            put(xs, tx, &format!("{dom}/vm"), &vm, &ro)?;
-            put(xs, tx, &format!("{dom}/name"), &cfg.name, &ro)?;
-            put(xs, tx, &format!("{vm}/uuid"), &uuid, &ro)?;
-            put(xs, tx, &format!("{vm}/name"), &cfg.name, &ro)?;
+            w.put(&lx, "", &[n(0)])?;
+            w.put(&format!("{lx}/device"), "", &[n(0)])?;
+            w.put(&format!("{dom}/vm"), &vm, &ro)?;
+            w.put(&format!("{dom}/name"), &cfg.name, &ro)?;
+            w.put(&format!("{vm}/uuid"), &uuid, &ro)?;
+            w.put(&format!("{vm}/name"), &cfg.name, &ro)?;
             for d in ["cpu", "memory", "device", "device/suspend", "control"] {
-                put(xs, tx, &format!("{dom}/{d}"), "", &ro)?;
+                w.put(&format!("{dom}/{d}"), "", &ro)?;
             }
             for d in [
                 "device/suspend/event-channel",
@@ -536,24 +560,20 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
                 "attr",
                 "error",
             ] {
-                put(xs, tx, &format!("{dom}/{d}"), "", &own)?;
+                w.put(&format!("{dom}/{d}"), "", &own)?;
             }
-            put(
-                xs,
-                tx,
+            w.put(
                 &format!("{dom}/control/platform-feature-multiprocessor-suspend"),
                 "1",
                 &ro,
             )?;
-            put(
-                xs,
-                tx,
+            w.put(
                 &format!("{dom}/control/platform-feature-xs_reset_watches"),
                 "1",
                 &ro,
             )?;
-            put(xs, tx, &format!("{lx}/type"), "pvh", &[n(0)])?;
-            put(xs, tx, &format!("{lx}/dm-version"), "qemu_xen", &[n(0)])
+            w.put(&format!("{lx}/type"), "pvh", &[n(0)])?;
+            w.put(&format!("{lx}/dm-version"), "qemu_xen", &[n(0)])
         }),
     )?;
 
@@ -706,81 +726,53 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
     step(
         "xenstore",
         with_transaction(xs, |tx| {
-            put(
-                xs,
-                tx,
+            let mut w = Writer::new(xs, tx);
+            w.put(
                 &format!("{dom}/memory/static-max"),
                 &cfg.max_memkb.to_string(),
                 &ro,
             )?;
-            put(
-                xs,
-                tx,
+            w.put(
                 &format!("{dom}/memory/target"),
                 &cfg.target_memkb.to_string(),
                 &ro,
             )?;
-            put(xs, tx, &format!("{dom}/memory/videoram"), "0", &ro)?;
-            put(xs, tx, &format!("{dom}/domid"), &domid.to_string(), &ro)?;
-            put(xs, tx, &format!("{dom}/store"), "", &ro)?;
-            put(
-                xs,
-                tx,
-                &format!("{dom}/store/port"),
-                &store_port.to_string(),
-                &ro,
-            )?;
-            put(
-                xs,
-                tx,
+            w.put(&format!("{dom}/memory/videoram"), "0", &ro)?;
+            w.put(&format!("{dom}/domid"), &domid.to_string(), &ro)?;
+            w.put(&format!("{dom}/store"), "", &ro)?;
+            w.put(&format!("{dom}/store/port"), &store_port.to_string(), &ro)?;
+            w.put(
                 &format!("{dom}/store/ring-ref"),
                 &STORE_GFN.to_string(),
                 &ro,
             )?;
             for v in 0..cfg.max_vcpus {
-                put(xs, tx, &format!("{dom}/cpu/{v}"), "", &ro)?;
+                w.put(&format!("{dom}/cpu/{v}"), "", &ro)?;
                 let avail = if v < cfg.vcpus { "online" } else { "offline" };
-                put(xs, tx, &format!("{dom}/cpu/{v}/availability"), avail, &ro)?;
+                w.put(&format!("{dom}/cpu/{v}/availability"), avail, &ro)?;
             }
-            put(xs, tx, &format!("{vm}/start_time"), &input.start_time, &ro)
+            w.put(&format!("{vm}/start_time"), &input.start_time, &ro)
         }),
     )?;
     step(
         "xenstore",
         with_transaction(xs, |tx| {
-            put(xs, tx, &be, "", &ro)?;
-            put(xs, tx, &format!("{be}/frontend"), &con, &ro)?;
-            put(
-                xs,
-                tx,
-                &format!("{be}/frontend-id"),
-                &domid.to_string(),
-                &ro,
-            )?;
-            put(xs, tx, &format!("{be}/online"), "1", &ro)?;
-            put(xs, tx, &format!("{be}/state"), "1", &ro)?;
-            put(xs, tx, &format!("{be}/protocol"), "vt100", &ro)?;
-            put(xs, tx, &con, "", &ro)?;
-            put(xs, tx, &format!("{con}/backend"), &be, &ro)?;
-            put(xs, tx, &format!("{con}/backend-id"), "0", &[n(domid), r(0)])?;
-            put(xs, tx, &format!("{con}/limit"), "1048576", &ro)?;
-            put(xs, tx, &format!("{con}/type"), "xenconsoled", &ro)?;
-            put(xs, tx, &format!("{con}/output"), "pty", &ro)?;
-            put(xs, tx, &format!("{con}/tty"), "", &ro)?;
-            put(
-                xs,
-                tx,
-                &format!("{con}/port"),
-                &console_port.to_string(),
-                &ro,
-            )?;
-            put(
-                xs,
-                tx,
-                &format!("{con}/ring-ref"),
-                &CONSOLE_GFN.to_string(),
-                &ro,
-            )?;
+            let mut w = Writer::new(xs, tx);
+            w.put(&be, "", &ro)?;
+            w.put(&format!("{be}/frontend"), &con, &ro)?;
+            w.put(&format!("{be}/frontend-id"), &domid.to_string(), &ro)?;
+            w.put(&format!("{be}/online"), "1", &ro)?;
+            w.put(&format!("{be}/state"), "1", &ro)?;
+            w.put(&format!("{be}/protocol"), "vt100", &ro)?;
+            w.put(&con, "", &ro)?;
+            w.put(&format!("{con}/backend"), &be, &ro)?;
+            w.put(&format!("{con}/backend-id"), "0", &[n(domid), r(0)])?;
+            w.put(&format!("{con}/limit"), "1048576", &ro)?;
+            w.put(&format!("{con}/type"), "xenconsoled", &ro)?;
+            w.put(&format!("{con}/output"), "pty", &ro)?;
+            w.put(&format!("{con}/tty"), "", &ro)?;
+            w.put(&format!("{con}/port"), &console_port.to_string(), &ro)?;
+            w.put(&format!("{con}/ring-ref"), &CONSOLE_GFN.to_string(), &ro)?;
             let lc = format!("{lx}/device/console/0");
             for (k, v) in [
                 ("", String::new()),
@@ -791,7 +783,7 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
                 ("/state", "1".into()),
                 ("/protocol", "vt100".into()),
             ] {
-                put(xs, tx, &format!("{lc}{k}"), &v, &[n(0)])?;
+                w.put(&format!("{lc}{k}"), &v, &[n(0)])?;
             }
             Ok(())
         }),
