@@ -213,13 +213,10 @@ impl Hv for XenHv {
     }
 
     fn write_pages(&self, domid: u32, gfn: u64, data: &[u8]) -> SysResult<()> {
-        let pages = data.len().div_ceil(4096).max(1) as u64;
-        let gfns: Vec<u64> = (gfn..gfn + pages).collect();
-        let mut map = xenctrl::ForeignMap::map(&self.xc, id(domid)?, &gfns).map_err(e)?;
-        let dst: &mut [u8] = &mut map;
-        dst[..data.len()].copy_from_slice(data);
-        dst[data.len()..].fill(0);
-        Ok(())
+        self.fill_pages(domid, gfn, data.len(), &mut |dst: &mut [u8]| {
+            dst.copy_from_slice(data);
+            Ok(())
+        })
     }
 
     fn fill_pages(
