@@ -17,8 +17,10 @@ use crate::sys::{
 pub struct XenHv {
     xc: Xc,
     /// `OXL_TIMING`: time spent in foreign maps by [`Hv::fill_pages`]: (pages, map (mmap +
-    /// MMAPBATCH_V2), fill, unmap), printed to stderr when dropped.
+    /// MMAPBATCH_V2), fill, unmap), and in cacheflush (pages, time); printed to stderr when
+    /// dropped.
     timing: Option<std::cell::Cell<(u64, Duration, Duration, Duration)>>,
+    flush_timing: std::cell::Cell<(u64, Duration)>,
 }
 
 impl Drop for XenHv {
@@ -32,6 +34,10 @@ impl Drop for XenHv {
                     fill.as_secs_f64(),
                     unmap.as_secs_f64()
                 );
+            }
+            let (n, t) = self.flush_timing.get();
+            if n > 0 {
+                eprintln!("xl: cacheflush: {n} pages: {:.6} s", t.as_secs_f64());
             }
         }
     }
@@ -72,12 +78,19 @@ impl XenHv {
         let timing = std::env::var_os("OXL_TIMING")
             .is_some_and(|v| v != "0")
             .then(std::cell::Cell::default);
-        Xc::open().map(|xc| XenHv { xc, timing }).map_err(|err| {
-            let mut s = e(err);
-            s.msg
-                .push_str(" (is this Dom0 of a Xen-ABI hypervisor, with xenfs/privcmd available?)");
-            s
-        })
+        Xc::open()
+            .map(|xc| XenHv {
+                xc,
+                timing,
+                flush_timing: Default::default(),
+            })
+            .map_err(|err| {
+                let mut s = e(err);
+                s.msg.push_str(
+                    " (is this Dom0 of a Xen-ABI hypervisor, with xenfs/privcmd available?)",
+                );
+                s
+            })
     }
 }
 
@@ -244,7 +257,11 @@ impl Hv for XenHv {
     }
 
     fn cacheflush(&self, domid: u32, gfn: u64, nr: u64) -> SysResult<()> {
-        self.xc.cacheflush(id(domid)?, gfn, nr).map_err(e)
+        let t0 = Instant::now();
+        let r = self.xc.cacheflush(id(domid)?, gfn, nr).map_err(e);
+        let (n, t) = self.flush_timing.get();
+        self.flush_timing.set((n + nr, t + t0.elapsed()));
+        r
     }
 
     fn set_param(&self, domid: u32, index: u32, value: u64) -> SysResult<()> {
