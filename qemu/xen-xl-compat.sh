@@ -43,6 +43,8 @@
 #   XLC_ICOUNT [0] (1: -icount shift=0,sleep=off)
 #   XLC_DEVICES [disk+vif|disk|vif|none] (the devices of the second create round; none skips it)
 #   XLC_MINIMAL [1] (0: skip the first create round, the DomU without devices)
+#   XLC_QEMU_ARGS (extra QEMU arguments, word-split; e.g. -monitor unix:/tmp/m.sock,server,nowait
+#   to look at a hung run with `info registers -a`)
 # Raw results: $XLC_OUT/serial.log (console, host-stamped), steps.txt (each step's output).
 set -uo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
@@ -534,6 +536,8 @@ CMD=("$QEMU_BIN" -machine virt,virtualization=on,gic-version=3 -cpu cortex-a72 -
 CMD+=(-kernel "$HBIN" -append "$HYP_ARGS"
      -device "guest-loader,addr=$(printf '0x%x' $KADDR),kernel=$IMAGE,bootargs=$DOM0_ARGS"
      -device "guest-loader,addr=$(printf '0x%x' $IADDR),initrd=$INITRD")
+# shellcheck disable=SC2206 # word-split on purpose
+CMD+=(${XLC_QEMU_ARGS:-})
 printf '%q ' "${CMD[@]}" > "$OUT/qemu-cmdline.txt"; echo >> "$OUT/qemu-cmdline.txt"
 log "booting $HYP ($HBIN) with Debian's xl 4.17 in Dom0; console: $OUT/serial.log"
 T0=${EPOCHREALTIME/./}
