@@ -10,7 +10,8 @@
 # build/oxen.bin or Xen 4.17's /boot/xen-4.17-arm64 (Debian package, fetched into
 # .cache/xen/ on first use with `apt-get download`).
 #
-# Two kinds of runs, BENCH_RUNS of each per hypervisor:
+# Kinds of runs, BENCH_RUNS of each per hypervisor (wall and icount: the Dom0 boot above;
+# xl: the toolstack, whose Dom0 images differ as described there):
 #   wall    QEMU's default TCG (MTTCG, one host thread per vCPU): host wall time from QEMU
 #           start to the Dom0 /init banner, and the event-channel round trip as measured
 #           by Dom0 (guest clock = host clock here).
