@@ -1,0 +1,386 @@
+//! A hostile xenstore client in a DomU gets errors and cannot disturb xenstored's other
+//! clients (the toolstack issue's acceptance item).
+//!
+//! Machine and Dom0 as `toolstack.rs` (QEMU virt, GICv3, `-smp 2`, 2048 MiB, Dom0 with
+//! 512 MiB booted with `oxen.dom0=shell`: xencommons, then the shell). Dom0 creates two
+//! DomUs from `/etc/xen/domu.cfg` at once:
+//! * `good` with `oxen.domu=facts`: it reads its own name and domid from xenstore;
+//! * `evil` with `oxen.domu=hostile`: its `/init` runs `xs-hostile`
+//!   (`dom0-backend/xenstore/src/bin/xs-hostile.rs`) over `/dev/xen/xenbus`: writes outside
+//!   its subtree, oversized and malformed requests, watch / transaction / pipelined-request
+//!   / node floods, each step checked inside the DomU (`UNEXPECTED` on a wrong answer),
+//!   then `xs-hostile: done <n> steps, <k> unexpected` and `domu: hostile done rc=<rc>`.
+//!
+//! While evil runs and after, Dom0's `xenstore-read /local/domain/0/name` answers
+//! `Domain-0` (bounded by `timeout`: a starved Dom0 fails the test), `xl list` shows both
+//! DomUs, good has read its own name, xenstored is the same process, and
+//! `/local/domain/0` and `/tool` (with their permissions) are unchanged. Then both are
+//! destroyed and nothing is left (`xl list`, `/local/domain`, free memory).
+//!
+//! Timeouts: [`BUDGET`] for the whole test, scaled by `OXEN_TEST_TIMEOUT_SCALE`; no
+//! wall-clock figure is asserted.
+
+use oxen_tests::{Error, LinuxDom0, Output, Pattern, Qemu, Running, Shell, re, scaled};
+use std::time::{Duration, Instant};
+
+/// The hypervisor command line (as `toolstack.rs`).
+const HYP_ARGS: &str =
+    "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=info guest_loglvl=info";
+/// Dom0's command line: xencommons, then the shell.
+const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell";
+/// Time allowed for the whole test, before scaling.
+const BUDGET: Duration = Duration::from_secs(1800);
+/// Dom0's prompt (busybox may send a cursor position query after it).
+const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
+/// Where xenconsoled logs DomU consoles.
+const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
+/// Dom0 checks while evil runs, at most (one every few seconds).
+const MAX_ROUNDS: u32 = 200;
+/// Fewest steps xs-hostile reports (it has about 80): fewer means steps went missing.
+const MIN_STEPS: usize = 60;
+
+/// A deadline shared by the expectations of the test (unscaled time left).
+struct Budget {
+    start: Instant,
+}
+
+impl Budget {
+    /// What is left, but at most 300 s (scaled): for one command, so that a hang fails the
+    /// test soon, with its transcript, instead of at the budget's end.
+    fn step(&self) -> Duration {
+        self.left().min(scaled(Duration::from_secs(300)))
+    }
+
+    fn left(&self) -> Duration {
+        let scale = scaled(Duration::from_secs(1)).as_secs_f64();
+        BUDGET
+            .saturating_sub(self.start.elapsed().div_f64(scale))
+            .max(Duration::from_millis(10))
+    }
+}
+
+/// Console lines that mean Linux, `/init`, xencommons or a DomU went wrong (besides the
+/// harness's defaults: `(oxen) ERROR`, `WARNING`, `panic`, `domain dN crashed`).
+fn forbidden() -> Vec<Pattern> {
+    vec![
+        re(r"\bOops\b"),
+        Pattern::from("BUG:"),
+        Pattern::from("kernel BUG at"),
+        Pattern::from("[ cut here ]"),
+        re(r"(?i)call trace"),
+        Pattern::from("Unable to handle kernel"),
+        Pattern::from("Internal error:"),
+        Pattern::from("soft lockup"),
+        re(r"rcu: INFO: .*detected stall"),
+        Pattern::from("blocked for more than"),
+        Pattern::from("segfault at"),
+        re(r"^dom0: modprobe \S+ failed"),
+        Pattern::from("xenfs not mounted"),
+        Pattern::from("dom0: shell exited"),
+        re(r"^xencommons: error"),
+        re(r"^dom0: xencommons rc=[^0]"),
+        Pattern::from("poweroff -f returned"),
+    ]
+}
+
+fn boot(b: &Budget) -> Result<Running, Error> {
+    let dom0 = LinuxDom0::from_cache()?;
+    let mut q = Qemu::oxen()?
+        .gic_version(3)
+        .smp(2)
+        .memory_mib(2048)
+        .append(HYP_ARGS)
+        .linux_dom0(&dom0, SHELL_ARGS)?;
+    for p in forbidden() {
+        q = q.forbid(p);
+    }
+    let mut q = q.spawn()?;
+    q.expect(re("^OXEN-DOM0-INIT$"), b.left())?;
+    q.expect(re(r"^xencommons: xenstored started \(pid \d+"), b.left())?;
+    q.expect(re(r"^xencommons: xenconsoled started \(pid \d+"), b.left())?;
+    q.expect(re("^dom0: xencommons rc=0$"), b.left())?;
+    Ok(q)
+}
+
+/// Run `cmd` in Dom0's shell, requiring status 0.
+fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
+    let out = sh.run(cmd, b.step())?;
+    assert_eq!(out.status, 0, "command failed:\n{out}");
+    Ok(out)
+}
+
+/// Dom0 is served: `xenstore-read /local/domain/0/name` answers `Domain-0` within 60 s.
+fn dom0_served(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+    let out = sh.run("timeout 60 xenstore-read /local/domain/0/name", b.step())?;
+    assert_eq!(out.status, 0, "Dom0's xenstore read failed:\n{out}");
+    assert_eq!(out.lines, ["Domain-0"], "Dom0's xenstore read:\n{out}");
+    Ok(())
+}
+
+/// `xl info`'s free_memory (MiB).
+fn free_memory(sh: &mut Shell<'_>, b: &Budget) -> Result<u64, Error> {
+    let out = ok(sh, "xl info", b)?;
+    let v = out
+        .value("free_memory")
+        .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok());
+    Ok(v.unwrap_or_else(|| panic!("no free_memory in xl info:\n{out}")))
+}
+
+/// The rows of `xl list` after its header, Domain-0 first.
+fn xl_list(sh: &mut Shell<'_>, b: &Budget) -> Result<Vec<String>, Error> {
+    let out = ok(sh, "xl list", b)?;
+    let header = re(r"^Name\s+ID\s+Mem\s+VCPUs\s+State\s+Time\(s\)$");
+    assert!(
+        out.lines.first().is_some_and(|l| header.matches(l)),
+        "xl list header is not xl's:\n{out}"
+    );
+    let dom0 = re(r"^Domain-0\s+0\s+\d+\s+2\s+[-rbpsc]{6}\s+\d+\.\d$");
+    assert!(
+        out.lines.get(1).is_some_and(|l| dom0.matches(l)),
+        "xl list has no Domain-0 row:\n{out}"
+    );
+    Ok(out.lines[1..].to_vec())
+}
+
+/// `xl list` shows exactly Domain-0, good and evil.
+fn both_listed(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+    let rows = xl_list(sh, b)?;
+    assert_eq!(rows.len(), 3, "Domain-0, good and evil: {rows:?}");
+    for name in ["good", "evil"] {
+        let cols = re(&format!(
+            r"^{name}\s+\d+\s+256\s+1\s+[-rbpsc]{{6}}\s+\d+\.\d$"
+        ));
+        assert!(
+            rows.iter().any(|r| cols.matches(r)),
+            "no xl list row for {name}: {rows:?}"
+        );
+    }
+    Ok(())
+}
+
+/// What must not change: Dom0's and /tool's nodes with their permissions.
+fn protected(sh: &mut Shell<'_>, b: &Budget) -> Result<Vec<String>, Error> {
+    let a = ok(sh, "xenstore-ls -f -p /local/domain/0", b)?;
+    let t = ok(sh, "xenstore-ls -f -p /tool", b)?;
+    assert!(
+        a.lines
+            .iter()
+            .any(|l| l.starts_with("/local/domain/0/name = \"Domain-0\"")),
+        "{a}"
+    );
+    let mut v = a.lines;
+    v.extend(t.lines);
+    Ok(v)
+}
+
+/// xenstored's pid.
+fn xenstored_pid(sh: &mut Shell<'_>, b: &Budget) -> Result<String, Error> {
+    let out = ok(sh, "pidof xenstored", b)?;
+    assert_eq!(out.lines.len(), 1, "{out}");
+    Ok(out.lines[0].clone())
+}
+
+/// Write `/tmp/<name>.cfg`: domu.cfg renamed, with `args` added to the kernel command line.
+fn cfg(sh: &mut Shell<'_>, name: &str, args: &str, b: &Budget) -> Result<String, Error> {
+    let path = format!("/tmp/{name}.cfg");
+    ok(
+        sh,
+        &format!(
+            "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}"
+        ),
+        b,
+    )?;
+    Ok(path)
+}
+
+/// The `DOMU-INIT`, `domu:` and `xs-hostile:` lines of DomU `name`'s console log so far.
+fn console(sh: &mut Shell<'_>, name: &str, b: &Budget) -> Result<Vec<String>, Error> {
+    let out = sh.run(
+        &format!(
+            "grep -E '^(DOMU-INIT|domu: |xs-hostile: )' {CONSOLE_LOG_DIR}/guest-{name}.log | tr -d '\\r'"
+        ),
+        b.step(),
+    )?;
+    Ok(out.lines)
+}
+
+fn has(lines: &[String], marker: &str) -> bool {
+    lines.iter().any(|l| l.starts_with(marker))
+}
+
+#[test]
+fn gicv3_hostile_xenstore_client_in_a_domu_gets_errors_and_others_are_served() -> Result<(), Error>
+{
+    let b = Budget {
+        start: Instant::now(),
+    };
+    let mut q = boot(&b)?;
+    let mut sh = Shell::attach(&mut q, re(PROMPT), b.step())?;
+
+    let rows = xl_list(&mut sh, &b)?;
+    assert_eq!(rows.len(), 1, "only Domain-0 at first: {rows:?}");
+    let free = free_memory(&mut sh, &b)?;
+    let before = protected(&mut sh, &b)?;
+    let pid = xenstored_pid(&mut sh, &b)?;
+    dom0_served(&mut sh, &b)?;
+
+    let good = cfg(&mut sh, "good", "oxen.domu=facts", &b)?;
+    let evil = cfg(&mut sh, "evil", "oxen.domu=hostile", &b)?;
+    ok(
+        &mut sh,
+        &format!("xl create {evil} && xl create {good}"),
+        &b,
+    )?;
+    let evil_id = ok(&mut sh, "xl domid evil", &b)?.lines.join("");
+    let good_id = ok(&mut sh, "xl domid good", &b)?.lines.join("");
+
+    // Meanwhile: Dom0 served, both listed, until evil is done.
+    let mut rounds = 0;
+    let mut during = 0;
+    let evil_lines = loop {
+        dom0_served(&mut sh, &b)?;
+        both_listed(&mut sh, &b)?;
+        let lines = console(&mut sh, "evil", &b)?;
+        if has(&lines, "domu: hostile done") {
+            break lines;
+        }
+        if has(&lines, "xs-hostile: domid:") {
+            during += 1;
+        }
+        rounds += 1;
+        assert!(
+            rounds < MAX_ROUNDS && b.left() > Duration::from_secs(60),
+            "evil did not finish xs-hostile; its console so far: {lines:#?}"
+        );
+        ok(&mut sh, "sleep 5", &b)?;
+    };
+    let report = evil_lines.join("\n");
+    eprintln!("evil's console:\n{report}\n(Dom0 checked {during} times while it ran)");
+    assert!(
+        has(&evil_lines, "domu: scenario=hostile"),
+        "evil did not run the hostile scenario:\n{report}"
+    );
+    assert!(
+        !evil_lines.iter().any(|l| l.contains("UNEXPECTED")),
+        "xs-hostile got answers it should not have:\n{report}"
+    );
+    let done = re(r"^xs-hostile: done (\d+) steps, 0 unexpected$");
+    let steps: usize = evil_lines
+        .iter()
+        .find(|l| done.matches(l))
+        .and_then(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or_else(|| panic!("no `xs-hostile: done <n> steps, 0 unexpected`:\n{report}"));
+    assert!(steps >= MIN_STEPS, "only {steps} steps:\n{report}");
+    assert!(
+        evil_lines.iter().any(|l| l == "domu: hostile done rc=0"),
+        "xs-hostile did not exit 0:\n{report}"
+    );
+    // The steps the acceptance item names, each with the answer it must have had.
+    for want in [
+        r"^xs-hostile: write /local/domain/0/name: error EACCES$",
+        r"^xs-hostile: write /tool/x: error EACCES$",
+        r"^xs-hostile: write /local/domain/\d+/x: error EACCES$",
+        r"^xs-hostile: raw 5000-byte payload, one write: (error|kernel refused)",
+        r"^xs-hostile: write 4000-byte value: error (ENOSPC|E2BIG)$",
+        r"^xs-hostile: write 2100-char relative path: error (EINVAL|E2BIG)$",
+        r"^xs-hostile: read without NUL: error EINVAL$",
+        r"^xs-hostile: read non-UTF-8 path: error EINVAL$",
+        r"^xs-hostile: read empty path: error EINVAL$",
+        r"^xs-hostile: write \.\.: error EINVAL$",
+        r"^xs-hostile: watch flood: \d+ accepted, \d+ quota errors",
+        r"^xs-hostile: transaction flood: \d+ started, \d+ quota errors",
+        r"^xs-hostile: pipelined requests: 40 of 40 answered right, 0 wrong$",
+        r"^xs-hostile: node flood: \d+ nodes made, then \d+ quota errors$",
+        r"^xs-hostile: watch fires after the flood: ",
+        r"^xs-hostile: final read domid: Ok",
+        r"^xs-hostile: cleanup gone: ",
+    ] {
+        let p = re(want);
+        assert!(
+            evil_lines.iter().any(|l| p.matches(l)),
+            "no line matching {want:?}:\n{report}"
+        );
+    }
+    let evil_said = evil_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("xs-hostile: domid: "))
+        .unwrap_or_default();
+    assert_eq!(evil_said, evil_id, "evil's domid:\n{report}");
+
+    // After: good has read its own name; Dom0 served; both listed; nothing changed.
+    let out = sh.run(
+        &format!(
+            "i=0; while ! grep -q 'domu: facts done' {CONSOLE_LOG_DIR}/guest-good.log && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done"
+        ),
+        b.step(),
+    )?;
+    assert_eq!(out.status, 0, "{out}");
+    let good_lines = console(&mut sh, "good", &b)?;
+    assert!(
+        good_lines.iter().any(|l| l == "domu: name=good"),
+        "good did not read its own name: {good_lines:#?}"
+    );
+    assert!(
+        good_lines
+            .iter()
+            .any(|l| *l == format!("domu: domid={good_id}")),
+        "good did not read its domid {good_id}: {good_lines:#?}"
+    );
+    dom0_served(&mut sh, &b)?;
+    both_listed(&mut sh, &b)?;
+    let out = ok(
+        &mut sh,
+        &format!("xenstore-read /local/domain/{good_id}/name /local/domain/{evil_id}/name"),
+        &b,
+    )?;
+    assert_eq!(out.lines, ["good", "evil"], "{out}");
+    let out = sh.run(
+        &format!("xenstore-exists /local/domain/{evil_id}/data/xs-hostile"),
+        b.step(),
+    )?;
+    assert_ne!(out.status, 0, "xs-hostile left its nodes:\n{out}");
+    assert_eq!(
+        protected(&mut sh, &b)?,
+        before,
+        "/local/domain/0 or /tool changed"
+    );
+    assert_eq!(
+        xenstored_pid(&mut sh, &b)?,
+        pid,
+        "xenstored is not the same process"
+    );
+
+    // Destroy both: nothing left.
+    ok(&mut sh, "xl destroy evil && xl destroy good", &b)?;
+    let rows = xl_list(&mut sh, &b)?;
+    assert_eq!(rows.len(), 1, "domains left over: {rows:?}");
+    let out = ok(&mut sh, "xenstore-ls /local/domain", &b)?;
+    assert!(
+        out.lines
+            .iter()
+            .all(|l| l.starts_with("0 = ") || l.starts_with(' ')),
+        "xenstore nodes of a DomU left over:\n{out}"
+    );
+    let out = ok(&mut sh, "xenstore-list /local/domain", &b)?;
+    assert_eq!(out.lines, ["0"], "xenstore nodes left over:\n{out}");
+    let mut now = free_memory(&mut sh, &b)?;
+    for _ in 0..30 {
+        if now == free {
+            break;
+        }
+        ok(&mut sh, "sleep 1", &b)?;
+        now = free_memory(&mut sh, &b)?;
+    }
+    assert_eq!(now, free, "free memory changed");
+    dom0_served(&mut sh, &b)?;
+    assert_eq!(
+        protected(&mut sh, &b)?,
+        before,
+        "/local/domain/0 or /tool changed"
+    );
+
+    sh.running().send("poweroff\r")?;
+    let q = sh.running();
+    q.expect("reboot: Power down", b.step())?;
+    q.expect_exit_code(0, b.step())
+}
