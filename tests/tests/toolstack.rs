@@ -123,7 +123,7 @@ fn boot(gic: u8, b: &Budget) -> Result<Running, Error> {
 
 /// Run `cmd` in Dom0's shell, requiring status 0.
 fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
-    let out = sh.run(cmd, b.left())?;
+    let out = sh.run(cmd, b.step())?;
     assert_eq!(out.status, 0, "command failed:\n{out}");
     Ok(out)
 }
@@ -207,7 +207,7 @@ fn wait_console(
         &format!(
             "i=0; while ! grep -q '{marker}' {log} 2>/dev/null && [ $i -lt {secs} ]; do sleep 1; i=$((i+1)); done; grep -E '^(DOMU-INIT|domu: )' {log} | tr -d '\\r'; grep -q '{marker}' {log}"
         ),
-        b.left(),
+        b.left().min(Duration::from_secs(u64::from(secs) * 2 + 120)),
     )?;
     assert_eq!(
         out.status, 0,
@@ -403,7 +403,7 @@ fn bad_input_and_cycles(gic: u8) -> Result<(), Error> {
         ok(&mut sh, make, &b)?;
         let out = sh.run(
             "xl create /tmp/bad.cfg >/tmp/out 2>/tmp/err; rc=$?; grep -v '^Parsing config from' /tmp/err | grep -v '^\\[ *[0-9.]*\\]'; cat /tmp/out; exit_is() { return $1; }; exit_is $rc",
-            b.left(),
+            b.step(),
         )?;
         assert_ne!(out.status, 0, "{what}: xl create succeeded:\n{out}");
         assert_eq!(
