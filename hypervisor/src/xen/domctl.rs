@@ -476,7 +476,7 @@ fn read_bitmap(caller: &Domain, b: &XenctlBitmap) -> Result<u64, Errno> {
 }
 
 /// The physical CPUs that exist, as a mask.
-fn online_cpus() -> u64 {
+pub(super) fn online_cpus() -> u64 {
     let n = sched::nr_cpus();
     if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }

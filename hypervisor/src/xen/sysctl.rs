@@ -217,11 +217,7 @@ fn domain_info_list(dom: &Domain, l: &GetDomainInfoList) -> Result<u32, Errno> {
 
 /// `XEN_SYSCTL_cpupool_op` with one pool (id 0, credit, every CPU).
 fn cpupool_op(dom: &Domain, c: &mut CpupoolOp) -> Result<(), Errno> {
-    let all = if sched::nr_cpus() >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << sched::nr_cpus()) - 1
-    };
+    let all = super::domctl::online_cpus();
     match c.op {
         XEN_SYSCTL_CPUPOOL_OP_INFO => {
             // The first pool with an id ≥ the one asked for.
