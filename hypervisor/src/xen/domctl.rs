@@ -215,7 +215,7 @@ fn on_domain(
         }
         XEN_DOMCTL_SET_PAGING_MEMPOOL_SIZE => {
             let p: PagingMempool = op.payload();
-            if p.size % PAGE_SIZE != 0 {
+            if !p.size.is_multiple_of(PAGE_SIZE) {
                 return Err(Errno::EINVAL);
             }
             t.paging_pool.store(p.size, Ordering::Relaxed);

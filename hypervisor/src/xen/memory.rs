@@ -19,11 +19,12 @@ use xen_abi::Errno;
 use xen_abi::memory::{
     MEMOP_CMD_MASK, MEMOP_EXTENT_SHIFT, XENMAPIDX_GRANT_TABLE_STATUS, XENMAPSPACE_DEV_MMIO,
     XENMAPSPACE_GMFN_FOREIGN, XENMAPSPACE_GRANT_TABLE, XENMAPSPACE_SHARED_INFO,
-    XENMEM_ACQUIRE_RESOURCE, XENMEM_ADD_TO_PHYSMAP, XENMEM_CLAIM_PAGES, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_CURRENT_RESERVATION,
-    XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_GPFN,
-    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP,
-    XENMEM_RESOURCE_GRANT_TABLE, XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, XenAddToPhysmap,
-    XenAddToPhysmapBatch, XenMemAcquireResource, XenMemoryReservation, XenRemoveFromPhysmap,
+    XENMEM_ACQUIRE_RESOURCE, XENMEM_ADD_TO_PHYSMAP, XENMEM_ADD_TO_PHYSMAP_BATCH,
+    XENMEM_CLAIM_PAGES, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
+    XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_GPFN, XENMEM_MAXIMUM_RESERVATION,
+    XENMEM_POPULATE_PHYSMAP, XENMEM_REMOVE_FROM_PHYSMAP, XENMEM_RESOURCE_GRANT_TABLE,
+    XENMEM_RESOURCE_GRANT_TABLE_ID_SHARED, XenAddToPhysmap, XenAddToPhysmapBatch,
+    XenMemAcquireResource, XenMemoryReservation, XenRemoveFromPhysmap,
 };
 
 use super::{
@@ -303,7 +304,10 @@ fn acquire_resource(dom: &Arc<Domain>, arg: u64) -> Result<i64, Errno> {
     if r.nr_frames > ACQUIRE_MAX {
         return Err(Errno::E2BIG);
     }
-    let end = r.frame.checked_add(u64::from(r.nr_frames)).ok_or(Errno::EINVAL)?;
+    let end = r
+        .frame
+        .checked_add(u64::from(r.nr_frames))
+        .ok_or(Errno::EINVAL)?;
     if end > u64::from(max) {
         return Err(Errno::EINVAL);
     }
@@ -445,7 +449,7 @@ fn populate(
         };
         if super::check_gfn(gfn).is_err()
             || super::check_gfn(gfn + pages - 1).is_err()
-            || gfn % pages != 0
+            || !gfn.is_multiple_of(pages)
             || s2_lookup(dom, gfn).is_some()
         {
             return Ok(i);

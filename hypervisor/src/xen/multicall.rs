@@ -30,7 +30,11 @@ const BATCH: u64 = 64;
 const MAX_CONTINUATIONS: u32 = 1 << 16;
 
 /// `multicall(call_list, nr_calls)`.
-pub(crate) fn multicall(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> Result<i64, Errno> {
+pub(crate) fn multicall(
+    dom: &Arc<Domain>,
+    vcpu: usize,
+    frame: &mut TrapFrame,
+) -> Result<i64, Errno> {
     let list = frame.x[0];
     // `nr_calls` is an unsigned int in Xen.
     let nr = u64::from(frame.x[1] as u32);
@@ -41,7 +45,8 @@ pub(crate) fn multicall(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -
             .ok_or(Errno::EFAULT)?;
         let mut raw = [0u8; ENTRY_SIZE as usize];
         guest_mem::copy_from_guest(dom, at, &mut raw)?;
-        let word = |k: usize| u64::from_le_bytes(raw[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]));
+        let word =
+            |k: usize| u64::from_le_bytes(raw[k * 8..k * 8 + 8].try_into().unwrap_or([0; 8]));
         let op = word(0);
         let args = [word(2), word(3), word(4), word(5), word(6), word(7)];
         let result = call(dom, vcpu, frame, op, args);

@@ -136,7 +136,11 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
 /// from the oldest byte; `count` = bytes copied; `clear` empties the ring.
 fn readconsole(dom: &Domain, r: &mut ReadConsole) -> Result<(), Errno> {
     let mut chunk = [0u8; 512];
-    let from = if r.incremental != 0 { u64::from(r.index) } else { 0 };
+    let from = if r.incremental != 0 {
+        u64::from(r.index)
+    } else {
+        0
+    };
     let mut pos = from;
     let mut done = 0u32;
     while done < r.count {
