@@ -120,6 +120,11 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
         ExceptionClass::DataAbortLower => data_abort(dom, vcpu, frame, &esr),
         ExceptionClass::InstrAbortLower => {
             let ipa = fault_ipa(sysreg::hpfar_el2(), sysreg::far_el2());
+            if let Some(ia) = esr.instr_abort()
+                && mapped_since(dom, ia.fault, ipa)
+            {
+                return;
+            }
             log::info!(
                 "{}v{vcpu}: instruction fetch from IPA {ipa:#x} (PC {:#x}): not executable memory of this domain: domain {} crashed",
                 dom.id,
@@ -177,6 +182,11 @@ fn data_abort(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame, esr: &Esr) 
     {
         return;
     }
+    if let Some(da) = esr.data_abort()
+        && mapped_since(dom, da.fault, ipa)
+    {
+        return;
+    }
     let (dir, fault) = match esr.data_abort() {
         Some(da) => (if da.write { "write" } else { "read" }, da.fault.describe()),
         None => ("access", "fault"),
@@ -188,6 +198,25 @@ fn data_abort(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame, esr: &Esr) 
         dom.id
     );
     shutdown::domain_crash(dom);
+}
+
+/// Whether a translation or access-flag fault at `ipa` hit a page that
+/// stage 2 maps by now. Another CPU changing this domain's stage 2 (a block
+/// split break-before-make while a page inside it is unmapped, a page being
+/// populated) leaves a moment where a valid IPA has no entry; the access is
+/// retried, as Xen does. The stage-2 lock waits out a change in progress.
+/// Permission and other faults on mapped pages are never retried (they
+/// would fault forever).
+fn mapped_since(dom: &Domain, fault: oxen_trap::FaultStatus, ipa: u64) -> bool {
+    use oxen_trap::FaultStatus::{AccessFlag, Translation};
+    if !matches!(fault, Translation(_) | AccessFlag(_)) {
+        return false;
+    }
+    let s2 = dom.stage2.lock();
+    s2.as_ref().is_some_and(|s2| {
+        s2.translate(&mut crate::mem::HostTables, oxen_types::Ipa(ipa))
+            .is_some()
+    })
 }
 
 /// Deliver an UNDEFINED-instruction exception to the guest's EL1, as the
