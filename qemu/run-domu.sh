@@ -2,7 +2,7 @@
 # run-domu.sh - boot oxen with Linux as Dom0 AND Linux as a boot-time DomU (Xen's dom0less
 # binding), each with a busybox shell: Dom0 on hvc0, the DomU on its emulated console UART
 # (vpl011) with its output shown as "(d1) ...". Type Ctrl-a three times to move the
-# console input between Dom0 and d1 (under QEMU's -nographic, Ctrl-a is QEMU's escape
+# console input from Dom0 to d1, to oxen's debug keys ('h' lists them), back to Dom0 (under QEMU's -nographic, Ctrl-a is QEMU's escape
 # key: type it twice, "Ctrl-a Ctrl-a", to send one). `poweroff` in Dom0 stops the machine.
 #
 #   qemu/run-domu.sh            (make run-domu builds first)

@@ -178,12 +178,19 @@ pub fn input_interrupt() {
 
 const CTRL_A: u8 = 0x01;
 static CTRL_A_RUN: AtomicUsize = AtomicUsize::new(0);
-/// The domain console input goes to (`u16::MAX`: Dom0, the default).
+/// The domain console input goes to (`u16::MAX`: Dom0, the default;
+/// [`FOCUS_OXEN`]: the hypervisor's debug keys).
 static FOCUS: AtomicU16 = AtomicU16::new(u16::MAX);
+/// Focus value for the hypervisor itself (no domain id is this large).
+const FOCUS_OXEN: u16 = u16::MAX - 1;
 
 /// Give one input byte to the focused domain; true if it went to Dom0's ring.
 fn deliver(c: u8) -> bool {
     let mut focus = FOCUS.load(Ordering::Relaxed);
+    if focus == FOCUS_OXEN {
+        crate::debugkeys::handle(c);
+        return false;
+    }
     if focus == u16::MAX && crate::domain::get(oxen_types::DomId::DOM0).is_none() {
         // No Dom0: input goes to the first domain with a console UART.
         let first = crate::domain::DOMAINS
@@ -224,27 +231,24 @@ fn switch_focus() {
         .filter(|d| d.is_alive() && (d.is_dom0 || d.vuart.is_some()))
         .map(|d| if d.is_dom0 { u16::MAX } else { d.id.0 })
         .collect();
-    ids.sort_unstable();
     ids.dedup();
-    if ids.is_empty() {
-        return;
-    }
+    // The cycle, as on Xen: Dom0, the domains with a console UART in id
+    // order, the hypervisor, Dom0 again (Dom0 is u16::MAX and sorts last,
+    // right after the hypervisor's FOCUS_OXEN).
+    ids.push(FOCUS_OXEN);
+    ids.sort_unstable();
     let cur = FOCUS.load(Ordering::Relaxed);
-    // Dom0 (u16::MAX) sorts last: after the last DomU comes Dom0 again.
-    let next = ids
-        .iter()
-        .copied()
-        .find(|&i| i > cur && i != u16::MAX)
-        .or_else(|| {
-            if ids.contains(&u16::MAX) && cur != u16::MAX {
-                Some(u16::MAX)
-            } else {
-                ids.first().copied()
-            }
-        });
-    let next = next.unwrap_or(u16::MAX);
+    let next = if cur == u16::MAX {
+        ids[0]
+    } else {
+        ids.iter().copied().find(|&i| i > cur).unwrap_or(ids[0])
+    };
     FOCUS.store(next, Ordering::Relaxed);
-    if next == u16::MAX {
+    if next == FOCUS_OXEN {
+        print(format_args!(
+            "(oxen) *** console input: oxen debug keys, 'h' for help (Ctrl-a three times to switch)\n"
+        ));
+    } else if next == u16::MAX {
         print(format_args!(
             "(oxen) *** console input: Dom0 (Ctrl-a three times to switch)\n"
         ));

@@ -19,6 +19,8 @@ mod boot;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod debugkeys;
+#[cfg(target_os = "none")]
 mod domain;
 #[cfg(target_os = "none")]
 mod domain_build;

@@ -348,6 +348,51 @@ fn idle_wait(cpu: usize) {
     irq::handle_pending(cpu);
 }
 
+/// The run queues as text, for the `r` debug key: per physical CPU what
+/// runs, what waits to run and which blocked vCPUs' timers it watches.
+pub fn dump(out: &mut dyn core::fmt::Write) {
+    let now = timer::now();
+    let rel = |t: u64| -> i64 {
+        let us = timer::ticks_to_ns(t.abs_diff(now)) / 1000;
+        if t >= now { us as i64 } else { -(us as i64) }
+    };
+    for cpu in 0..nr_cpus() {
+        let rq = RQ[cpu].lock();
+        let name = |d: &Arc<Domain>, v: usize| alloc::format!("d{}v{v}", d.id.0);
+        let cur = rq
+            .current
+            .as_ref()
+            .map_or_else(|| alloc::string::String::from("idle"), |(d, v)| name(d, *v));
+        let _ = writeln!(
+            out,
+            "CPU{cpu}: running {cur}{}",
+            if rq.need_resched {
+                ", resched pending"
+            } else {
+                ""
+            }
+        );
+        let _ = write!(out, "  run queue:");
+        for (d, v) in &rq.queue {
+            let _ = write!(out, " {}", name(d, *v));
+        }
+        let _ = writeln!(out);
+        let _ = write!(out, "  blocked (timer in us):");
+        for (d, v) in &rq.blocked {
+            let vc = d.vcpus[*v].lock();
+            match vc.timer_deadline {
+                Some(t) => {
+                    let _ = write!(out, " {}({:?},{})", name(d, *v), vc.state, rel(t));
+                }
+                None => {
+                    let _ = write!(out, " {}({:?},-)", name(d, *v), vc.state);
+                }
+            }
+        }
+        let _ = writeln!(out);
+    }
+}
+
 /// First entry of a CPU into guests: never returns.
 pub fn run(cpu: usize) -> ! {
     let slot = crate::arch::head::frame_slot(cpu);

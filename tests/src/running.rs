@@ -481,6 +481,46 @@ impl Running {
         }
     }
 
+    /// Best effort, for a test that is about to fail on a timeout: switch oxen's console
+    /// input to its debug keys (Ctrl-a three times, each doubled for QEMU's mux) and ask for
+    /// the run queues, domains and event channels (`r`, `q`, `e`), so the transcript shows
+    /// where things stood. Then give the input back to Dom0. Errors are ignored.
+    pub fn dump_hypervisor_state(&mut self) {
+        const SWITCH: &str = "\x01\x01\x01\x01\x01\x01";
+        let seen = |q: &Self, from: usize, what: &str| {
+            q.shared.lock().console[from..]
+                .iter()
+                .any(|l| l.text.contains(what))
+        };
+        let start = self.shared.lock().console.len();
+        for _ in 0..4 {
+            let from = self.shared.lock().console.len();
+            if self.send(SWITCH).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            if seen(self, from, "console input: oxen debug keys") {
+                let _ = self.send("rqe");
+                std::thread::sleep(Duration::from_secs(3));
+                break;
+            }
+        }
+        for _ in 0..4 {
+            if seen(self, start, "console input: Dom0")
+                && self
+                    .shared
+                    .lock()
+                    .console
+                    .last()
+                    .is_some_and(|l| l.text.contains("console input: Dom0"))
+            {
+                break;
+            }
+            let _ = self.send(SWITCH);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Kill QEMU now (its whole process group) and reap it. Idempotent.
     pub fn kill(&mut self) {
         if self.status.is_none() {

@@ -95,7 +95,19 @@ impl<'a> Shell<'a> {
     }
 
     /// Run `cmd` (one line, no newline) and wait up to `timeout` for it to finish.
+    /// On a timeout the hypervisor's debug keys are pressed first, so the transcript shows
+    /// what every CPU and vCPU was doing ([`Running::dump_hypervisor_state`]).
     pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<Output, Error> {
+        let r = self.run_inner(cmd, timeout);
+        if let Err(e) = &r
+            && matches!(e.kind(), crate::error::ErrorKind::Timeout { .. })
+        {
+            self.q.dump_hypervisor_state();
+        }
+        r
+    }
+
+    fn run_inner(&mut self, cmd: &str, timeout: Duration) -> Result<Output, Error> {
         let n = self.next;
         self.next += 1;
         let begin = format!("OXEN-CMD-B{}", 1000 + n);

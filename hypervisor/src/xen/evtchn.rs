@@ -298,6 +298,33 @@ pub fn has_pending_upcall(dom: &Domain, vcpu: usize) -> bool {
     bits.upcall_pending(VcpuId(vcpu as u32))
 }
 
+/// `dom`'s event channels as text, for the `e` debug key: each port in
+/// use with its pending and masked bits, and each vCPU's upcall flag.
+pub fn dump(dom: &Domain, out: &mut dyn core::fmt::Write) {
+    use oxen_xen::evtchn::GuestEventBits as _;
+    let mut x = lock(dom);
+    let (ev, bits) = x.evtchn_and_bits();
+    let _ = write!(out, "  upcall pending:");
+    for v in 0..ev.nr_vcpus() {
+        let _ = write!(out, " v{v}={}", u8::from(bits.upcall_pending(VcpuId(v))));
+    }
+    let _ = writeln!(out);
+    let ports: Vec<_> = ev.ports_in_use().collect();
+    for (port, ch) in ports {
+        let _ = writeln!(
+            out,
+            "  port {:>4}: {ch:?}{}{}",
+            port.0,
+            if bits.is_pending(port) {
+                " pending"
+            } else {
+                ""
+            },
+            if bits.is_masked(port) { " masked" } else { "" },
+        );
+    }
+}
+
 /// Block the current vCPU until an upcall is pending. The vCPU is marked
 /// blocked *before* the flag is checked, so an event arriving in between
 /// (its `raise_upcall` wakes the vCPU) is not lost.

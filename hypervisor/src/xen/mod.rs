@@ -73,7 +73,7 @@ use crate::mem::HostTables;
 
 // Entry points for the rest of the hypervisor (some not wired yet).
 #[allow(unused_imports)]
-pub use evtchn::{has_pending_upcall, raise_virq};
+pub use evtchn::{dump as dump_evtchn, has_pending_upcall, raise_virq};
 #[allow(unused_imports)]
 pub use misc::set_hvm_param;
 
