@@ -95,12 +95,15 @@ impl<'a> Shell<'a> {
     }
 
     /// Run `cmd` (one line, no newline) and wait up to `timeout` for it to finish.
-    /// On a timeout the hypervisor's debug keys are pressed first, so the transcript shows
+    /// On a timeout or a forbidden line (a kernel stall, say) the hypervisor's debug keys are pressed first, so the transcript shows
     /// what every CPU and vCPU was doing ([`Running::dump_hypervisor_state`]).
     pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<Output, Error> {
         let r = self.run_inner(cmd, timeout);
         if let Err(e) = &r
-            && matches!(e.kind(), crate::error::ErrorKind::Timeout { .. })
+            && matches!(
+                e.kind(),
+                crate::error::ErrorKind::Timeout { .. } | crate::error::ErrorKind::Forbidden { .. }
+            )
         {
             self.q.dump_hypervisor_state();
         }
