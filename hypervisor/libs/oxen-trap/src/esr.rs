@@ -80,14 +80,19 @@ pub enum ExceptionClass {
     WfxTrap,
     /// EC 0x07: access to SVE, Advanced SIMD or FP trapped (`CPTR_EL2`).
     FpAccess,
+    /// EC 0x09: pointer authentication instruction or key register access
+    /// trapped (`HCR_EL2.API`/`APK` clear).
+    PAuthTrap,
     /// EC 0x16: `HVC` from AArch64.
     Hvc64,
     /// EC 0x17: `SMC` from AArch64 trapped (`HCR_EL2.TSC`).
     Smc64,
     /// EC 0x18: trapped `MSR`, `MRS` or system instruction from AArch64.
     SysReg,
-    /// EC 0x19: access to SVE functionality trapped.
+    /// EC 0x19: access to SVE functionality trapped (`CPTR_EL2.TZ`).
     SveAccess,
+    /// EC 0x1D: access to SME functionality trapped (`CPTR_EL2.TSM`).
+    SmeAccess,
     /// EC 0x20: instruction abort from a lower exception level.
     InstrAbortLower,
     /// EC 0x21: instruction abort taken without a change of exception level.
@@ -121,10 +126,12 @@ impl ExceptionClass {
             0x00 => Self::Unknown,
             0x01 => Self::WfxTrap,
             0x07 => Self::FpAccess,
+            0x09 => Self::PAuthTrap,
             0x16 => Self::Hvc64,
             0x17 => Self::Smc64,
             0x18 => Self::SysReg,
             0x19 => Self::SveAccess,
+            0x1d => Self::SmeAccess,
             0x20 => Self::InstrAbortLower,
             0x21 => Self::InstrAbortSame,
             0x22 => Self::PcAlignment,
@@ -146,10 +153,12 @@ impl ExceptionClass {
             Self::Unknown => 0x00,
             Self::WfxTrap => 0x01,
             Self::FpAccess => 0x07,
+            Self::PAuthTrap => 0x09,
             Self::Hvc64 => 0x16,
             Self::Smc64 => 0x17,
             Self::SysReg => 0x18,
             Self::SveAccess => 0x19,
+            Self::SmeAccess => 0x1d,
             Self::InstrAbortLower => 0x20,
             Self::InstrAbortSame => 0x21,
             Self::PcAlignment => 0x22,
@@ -176,6 +185,7 @@ pub(crate) const fn ec_name(ec: u8) -> &'static str {
         0x05 => "MCR/MRC (coproc 14) from AArch32",
         0x06 => "LDC/STC from AArch32",
         0x07 => "SVE/SIMD/FP access trap",
+        0x09 => "pointer authentication trap",
         0x0a => "LD64B/ST64B trap",
         0x0c => "MRRC (coproc 14) from AArch32",
         0x0d => "branch target exception",

@@ -1,5 +1,5 @@
-//! Trap decoding: ESR classes, data-abort syndromes, SMCCC/PSCI calls and
-//! crash-report text.
+//! Trap decoding: ESR classes, data-abort syndromes, SMCCC/PSCI calls,
+//! crash-report text and the guest view of the ID registers.
 //!
 //! Why a separate crate: everything the hypervisor learns about a trap comes
 //! from a handful of 64-bit register values (`ESR_EL2`, `FAR_EL2`,
@@ -22,6 +22,7 @@
 
 mod esr;
 mod fault;
+pub mod idreg;
 pub mod mmio;
 pub mod psci;
 mod report;
