@@ -202,14 +202,27 @@ fn runnable(dom: &Domain, vcpu: usize) -> bool {
 
 /// Queue every runnable vCPU of `dom` (it was just unpaused: its vCPUs
 /// were dropped from the run queues while it was paused).
+///
+/// The check is made under the vCPU's run-queue lock: `schedule` decides to
+/// drop a paused current vCPU and saves it (clearing `running`) under that
+/// same lock, so a vCPU seen `running` here is one `schedule` has not
+/// dropped yet, and will keep now that the domain is unpaused.
 pub fn domain_unpaused(dom: &Arc<Domain>) {
     for i in 0..dom.vcpus.len() {
+        let pcpu = dom.vcpus[i].lock().pcpu;
         let go = {
-            let v = dom.vcpus[i].lock();
-            v.state == VcpuState::Runnable && !v.running
+            let mut rq = RQ[pcpu].lock();
+            let go = {
+                let v = dom.vcpus[i].lock();
+                v.state == VcpuState::Runnable && !v.running
+            };
+            if go {
+                rq.queue.push_back((dom.clone(), i));
+            }
+            go
         };
         if go {
-            enqueue(dom, i);
+            kick(pcpu);
         }
     }
 }
@@ -229,20 +242,27 @@ pub fn vcpu_time_ns(dom: &Domain, vcpu: usize) -> u64 {
 /// `frame` holds a runnable vCPU (waiting in WFI while there is none).
 pub fn schedule(frame: &mut TrapFrame) {
     let cpu = this_cpu();
+    let mut timers_checked = false;
     loop {
         let mut rq = RQ[cpu].lock();
+        if rq.need_resched && !rq.blocked.is_empty() && !timers_checked {
+            // A tick or a kick: time to look at blocked vCPUs' timers. The
+            // lock is dropped for that, so everything is looked at afresh
+            // after it (the current vCPU may have been woken meanwhile).
+            drop(rq);
+            wake_expired_timers(cpu);
+            timers_checked = true;
+            continue;
+        }
+        // Decided under the same lock hold as everything below: a vCPU
+        // woken while it is still current is queued here and dropped from
+        // the queue as current, so it must then be kept (or queued again).
         let keep = match &rq.current {
             Some((d, v)) => runnable(d, *v),
             None => false,
         };
         if keep && !rq.need_resched {
             return;
-        }
-        if rq.need_resched && !rq.blocked.is_empty() {
-            // A tick or a kick: time to look at blocked vCPUs' timers.
-            drop(rq);
-            wake_expired_timers(cpu);
-            rq = RQ[cpu].lock();
         }
         rq.need_resched = false;
         // The next runnable entry; dead or offline entries are dropped.
@@ -274,7 +294,7 @@ pub fn schedule(frame: &mut TrapFrame) {
                     } else if cd.state() != crate::domain::DomState::Dying {
                         // Blocked, offline (PSCI CPU_OFF) or paused: keep its state.
                         save(frame, &cd, cv);
-                        rq.blocked.push((cd, cv));
+                        watch_blocked(&mut rq, cd, cv);
                     }
                 }
                 load(frame, &nd, nv);
@@ -287,13 +307,26 @@ pub fn schedule(frame: &mut TrapFrame) {
                     && cd.state() != crate::domain::DomState::Dying
                 {
                     save(frame, &cd, cv);
-                    rq.blocked.push((cd, cv));
+                    watch_blocked(&mut rq, cd, cv);
                 }
                 drop(rq);
                 timer::disarm();
                 idle_wait(cpu);
             }
         }
+    }
+}
+
+/// Put a vCPU that left this CPU without being runnable on the list whose
+/// timers this CPU watches (once: a vCPU that blocks again before the list
+/// was pruned is already there).
+fn watch_blocked(rq: &mut RunQueue, d: Arc<Domain>, v: usize) {
+    if !rq
+        .blocked
+        .iter()
+        .any(|(bd, bv)| Arc::ptr_eq(bd, &d) && *bv == v)
+    {
+        rq.blocked.push((d, v));
     }
 }
 
@@ -356,8 +389,8 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
         let us = timer::ticks_to_ns(t.abs_diff(now)) / 1000;
         if t >= now { us as i64 } else { -(us as i64) }
     };
-    for cpu in 0..nr_cpus() {
-        let rq = RQ[cpu].lock();
+    for (cpu, rq) in RQ.iter().enumerate().take(nr_cpus()) {
+        let rq = rq.lock();
         let name = |d: &Arc<Domain>, v: usize| alloc::format!("d{}v{v}", d.id.0);
         let cur = rq
             .current
