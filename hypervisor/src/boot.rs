@@ -189,6 +189,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
         .take(head::MAX_CPUS)
         .collect();
     sched::set_cpus(if mpidrs.is_empty() { &[0] } else { &mpidrs });
+    crate::idregs::init();
     cpu_init(0);
 
     domain_build::build_domains(&info, &opts, dtb_bytes);

@@ -29,6 +29,8 @@ mod guest_mem;
 #[cfg(target_os = "none")]
 mod hypercall;
 #[cfg(target_os = "none")]
+mod idregs;
+#[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]
 mod mem;

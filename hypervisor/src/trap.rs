@@ -11,6 +11,7 @@ use alloc::sync::Arc;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use oxen_trap::idreg::IdRegAnswer;
 use oxen_trap::{Esr, ExceptionClass, TrapReport, fault_ipa};
 use xen_abi::XEN_HYPERCALL_TAG;
 
@@ -25,6 +26,10 @@ const VEC_CURRENT_SPX: u64 = 0x200;
 const VEC_LOWER_A64: u64 = 0x400;
 /// ESR "unknown reason" class with IL set: what an UNDEFINED instruction reports.
 const ESR_UNDEF: u64 = 1 << 25;
+/// SPSR_EL2.M\[3:0\]: the exception level and stack the trap came from.
+const SPSR_M_MASK: u64 = 0xf;
+/// SPSR_EL2.M\[3:0\] for EL0t.
+const SPSR_M_EL0T: u64 = 0b0000;
 
 /// Exits from guests by exception class (index 64: interrupts), for the
 /// statistics line printed at power-off.
@@ -149,11 +154,46 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
                     advance_pc(frame, &esr);
                     return;
                 }
+                // ID registers (HCR_EL2.TID3): the sanitised values.
+                let from_el0 = frame.spsr & SPSR_M_MASK == SPSR_M_EL0T;
+                match crate::idregs::guest().answer(&acc, from_el0) {
+                    IdRegAnswer::Read(v) => {
+                        oxen_trap::mmio::write_gpr(&mut frame.x, acc.rt, v);
+                        advance_pc(frame, &esr);
+                        return;
+                    }
+                    IdRegAnswer::Undefined => {
+                        log::debug!(
+                            "{}v{vcpu}: {acc} at {:#x}: read-only ID register: undefined",
+                            dom.id,
+                            frame.elr
+                        );
+                        inject_undef(frame, frame.elr);
+                        return;
+                    }
+                    IdRegAnswer::NotIdSpace => {}
+                }
             }
             let what = esr.sysreg().map(|s| s.encoding()).unwrap_or(0);
             log::debug!(
                 "{}v{vcpu}: trapped system register access {what:#x} at {:#x}: undefined",
                 dom.id,
+                frame.elr
+            );
+            inject_undef(frame, frame.elr);
+        }
+        ExceptionClass::FpAccess
+        | ExceptionClass::SveAccess
+        | ExceptionClass::SmeAccess
+        | ExceptionClass::PAuthTrap => {
+            // Features guests do not see in their ID registers (SVE, SME,
+            // pointer authentication) stay trapped: using them anyway is
+            // UNDEFINED, as on Xen.
+            log::debug!(
+                "{}v{vcpu}: {} (ESR {:#x}) at {:#x}: not offered to guests: undefined",
+                dom.id,
+                esr.class_name(),
+                esr.0,
                 frame.elr
             );
             inject_undef(frame, frame.elr);

@@ -3,6 +3,7 @@
 //! calls these functions and never writes `asm!` itself.
 
 pub mod context;
+pub mod cpuid;
 pub mod gic;
 pub mod gich;
 pub mod head;
@@ -14,13 +15,15 @@ pub mod timer;
 
 use core::arch::asm;
 
-use aarch64_cpu::registers::HCR_EL2;
+use aarch64_cpu::registers::{CPTR_EL2, HCR_EL2};
 use tock_registers::LocalRegisterCopy;
 
 /// HCR_EL2 while a guest runs: stage 2 on; physical IRQ/FIQ/SError routed
-/// to EL2; WFI, SMC, set/way cache maintenance, ACTLR and implementation
-/// defined registers trapped; TLB/cache maintenance broadcast; EL1 is
-/// AArch64 (Arm ARM D23.2.48).
+/// to EL2; WFI, SMC, set/way cache maintenance, ACTLR, implementation
+/// defined registers and the ID registers (TID3: guests read
+/// `oxen_trap::idreg`'s sanitised values, as on Xen) trapped; TLB/cache
+/// maintenance broadcast; EL1 is AArch64 (Arm ARM D23.2.48). API/APK stay
+/// clear: pointer authentication is hidden from guests and trapped.
 pub fn guest_hcr() -> u64 {
     let mut h: LocalRegisterCopy<u64, HCR_EL2::Register> = LocalRegisterCopy::new(0);
     h.write(
@@ -36,14 +39,36 @@ pub fn guest_hcr() -> u64 {
             + HCR_EL2::TSW::SET
             + HCR_EL2::TACR::SET
             + HCR_EL2::TIDCP::SET
+            + HCR_EL2::TID3::SET
             + HCR_EL2::RW::EL1IsAarch64,
     );
     h.get()
 }
 
-/// CPTR_EL2 with nothing trapped: FP/SIMD belongs to the guest (oxen is
-/// soft-float); RES1 bits 13:12 and 9:0 (Arm ARM D23.2.31, non-VHE).
-const CPTR_EL2_NO_TRAPS: u64 = 0x33ff;
+// CPTR_EL2 fields (non-VHE layout, Arm ARM "CPTR_EL2, Architectural
+// Feature Trap Register (EL2)"); `aarch64-cpu` only names TAM.
+/// `CPTR_EL2.TTA`, bit 20: trap system register accesses to trace registers.
+const CPTR_TTA: u64 = 1 << 20;
+/// `CPTR_EL2.TSM`, bit 12: trap SME (RES1 without FEAT_SME).
+const CPTR_TSM: u64 = 1 << 12;
+/// `CPTR_EL2.TZ`, bit 8: trap SVE (RES1 without FEAT_SVE).
+const CPTR_TZ: u64 = 1 << 8;
+/// RES1 bits 13, 9 and 7:0.
+const CPTR_RES1: u64 = (1 << 13) | (1 << 9) | 0xff;
+
+/// CPTR_EL2 while guests run, as on Xen: FP/SIMD belongs to the guest (oxen
+/// is soft-float: TFP, bit 10, clear); SVE (TZ) and SME (TSM) trapped — guests do
+/// not see them in the ID registers and get an UNDEFINED exception if they
+/// try —, and trace (TTA) and, where the CPU has them, the activity
+/// monitors (TAM) too.
+fn guest_cptr() -> u64 {
+    let mut c: LocalRegisterCopy<u64, CPTR_EL2::Register> =
+        LocalRegisterCopy::new(CPTR_RES1 | CPTR_TZ | CPTR_TSM | CPTR_TTA);
+    if cpuid::has_amu() {
+        c.modify(CPTR_EL2::TAM::SET);
+    }
+    c.get()
+}
 
 /// Per-CPU EL2 configuration for running guests.
 ///
@@ -54,7 +79,7 @@ pub unsafe fn init_cpu_for_guests(vtcr: u64) {
     // guest is running yet.
     unsafe {
         sysreg::set_hcr_el2(guest_hcr());
-        sysreg::set_cptr_el2(CPTR_EL2_NO_TRAPS);
+        sysreg::set_cptr_el2(guest_cptr());
         sysreg::set_vtcr_el2(vtcr);
         sysreg::set_vpidr_el2(sysreg::midr_el1());
     }
