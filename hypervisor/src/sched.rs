@@ -30,6 +30,9 @@ struct RunQueue {
     /// deadlines are this CPU's to watch); stale entries are dropped lazily.
     blocked: alloc::vec::Vec<(Arc<Domain>, usize)>,
     need_resched: bool,
+    /// Earliest virtual-timer deadline among `blocked` (maybe stale:
+    /// early is harmless, it only makes the CPU look again).
+    earliest: Option<u64>,
 }
 
 impl RunQueue {
@@ -39,6 +42,7 @@ impl RunQueue {
             queue: VecDeque::new(),
             blocked: alloc::vec::Vec::new(),
             need_resched: false,
+            earliest: None,
         }
     }
 }
@@ -144,8 +148,12 @@ pub fn request_resched(cpu: usize) {
     RQ[cpu].lock().need_resched = true;
 }
 
-fn arm_slice() {
-    timer::arm_at(timer::now() + timer::ns_to_ticks(SLICE_NS));
+/// Arm the EL2 timer for the end of the slice now starting, or earlier
+/// when a blocked vCPU's virtual timer is due before that, so it wakes on
+/// time rather than at the next slice boundary.
+fn arm_slice(rq: &RunQueue) {
+    let end = timer::now() + timer::ns_to_ticks(SLICE_NS);
+    timer::arm_at(rq.earliest.map_or(end, |t| t.min(end)));
 }
 
 /// CNTV_CTL_EL0 bits (Arm ARM D13.8.16).
@@ -283,7 +291,7 @@ pub fn schedule(frame: &mut TrapFrame) {
         }
         match next {
             None if keep => {
-                arm_slice();
+                arm_slice(&rq);
                 return;
             }
             Some((nd, nv)) => {
@@ -299,7 +307,7 @@ pub fn schedule(frame: &mut TrapFrame) {
                 }
                 load(frame, &nd, nv);
                 rq.current = Some((nd, nv));
-                arm_slice();
+                arm_slice(&rq);
                 return;
             }
             None => {
@@ -321,6 +329,9 @@ pub fn schedule(frame: &mut TrapFrame) {
 /// timers this CPU watches (once: a vCPU that blocks again before the list
 /// was pruned is already there).
 fn watch_blocked(rq: &mut RunQueue, d: Arc<Domain>, v: usize) {
+    if let Some(t) = d.vcpus[v].lock().timer_deadline {
+        rq.earliest = Some(rq.earliest.map_or(t, |e| e.min(t)));
+    }
     if !rq
         .blocked
         .iter()
@@ -360,6 +371,7 @@ fn wake_expired_timers(cpu: usize) -> (bool, Option<u64>) {
                 None => true,
             }
         });
+        rq.earliest = earliest;
     }
     let woke = !due.is_empty();
     for (d, i) in due {

@@ -364,10 +364,23 @@ pub(super) fn poll(dom: &Arc<Domain>, vcpu: usize, arg: u64) -> Result<i64, Errn
             crate::sched::yield_current();
             return Ok(0);
         }
-        if let Some(slot) = x.polling.get_mut(vcpu) {
-            *slot = ports;
-        }
     }
-    block(dom, vcpu);
+    // Blocked first, then registered as a poller and the ports looked at
+    // again: an event that slips in before the registration is seen here,
+    // one after it finds the vCPU blocked and wakes it.
+    crate::sched::block_current();
+    let pending = {
+        let mut x = lock(dom);
+        let (_, bits) = x.evtchn_and_bits();
+        use oxen_xen::evtchn::GuestEventBits;
+        let pending = ports.iter().any(|&p| bits.is_pending(Port(p)));
+        if let Some(slot) = x.polling.get_mut(vcpu) {
+            *slot = if pending { Vec::new() } else { ports };
+        }
+        pending
+    };
+    if pending || has_pending_upcall(dom, vcpu) {
+        crate::sched::wake(dom, vcpu);
+    }
     Ok(0)
 }
