@@ -439,7 +439,6 @@ fn gicv3_xl_create_console_list_shutdown_destroy_two_domus() -> Result<(), Error
 }
 
 #[test]
-#[ignore = "hangs intermittently (2 of 4 runs on 2026-12-07: a DomU's first xenstore-read, or `xl destroy` of one of two DomUs, never returns; the machine goes idle): known bug, see the issue; run with --ignored"]
 fn gicv2_xl_create_console_list_shutdown_destroy_two_domus() -> Result<(), Error> {
     lifecycle(2)
 }
