@@ -117,7 +117,8 @@ __vectors:
     .endr
 
     // Recoverable UNDEF: record ESR/ELR, disarm, resume after the HVC the
-    // test issued if ELR points at it (else at ELR), x0/x1 preserved.
+    // test issued if ELR points at it, or after the instruction at
+    // `UNDEF_SKIP` if ELR is that address (else at ELR), x0/x1 preserved.
 7:  stp     x0, x1, [sp, #-16]!
     adrp    x0, {armed}
     add     x0, x0, :lo12:{armed}
@@ -139,8 +140,14 @@ __vectors:
     movz    w1, #{hvc_lo}
     movk    w1, #{hvc_hi}, lsl #16
     cmp     w0, w1
-    b.ne    8f
+    b.eq    10f
+    adrp    x0, {skip}
+    add     x0, x0, :lo12:{skip}
+    ldr     x0, [x0]
     mrs     x1, elr_el1
+    cmp     x0, x1
+    b.ne    8f
+10: mrs     x1, elr_el1
     add     x1, x1, #4
     msr     elr_el1, x1
 8:  ldp     x0, x1, [sp], #16
@@ -163,6 +170,7 @@ __vectors:
     armed = sym UNDEF_ARMED,
     seen_esr = sym UNDEF_ESR,
     seen_elr = sym UNDEF_ELR,
+    skip = sym UNDEF_SKIP,
     hvc_lo = const HVC_BAD_IMM_INSN & 0xffff,
     hvc_hi = const HVC_BAD_IMM_INSN >> 16,
 );
@@ -177,6 +185,8 @@ const HVC_BAD_IMM_INSN: u32 = 0xd400_0002 | (BAD_HVC_IMM << 5);
 static UNDEF_ARMED: AtomicU64 = AtomicU64::new(0);
 /// ESR_EL1 of the last expected UNDEF.
 static UNDEF_ESR: AtomicU64 = AtomicU64::new(0);
+/// Address of the instruction an expected UNDEF skips (see [`try_insn`]).
+static UNDEF_SKIP: AtomicU64 = AtomicU64::new(0);
 /// ELR_EL1 of the last expected UNDEF.
 static UNDEF_ELR: AtomicU64 = AtomicU64::new(0);
 
@@ -218,6 +228,95 @@ pub fn hvc_bad_imm() -> HvcOutcome {
         undef_esr: (esr != u64::MAX).then_some(esr),
         elr_at_hvc: UNDEF_ELR.load(Ordering::Relaxed) == at,
     }
+}
+
+/// Execute one instruction, `$insn`, with an UNDEF handler armed:
+/// `Ok(v)` if it ran, `Err(ESR_EL1)` if it was UNDEFINED (execution then
+/// resumes after it). `$insn` names its register `{v}` (zero beforehand,
+/// its value afterwards); with `=> x0` the instruction uses `x0` instead
+/// (for `.inst` encodings the assembler would not take).
+///
+/// Callers pass only instructions whose one effect is on that register (a
+/// system register read or write, `rdvl`, ...).
+macro_rules! try_insn {
+    ($insn:literal) => {{
+        $crate::rt::arm_undef();
+        let v: u64;
+        // SAFETY: the instruction only reads or writes `{v}` (see above);
+        // its address is stored in UNDEF_SKIP before it runs, so an UNDEF
+        // resumes right after it (the handler preserves every register and
+        // restores the stack below SP it uses).
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, xzr",
+                "adr {t}, 1f",
+                "str {t}, [{skip}]",
+                concat!("1: ", $insn),
+                t = out(reg) _,
+                skip = in(reg) $crate::rt::undef_skip_slot(),
+                v = out(reg) v,
+                options(nostack),
+            )
+        };
+        $crate::rt::disarm_undef().map_or(Ok(v), Err)
+    }};
+    ($insn:literal => x0) => {{
+        $crate::rt::arm_undef();
+        let v: u64;
+        // SAFETY: as above, with x0 as the instruction's register.
+        unsafe {
+            core::arch::asm!(
+                "mov x0, xzr",
+                "adr {t}, 1f",
+                "str {t}, [{skip}]",
+                concat!("1: ", $insn),
+                t = out(reg) _,
+                skip = in(reg) $crate::rt::undef_skip_slot(),
+                out("x0") v,
+                options(nostack),
+            )
+        };
+        $crate::rt::disarm_undef().map_or(Ok(v), Err)
+    }};
+}
+pub(crate) use try_insn;
+
+/// Arm the UNDEF handler for [`try_insn`].
+pub fn arm_undef() {
+    UNDEF_ESR.store(u64::MAX, Ordering::Relaxed);
+    UNDEF_SKIP.store(0, Ordering::Relaxed);
+    UNDEF_ARMED.store(1, Ordering::Relaxed);
+}
+
+/// Where [`try_insn`] stores the address of its instruction.
+pub fn undef_skip_slot() -> *const AtomicU64 {
+    &UNDEF_SKIP
+}
+
+/// Disarm the UNDEF handler: the ESR_EL1 of the UNDEF taken, if one was.
+pub fn disarm_undef() -> Option<u64> {
+    UNDEF_ARMED.store(0, Ordering::Relaxed);
+    UNDEF_SKIP.store(0, Ordering::Relaxed);
+    let esr = UNDEF_ESR.load(Ordering::Relaxed);
+    (esr != u64::MAX).then_some(esr)
+}
+
+/// Enable SVE and SME at EL1 and EL0 in `CPACR_EL1` (ZEN and SMEN = 0b11,
+/// keeping FPEN), so that their use is decided by EL2 (`CPTR_EL2`) rather
+/// than trapped to EL1. The bits are RES0 on CPUs without SVE/SME.
+pub fn enable_sve_sme_at_el1() {
+    const CPACR_ZEN: u64 = 3 << 16;
+    const CPACR_SMEN: u64 = 3 << 24;
+    // SAFETY: only changes which SVE/SME accesses trap; the guest does not
+    // use SVE/SME otherwise (the compiler targets plain AArch64).
+    unsafe {
+        asm!(
+            "msr cpacr_el1, {v}",
+            "isb",
+            v = in(reg) CPACR_FPEN | CPACR_ZEN | CPACR_SMEN,
+            options(nomem, nostack)
+        )
+    };
 }
 
 /// Set while a fatal report is being written, so a fault inside the report

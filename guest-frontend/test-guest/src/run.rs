@@ -156,9 +156,44 @@ fn run(s: Scenario, dt: &GuestDt<'_>) -> ! {
             finish(ShutdownReason::Poweroff)
         }
         Scenario::Crash => finish(ShutdownReason::Crash),
+        Scenario::CpuFeatures => {
+            cpu_features();
+            finish(ShutdownReason::Poweroff)
+        }
         Scenario::Hostile { seed, calls, peer } => {
             crate::hostile_run::run(dt, seed, calls, peer);
             finish(ShutdownReason::Poweroff)
         }
     }
+}
+
+/// Print one probe: `cpufeatures: <what> = <value>` if the instruction
+/// ran, `cpufeatures: <what> undefined (ESR <esr>)` if it was UNDEFINED.
+fn probe(what: &str, r: Result<u64, u64>) {
+    match r {
+        Ok(v) => say!("cpufeatures: {what} = {v:#x}"),
+        Err(esr) => say!("cpufeatures: {what} undefined (ESR {esr:#x})"),
+    }
+}
+
+/// The `cpufeatures` scenario (docs/design.md "Test guest scenarios").
+/// Generic encodings (`s3_0_c0_c4_0` is `ID_AA64PFR0_EL1`) need no
+/// assembler feature flags.
+fn cpu_features() {
+    probe("ID_AA64PFR0_EL1", rt::try_insn!("mrs {v}, s3_0_c0_c4_0"));
+    probe("ID_AA64PFR1_EL1", rt::try_insn!("mrs {v}, s3_0_c0_c4_1"));
+    probe("ID_AA64ZFR0_EL1", rt::try_insn!("mrs {v}, s3_0_c0_c4_4"));
+    probe("ID_AA64SMFR0_EL1", rt::try_insn!("mrs {v}, s3_0_c0_c4_5"));
+    probe("ID_AA64ISAR1_EL1", rt::try_insn!("mrs {v}, s3_0_c0_c6_1"));
+    // The ID registers are read-only.
+    probe(
+        "write ID_AA64PFR0_EL1",
+        rt::try_insn!("msr s3_0_c0_c4_0, {v}"),
+    );
+    // With CPACR_EL1 letting SVE and SME through, only EL2 stops them.
+    rt::enable_sve_sme_at_el1();
+    probe("ZCR_EL1", rt::try_insn!("mrs {v}, s3_0_c1_c2_0"));
+    // rdvl x0, #1
+    probe("RDVL", rt::try_insn!(".inst 0x04bf5020" => x0));
+    probe("SMCR_EL1", rt::try_insn!("mrs {v}, s3_0_c1_c2_6"));
 }

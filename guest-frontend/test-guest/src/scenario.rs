@@ -32,6 +32,10 @@ pub enum Scenario {
     Enosys,
     /// Shut down with reason crash.
     Crash,
+    /// Print the ID registers that advertise SVE, SME, MTE and pointer
+    /// authentication, then try SVE and SME anyway (enabled at EL1) and
+    /// print that each was UNDEFINED.
+    CpuFeatures,
     /// Bad hypercalls, then `calls` random ones from `seed`
     /// (`oxen.seed=`, `oxen.count=`), plus the cases against domain `peer`
     /// (`oxen.peer=`) if given.
@@ -107,6 +111,7 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError<'_>> {
         "spin" => Scenario::Spin,
         "enosys" => Scenario::Enosys,
         "crash" => Scenario::Crash,
+        "cpufeatures" => Scenario::CpuFeatures,
         "hostile" => {
             let peer = match number(cmdline, "oxen.peer", bootargs::parse_u64)? {
                 None => None,
@@ -137,6 +142,7 @@ mod tests {
             ("spin", Scenario::Spin),
             ("enosys", Scenario::Enosys),
             ("crash", Scenario::Crash),
+            ("cpufeatures", Scenario::CpuFeatures),
             ("count", Scenario::Count(None)),
             ("gicd", Scenario::Gicd(0x0800_0004)),
         ] {
