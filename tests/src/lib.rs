@@ -23,7 +23,8 @@
 //!   `target/qemu-logs/<test>.log` (written on failure and again when the handle drops).
 //!
 //! The hypervisor is `build/oxen.bin` unless env `OXEN_TEST_HYPERVISOR` names another image
-//! (real Xen 4.17, to check that a test's expectations hold on the reference). Debian's
+//! (real Xen 4.17, to check that a test's expectations hold on the reference). The test guest is
+//! `build/test-guest.bin` unless env `OXEN_TEST_GUEST` names another. Debian's
 //! Linux as Dom0 (`make dom0`) is booted with [`Qemu::linux_dom0`].
 //!
 //! Boot-time (dom0less) domains are described with [`DomainNode`]; [`Qemu::with_domains`]
@@ -125,9 +126,26 @@ fn hypervisor_image(env: Option<std::ffi::OsString>) -> Result<PathBuf, Error> {
     }
 }
 
-/// `build/test-guest.bin`, the bare-metal test guest.
+/// Environment variable naming another test guest image to boot instead of
+/// `build/test-guest.bin` (one built with a private `CARGO_TARGET_DIR`, say).
+pub const TEST_GUEST_ENV: &str = "OXEN_TEST_GUEST";
+
+/// The bare-metal test guest: env `OXEN_TEST_GUEST` if set (and not empty), else
+/// `build/test-guest.bin`.
 pub fn test_guest_bin() -> Result<PathBuf, Error> {
-    image("test-guest.bin")
+    match std::env::var_os(TEST_GUEST_ENV).filter(|v| !v.is_empty()) {
+        None => image("test-guest.bin"),
+        Some(v) => {
+            let path = PathBuf::from(v);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::new(ErrorKind::ImageMissing {
+                    path: path.to_string_lossy().into_owned(),
+                }))
+            }
+        }
+    }
 }
 
 /// A fresh, unique path `target/qemu-tmp/<stem>-<pid>-<n>.<ext>` (directory created).

@@ -9,10 +9,17 @@
 //! `shell` scenario of `qemu/dom0/init.sh`. One Linux boot; the hypervisor's debug lines
 //! are on (`loglvl=all`) so that any UNDEFINED it injects shows, and fails the test.
 //!
-//! The expectations hold on Xen 4.17 too (`OXEN_TEST_HYPERVISOR=.cache/xen/root/boot/
-//! xen-4.17-arm64`), except that Xen 4.17 passes `ID_AA64PFR1_EL1.SME` through.
+//! The expectations of the Linux test hold on Xen 4.17 too (`OXEN_TEST_HYPERVISOR=
+//! .cache/xen/root/boot/xen-4.17-arm64`), except that Xen 4.17 passes `ID_AA64PFR1_EL1.SME`
+//! through.
+//!
+//! A second, quick test boots the bare-metal test guest's `cpufeatures` scenario on
+//! `-cpu max`: it prints the ID registers it reads (each hidden field must be 0) and then,
+//! with SVE and SME let through by its own `CPACR_EL1`, reads `ZCR_EL1`, runs `rdvl` and
+//! reads `SMCR_EL1`: each traps to oxen (its debug line names the SVE or SME trap), and the
+//! guest gets an UNDEFINED exception and carries on to a clean power-off.
 
-use oxen_tests::{Error, LinuxDom0, Pattern, Qemu, Shell, re};
+use oxen_tests::{Error, LinuxDom0, Pattern, Qemu, Running, Shell, re, test_guest_bin};
 use std::time::Duration;
 
 /// The hypervisor command line (Xen's options; Xen needs the console ones).
@@ -109,4 +116,74 @@ fn linux_dom0_on_cpu_max_boots_to_its_shell_without_sve_sme_mte_or_pauth() -> Re
     q.send("poweroff\r")?;
     q.expect("reboot: Power down", STEP)?;
     q.expect_exit_code(0, Duration::from_secs(60))
+}
+
+/// The value the test guest printed for `reg` (`cpufeatures: <reg> = 0x...`).
+fn id_value(q: &mut Running, reg: &str) -> Result<u64, Error> {
+    let prefix = format!("cpufeatures: {reg} = 0x");
+    let line = q.expect(re(&format!("^{prefix}[0-9a-f]+$")), STEP)?;
+    Ok(u64::from_str_radix(&line.text[prefix.len()..], 16).unwrap())
+}
+
+/// The 4-bit field of `v` at `shift`.
+fn field(v: u64, shift: u32) -> u64 {
+    (v >> shift) & 0xf
+}
+
+#[test]
+fn guest_on_cpu_max_sees_no_sve_sme_mte_pauth_and_gets_undefined_for_them() -> Result<(), Error> {
+    let mut q = Qemu::oxen()?
+        .cpu("max")
+        .gic_version(3)
+        .smp(1)
+        .memory_mib(1024)
+        .append("dom0_mem=128M loglvl=all")
+        .guest_kernel(test_guest_bin()?, 0x5000_0000, "oxen.test=cpufeatures")
+        .spawn()?;
+    q.expect("TEST-GUEST cpufeatures start", STEP)?;
+
+    let pfr0 = id_value(&mut q, "ID_AA64PFR0_EL1")?;
+    assert_eq!(
+        field(pfr0, 0),
+        2,
+        "EL0 AArch64+AArch32, from the host: {pfr0:#x}"
+    );
+    for (name, shift) in [("RAS", 28), ("SVE", 32), ("MPAM", 40), ("AMU", 44)] {
+        assert_eq!(field(pfr0, shift), 0, "ID_AA64PFR0_EL1.{name}: {pfr0:#x}");
+    }
+    let pfr1 = id_value(&mut q, "ID_AA64PFR1_EL1")?;
+    for (name, shift) in [("MTE", 8), ("RAS_frac", 12), ("MPAM_frac", 16), ("SME", 24)] {
+        assert_eq!(field(pfr1, shift), 0, "ID_AA64PFR1_EL1.{name}: {pfr1:#x}");
+    }
+    assert_eq!(id_value(&mut q, "ID_AA64ZFR0_EL1")?, 0);
+    assert_eq!(id_value(&mut q, "ID_AA64SMFR0_EL1")?, 0);
+    let isar1 = id_value(&mut q, "ID_AA64ISAR1_EL1")?;
+    for (name, shift) in [("APA", 4), ("API", 8), ("GPA", 24), ("GPI", 28)] {
+        assert_eq!(
+            field(isar1, shift),
+            0,
+            "ID_AA64ISAR1_EL1.{name}: {isar1:#x}"
+        );
+    }
+    assert_ne!(field(isar1, 12), 0, "JSCVT, from the host: {isar1:#x}");
+
+    // UNDEFINED: EC 0 with IL set.
+    let undef = r"undefined \(ESR 0x2000000\)$";
+    q.expect(
+        re(&format!("^cpufeatures: write ID_AA64PFR0_EL1 {undef}")),
+        STEP,
+    )?;
+    let trap = |class: &str| {
+        re(&format!(
+            r"^\(oxen\) debug: d0v0: {class} access trap .*: undefined$"
+        ))
+    };
+    q.expect(trap("SVE"), STEP)?;
+    q.expect(re(&format!("^cpufeatures: ZCR_EL1 {undef}")), STEP)?;
+    q.expect(trap("SVE"), STEP)?;
+    q.expect(re(&format!("^cpufeatures: RDVL {undef}")), STEP)?;
+    q.expect(trap("SME"), STEP)?;
+    q.expect(re(&format!("^cpufeatures: SMCR_EL1 {undef}")), STEP)?;
+    q.expect("(oxen) d0: shutdown (poweroff)", STEP)?;
+    q.expect_exit_code(0, STEP)
 }
