@@ -98,7 +98,10 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     }
     let opts = oxen_dt::parse_cmdline(&info.cmdline);
     crate::xen::version::COMMAND_LINE.call_once(|| info.cmdline.clone());
-    console::init_logger(level_filter(opts.loglvl));
+    console::init_logger(
+        level_filter(opts.loglvl),
+        opts.console_timestamps.unwrap_or(oxen_dt::Timestamps::None),
+    );
     for u in &opts.unknown {
         log::warn!("unknown option '{u}' ignored");
     }

@@ -18,6 +18,7 @@ extern crate alloc;
 
 use crate::sync::Mutex;
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use oxen_dt::Timestamps;
 
 use crate::arch::pl011::Pl011;
 
@@ -355,14 +356,51 @@ impl Log for Logger {
             Level::Debug => "debug: ",
             Level::Trace => "trace: ",
         };
-        print(format_args!("(oxen) {tag}{}\n", r.args()));
+        match stamps() {
+            Timestamps::None => print(format_args!("(oxen) {tag}{}\n", r.args())),
+            Timestamps::Boot => {
+                let us = crate::arch::timer::ticks_to_ns(crate::arch::timer::now()) / 1000;
+                print(format_args!(
+                    "(oxen) [{:5}.{:06}] {tag}{}\n",
+                    us / 1_000_000,
+                    us % 1_000_000,
+                    r.args()
+                ))
+            }
+            Timestamps::Raw => print(format_args!(
+                "(oxen) [{:x}] {tag}{}\n",
+                crate::arch::timer::now(),
+                r.args()
+            )),
+        }
     }
 
     fn flush(&self) {}
 }
 
-/// Install the `log` backend (MMU on: it uses atomics) at `level`.
-pub fn init_logger(level: LevelFilter) {
+/// `console_timestamps=` as a [`Timestamps`] discriminant.
+static STAMPS: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+fn stamps() -> Timestamps {
+    match STAMPS.load(Ordering::Relaxed) {
+        1 => Timestamps::Boot,
+        2 => Timestamps::Raw,
+        _ => Timestamps::None,
+    }
+}
+
+/// Install the `log` backend (MMU on: it uses atomics) at `level`, its
+/// lines stamped as `console_timestamps=` says (system counter time: guest
+/// time under QEMU's `-icount`).
+pub fn init_logger(level: LevelFilter, stamps: Timestamps) {
+    STAMPS.store(
+        match stamps {
+            Timestamps::None => 0,
+            Timestamps::Boot => 1,
+            Timestamps::Raw => 2,
+        },
+        Ordering::Relaxed,
+    );
     if !LOGGER_SET.swap(true, Ordering::AcqRel) {
         let _ = log::set_logger(&LOGGER);
     }

@@ -25,6 +25,8 @@ pub struct BootOptions {
     pub console: Option<String>,
     /// `loglvl=<level>[/<rate-limited level>]` (the first level).
     pub loglvl: Option<LogLevel>,
+    /// `console_timestamps=<none|date|datems|boot|raw>`.
+    pub console_timestamps: Option<Timestamps>,
     /// Known Xen options oxen does not act on (whole tokens).
     pub ignored: Vec<String>,
     /// Unrecognised options (whole tokens), worth a warning.
@@ -50,6 +52,29 @@ pub enum LogLevel {
     All,
 }
 
+/// What precedes each hypervisor console line (Xen `console_timestamps=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timestamps {
+    /// Nothing (the default).
+    None,
+    /// Seconds and microseconds of the system counter, `[    1.234567]`
+    /// (`boot`; also `date` and `datems`, as there is no wall clock).
+    Boot,
+    /// The raw system counter in hex, `[1d4c0]`.
+    Raw,
+}
+
+impl Timestamps {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "none" | "no" => Self::None,
+            "boot" | "date" | "datems" | "" => Self::Boot,
+            "raw" => Self::Raw,
+            _ => return None,
+        })
+    }
+}
+
 impl LogLevel {
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
@@ -70,7 +95,6 @@ const IGNORED: &[&str] = &[
     "guest_loglvl",
     "sync_console",
     "console_to_ring",
-    "console_timestamps",
     "conring_size",
     "conswitch",
     "earlyprintk",
@@ -220,6 +244,13 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
                 let first = v.split('/').next().unwrap_or(v);
                 LogLevel::parse(first).map(|l| o.loglvl = Some(l))
             }
+            ("console_timestamps", v) => {
+                Timestamps::parse(v.unwrap_or("")).map(|t| o.console_timestamps = Some(t))
+            }
+            ("no_console_timestamps", None) => {
+                o.console_timestamps = Some(Timestamps::None);
+                Some(())
+            }
             ("dom0_mem" | "dom0_max_vcpus" | "console" | "loglvl", None) => None,
             (n, _) => {
                 let base = n.strip_prefix("no_").unwrap_or(n);
@@ -241,6 +272,21 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_timestamps() {
+        let t = |s: &str| parse_cmdline(s).console_timestamps;
+        assert_eq!(t("console_timestamps=boot"), Some(Timestamps::Boot));
+        assert_eq!(t("console-timestamps=datems"), Some(Timestamps::Boot));
+        assert_eq!(t("console_timestamps"), Some(Timestamps::Boot));
+        assert_eq!(t("console_timestamps=raw"), Some(Timestamps::Raw));
+        assert_eq!(t("console_timestamps=none"), Some(Timestamps::None));
+        assert_eq!(t("no-console-timestamps"), Some(Timestamps::None));
+        assert_eq!(t("loglvl=all"), None);
+        let o = parse_cmdline("console_timestamps=sometimes");
+        assert_eq!(o.invalid, ["console_timestamps=sometimes"]);
+        assert_eq!(o.console_timestamps, None);
+    }
 
     #[test]
     fn sizes() {
