@@ -168,17 +168,18 @@ fn stage2_config() -> Stage2Config {
     Stage2Config::from_parange(parange)
 }
 
-/// A run-time domain as `createdomain` makes it: no RAM, `max_vcpus`
-/// offline vCPUs, a vGIC of the host's version with at least 32 SPIs, Xen's
+/// A run-time domain as `createdomain` makes it: no RAM, one vCPU per
+/// entry of `pcpus` (the physical CPU it is pinned to), all offline; a vGIC of the host's version with at least 32 SPIs, Xen's
 /// guest layout; paused once. Fails with -ENOMEM or -EINVAL.
 pub fn new_toolstack_domain(
     id: DomId,
     vmid: u16,
-    max_vcpus: u32,
+    pcpus: &[usize],
     nr_spis: u32,
     handle: [u8; 16],
 ) -> Result<Arc<Domain>, xen_abi::Errno> {
     use xen_abi::Errno;
+    let max_vcpus = pcpus.len() as u32;
     let host = HOST.get().ok_or(Errno::EINVAL)?;
     let mut s2 = Stage2::new(stage2_config(), &mut HostTables).map_err(|_| Errno::ENOMEM)?;
     let layout = guest_vgic_layout(&host.gic, max_vcpus);
@@ -202,7 +203,6 @@ pub fn new_toolstack_domain(
         s2.destroy(&mut HostTables);
         return Err(Errno::ENOMEM);
     }
-    let pcpus: Vec<usize> = (0..max_vcpus).map(|_| sched::next_pcpu()).collect();
     let mut dom = Domain::new(
         id,
         String::new(),
@@ -212,7 +212,7 @@ pub fn new_toolstack_domain(
         vmid,
         vgic,
         layout,
-        &pcpus,
+        pcpus,
         None,
     );
     *dom.handle.get_mut() = handle;

@@ -75,6 +75,33 @@ pub fn next_pcpu() -> usize {
     NEXT_PCPU.fetch_add(1, Ordering::Relaxed) % nr_cpus()
 }
 
+/// Physical CPUs for the `n` vCPUs of a domain created at run time: each
+/// goes to the CPU with the least load, where load is the number of live
+/// vCPUs pinned there and Dom0's vCPU 0 counts twice (it takes the device
+/// interrupts and, by default, every event-channel upcall: a DomU beside it
+/// would be preempted by each of its own console or xenstore notifications).
+/// Ties go to the lowest CPU number.
+pub fn place_vcpus(n: usize) -> alloc::vec::Vec<usize> {
+    let cpus = nr_cpus();
+    let mut load = alloc::vec![0usize; cpus];
+    for d in crate::domain::DOMAINS.lock().iter() {
+        if !d.is_alive() {
+            continue;
+        }
+        for (i, v) in d.vcpus.iter().enumerate() {
+            let c = v.lock().pcpu % cpus;
+            load[c] += if d.is_dom0 && i == 0 { 2 } else { 1 };
+        }
+    }
+    (0..n)
+        .map(|_| {
+            let c = (0..cpus).min_by_key(|&c| (load[c], c)).unwrap_or(0);
+            load[c] += 1;
+            c
+        })
+        .collect()
+}
+
 /// Index of the CPU running this code (kept in TPIDR_EL2).
 pub fn this_cpu() -> usize {
     sysreg::tpidr_el2() as usize

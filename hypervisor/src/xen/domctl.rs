@@ -265,10 +265,12 @@ fn create(op: &mut XenDomctl) -> Result<i64, Errno> {
         return Err(Errno::EINVAL);
     }
     let want = (op.domain != 0 && op.domain < DOMID_FIRST_RESERVED).then_some(DomId(op.domain));
-    let (nr_vcpus, nr_spis, handle) = (c.max_vcpus, c.arch.nr_spis, c.handle);
+    let (nr_spis, handle) = (c.arch.nr_spis, c.handle);
+    // Placed before the domain table is locked (placing reads it).
+    let pcpus = crate::sched::place_vcpus(c.max_vcpus as usize);
     let d = domain::register_new(
         want,
-        |id, vmid| crate::domain_build::new_toolstack_domain(id, vmid, nr_vcpus, nr_spis, handle),
+        |id, vmid| crate::domain_build::new_toolstack_domain(id, vmid, &pcpus, nr_spis, handle),
         Errno::EEXIST,
         Errno::ENOMEM,
     )?;
@@ -277,8 +279,10 @@ fn create(op: &mut XenDomctl) -> Result<i64, Errno> {
     op.domain = d.id.0;
     op.set_payload(&c);
     log::info!(
-        "{}: created by the toolstack: {nr_vcpus} vCPU(s), GICv{}, paused",
+        "{}: created by the toolstack: {} vCPU(s) on CPU {:?}, GICv{}, paused",
         d.id,
+        pcpus.len(),
+        pcpus,
         if native == XEN_DOMCTL_CONFIG_GIC_V2 {
             2
         } else {
