@@ -128,8 +128,49 @@ pub unsafe fn copy_phys(dst: u64, src: u64, len: usize) {
 /// # Safety
 /// As for [`copy_phys`].
 pub unsafe fn zero_phys(dst: u64, len: usize) {
+    // Whole blocks with DC ZVA (one instruction per block, typically 64
+    // bytes: what makes populating a DomU's RAM cheap), the ragged ends with
+    // ordinary stores.
+    let block = dc_zva_block();
+    let start = dst.next_multiple_of(block as u64);
+    let end = (dst + len as u64) & !(block as u64 - 1);
+    if block == 0 || end <= start {
+        // SAFETY: per this function's contract.
+        unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len) };
+        return;
+    }
+    // SAFETY: per this function's contract; the three pieces tile the range.
+    unsafe {
+        core::ptr::write_bytes(dst as *mut u8, 0, (start - dst) as usize);
+        let mut a = start;
+        while a < end {
+            dc_zva(a);
+            a += block as u64;
+        }
+        core::ptr::write_bytes(end as *mut u8, 0, (dst + len as u64 - end) as usize);
+    }
+}
+
+/// Bytes `DC ZVA` zeroes (DCZID_EL0.BS, in words, log2), or 0 when the
+/// instruction is prohibited (DCZID_EL0.DZP).
+fn dc_zva_block() -> usize {
+    let id = sysreg::dczid_el0();
+    if id & (1 << 4) != 0 {
+        0
+    } else {
+        4 << (id & 0xf)
+    }
+}
+
+/// Zero the `DC ZVA` block at `va`.
+///
+/// # Safety
+/// `va` is block-aligned, identity-mapped Normal memory the caller may
+/// overwrite.
+#[inline(always)]
+unsafe fn dc_zva(va: u64) {
     // SAFETY: per this function's contract.
-    unsafe { core::ptr::write_bytes(dst as *mut u8, 0, len) };
+    unsafe { core::arch::asm!("dc zva, {}", in(reg) va, options(nostack, preserves_flags)) };
 }
 
 /// Clean and invalidate the data cache to the point of coherency over the

@@ -38,6 +38,15 @@ macro_rules! sysreg {
 }
 
 // Guest EL1 context (saved/restored on every vCPU switch).
+/// Read `DCZID_EL0` (the `DC ZVA` block size; read-only, not in aarch64-cpu).
+#[inline(always)]
+pub fn dczid_el0() -> u64 {
+    let v: u64;
+    // SAFETY: reading an identification register has no side effects.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 sysreg!(sctlr_el1, set_sctlr_el1, "sctlr_el1");
 sysreg!(ttbr0_el1, set_ttbr0_el1, "ttbr0_el1");
 sysreg!(ttbr1_el1, set_ttbr1_el1, "ttbr1_el1");
