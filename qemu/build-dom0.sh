@@ -14,7 +14,8 @@
 #                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg) and the ready DomU under /opt/domu/:
 #                   the same kernel Image and domu-initrd.gz
 #   domu-initrd.gz  the DomU's initramfs (also inside dom0-initrd.gz): busybox, /init
-#                   (qemu/domu/init.sh), /usr/bin/xenstore and its xenstore-* links,
+#                   (qemu/domu/init.sh), the xen-blkfront and xen-netfront modules,
+#                   /usr/bin/xenstore and its xenstore-* links,
 #                   /usr/bin/xs-hostile (a hostile xenstore client; Dom0 has it too)
 #   kver            kernel ABI version, e.g. 6.1.0-56-arm64
 #   modules.txt     the module files put in the initramfs (dependency closure)
@@ -50,7 +51,9 @@ MUSL=aarch64-unknown-linux-musl
 # Modules Dom0 loads (their dependencies are added from modules.dep). Built-in drivers
 # (CONFIG_...=y in Debian's config, listed in modules.builtin) need nothing and are skipped.
 MODULES="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback
-         virtio_mmio virtio_pci virtio_blk virtio_net virtio_console"
+         virtio_mmio virtio_pci virtio_blk virtio_net virtio_console loop bridge"
+# The DomU's PV disk and network frontends (Debian builds them as modules).
+DOMU_MODULES="xen-blkfront xen-netfront"
 
 FORCE=0
 case "${1:-}" in
@@ -210,6 +213,8 @@ resolve_modules() {
 }
 # shellcheck disable=SC2086 # word splitting of the module list is intended
 MODFILES=$(resolve_modules $MODULES)
+# shellcheck disable=SC2086
+DOMU_MODFILES=$(resolve_modules $DOMU_MODULES)
 
 # ---------------------------------------------------------------- up to date?
 STAMP=$(
@@ -218,6 +223,8 @@ STAMP=$(
         printf '%s' "$MANIFEST"
         echo "modules=$MODULES"
         echo "$MODFILES"
+        echo "domu-modules=$DOMU_MODULES"
+        echo "$DOMU_MODFILES"
         sha256sum "$0" "$INIT" "$PING" | cut -d' ' -f1
         printf '%s' "$TOOLS_TXT"
         printf '%s' "$TOOL_LIST" | while read -r src _; do sha256sum "$src" | cut -d' ' -f1; done
@@ -279,6 +286,21 @@ XS_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xenstore" {print $1}')
 XSH_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xs-hostile" {print $1}')
 [ -z "$XSH_SRC" ] || install_bin "$XSH_SRC" "$U/usr/bin/xs-hostile"
 xenstore_links "$U"
+# copy_modules ROOT FILES...: the module files (paths relative to $MODDIR) and a fresh depmod
+copy_modules() {
+    local r=$1 path
+    shift
+    for path in "$@"; do
+        mkdir -p "$r/lib/modules/$KVER/$(dirname "$path")"
+        cp "$MODDIR/$path" "$r/lib/modules/$KVER/$path"
+    done
+    for f in modules.order modules.builtin modules.builtin.modinfo; do
+        [ -e "$MODDIR/$f" ] && cp "$MODDIR/$f" "$r/lib/modules/$KVER/"
+    done
+    depmod -b "$r" "$KVER"
+}
+# shellcheck disable=SC2086
+copy_modules "$U" $DOMU_MODFILES
 cpio_gz "$U" "$WORK/domu-initrd.gz"
 
 # Dom0
@@ -293,15 +315,8 @@ install -m 0644 "$HERE/dom0/domu.cfg" "$D/etc/xen/domu.cfg"
 cp "$ROOT/boot/vmlinuz-$KVER" "$D/opt/domu/Image"
 cp "$WORK/domu-initrd.gz" "$D/opt/domu/domu-initrd.gz"
 
-DM=$D/lib/modules/$KVER
-for path in $MODFILES; do
-    mkdir -p "$DM/$(dirname "$path")"
-    cp "$MODDIR/$path" "$DM/$path"
-done
-for f in modules.order modules.builtin modules.builtin.modinfo; do
-    [ -e "$MODDIR/$f" ] && cp "$MODDIR/$f" "$DM/"
-done
-depmod -b "$D" "$KVER"
+# shellcheck disable=SC2086
+copy_modules "$D" $MODFILES
 
 cpio_gz "$D" "$WORK/dom0-initrd.gz"
 cp "$ROOT/boot/vmlinuz-$KVER" "$WORK/Image"

@@ -4,12 +4,13 @@
 # Brings up a minimal Dom0: pseudo filesystems, the Xen backend modules, xenfs on
 # /proc/xen, then runs the scenario named by `oxen.dom0=` on the kernel command line:
 #   shell    (default) start the Xen services when this is Dom0 (/etc/init.d/xencommons:
-#            xenstored, xenconsoled, Dom0's xenstore entries), then an interactive busybox
-#            shell on the console; `poweroff` stops the machine
+#            xenstored, xenconsoled, Dom0's xenstore entries) and the bridge xenbr0 with
+#            192.0.2.1/24 that DomU vifs join (as the reference harness), then an
+#            interactive busybox shell on the console; `poweroff` stops the machine
 #   check    print the facts the tests read, run `evtchn-ping`, power off
 #   poweroff power off at once
 # Knobs: oxen.ping=N (evtchn-ping round trips in `check`, default 10000),
-#        oxen.xencommons=0 (`shell` without the Xen services).
+#        oxen.xencommons=0 (`shell` without the Xen services and xenbr0).
 # Output: `OXEN-DOM0-INIT` first, then `dom0: key=value` lines, `dom0-dmesg: ...` lines.
 # Failures are reported on one line each and never stop the script: it always reaches
 # the scenario, and `check`/`poweroff` always end in a power-off (QEMU exits).
@@ -58,7 +59,7 @@ echo "dom0: hypervisor=$HV"
 # Xen backend and device modules. Without Xen the xen-* ones refuse to load (ENODEV):
 # one line each, and we go on.
 MODS="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback
-      virtio_mmio virtio_pci virtio_blk virtio_net virtio_console"
+      virtio_mmio virtio_pci virtio_blk virtio_net virtio_console loop bridge"
 loaded=
 for m in $MODS; do
     if err=$(modprobe "$m" 2>&1); then
@@ -106,6 +107,14 @@ shell)
     if [ "$(arg oxen.xencommons 1)" != 0 ] && [ "$CAPS" = control_d ]; then
         /etc/init.d/xencommons start
         echo "dom0: xencommons rc=$?"
+        ip link set lo up
+        # STP stays off (a new bridge's default): ports forward at once.
+        if out=$(brctl addbr xenbr0 2>&1 && echo 0 > /sys/class/net/xenbr0/bridge/forward_delay &&
+            ip addr add 192.0.2.1/24 dev xenbr0 2>&1 && ip link set xenbr0 up 2>&1); then
+            echo "dom0: bridge xenbr0 192.0.2.1/24 up"
+        else
+            echo "dom0: bridge xenbr0 failed: $(echo "$out" | tail -n 1)"
+        fi
     fi
     echo "dom0: starting shell ('poweroff' or 'reboot' to stop)"
     # busybox poweroff/reboot/halt signal PID 1 (USR2/TERM/USR1): as init, honour them.

@@ -11,6 +11,12 @@
 #   check print `domu: key=value` facts the tests read (the domain's own xenstore name
 #         and domid, /sys/hypervisor/type), `domu: check done`, then power off
 #   facts the same facts and `domu: facts done`, then the shell (the domain stays up)
+#   io    the facts, then the PV disk and network: reads the 64-byte line Dom0 put at the
+#         start of /dev/xvda (`domu: disk_hello=...`), writes oxen.io_mb (4) MiB of random
+#         data at 1 MiB, drops the caches, reads it back (`domu: disk_write_sha256=...`,
+#         `domu: disk_read_sha256=...`), sets eth0 to 192.0.2.2/24 and pings Dom0's
+#         192.0.2.1 ten times (`domu: ping_dom0=<received>/10`), `domu: io done`, then
+#         the shell (the domain stays up)
 #   hostile run /usr/bin/xs-hostile (a hostile xenstore client: its `xs-hostile: ...` lines),
 #         `domu: hostile done rc=<rc>`, then the shell (the domain stays up)
 # Failures print one `domu: ... failed` line each and never stop the script: `check`
@@ -60,6 +66,18 @@ fact() {
     fi
 }
 
+# The PV disk and network frontends (modules in Debian's kernel); harmless without devices.
+for m in xen-blkfront xen-netfront; do
+    out=$(modprobe "$m" 2>&1) || echo "domu: $m failed: modprobe: $(echo "$out" | tail -n 1)"
+done
+
+# wait_for PATH TENTHS: wait up to TENTHS/10 s for PATH to exist
+wait_for() {
+    i=0
+    while [ ! -e "$1" ] && [ $i -lt "$2" ]; do sleep 0.1; i=$((i + 1)); done
+    [ -e "$1" ]
+}
+
 SCEN=$(arg oxen.domu shell)
 echo "domu: scenario=$SCEN"
 
@@ -71,13 +89,48 @@ facts() {
     fact mem_total_kb sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo
 }
 
+io() {
+    mb=$(arg oxen.io_mb 4)
+    if wait_for /dev/xvda 300; then
+        echo "domu: disk_hello=$(dd if=/dev/xvda bs=64 count=1 2>/dev/null | tr -d '\000' | head -n 1)"
+        dd if=/dev/urandom of=/tmp/pattern bs=1M count="$mb" 2>/dev/null
+        echo "domu: disk_write_sha256=$(sha256sum < /tmp/pattern | cut -d' ' -f1)"
+        if dd if=/tmp/pattern of=/dev/xvda bs=1M seek=1 conv=fsync 2>/tmp/dd.err; then
+            sync
+            echo 3 > /proc/sys/vm/drop_caches
+            echo "domu: disk_read_sha256=$(dd if=/dev/xvda bs=1M skip=1 count="$mb" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+        else
+            echo "domu: disk_write failed: $(tail -n 1 /tmp/dd.err)"
+        fi
+        rm -f /tmp/pattern
+    else
+        echo "domu: xvda failed: /dev/xvda did not appear in 30 s"
+    fi
+    if wait_for /sys/class/net/eth0 300; then
+        ip link set lo up
+        ip addr add 192.0.2.2/24 dev eth0
+        ip link set eth0 up
+        echo "domu: eth0_mac=$(cat /sys/class/net/eth0/address)"
+        ping -c 1 -W 10 192.0.2.1 > /dev/null 2>&1 # ARP, and the bridge learning the port
+        rx=$(ping -c 10 -W 5 192.0.2.1 2>&1 | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+        echo "domu: ping_dom0=${rx:-0}/10"
+    else
+        echo "domu: eth0 failed: no eth0 after 30 s"
+    fi
+}
+
 case $SCEN in
 check)
     facts
     echo "domu: check done"
     off
     ;;
-facts | shell | hostile)
+facts | shell | hostile | io)
+    if [ "$SCEN" = io ]; then
+        facts
+        io
+        echo "domu: io done"
+    fi
     if [ "$SCEN" = facts ]; then
         facts
         echo "domu: facts done"
@@ -101,7 +154,7 @@ facts | shell | hostile)
     done
     ;;
 *)
-    echo "domu: unknown scenario '$SCEN' (use shell, facts, check or hostile)"
+    echo "domu: unknown scenario '$SCEN' (use shell, facts, check, io or hostile)"
     off
     ;;
 esac

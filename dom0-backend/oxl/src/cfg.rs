@@ -525,10 +525,14 @@ pub struct DomainConfig {
     pub on_watchdog: Action,
     pub on_crash: Action,
     pub uuid: Option<[u8; 16]>,
-    /// Disk specifications, recorded for the block-device work (not yet acted on).
+    /// Disk specifications as written (`disk = [...]`).
     pub disks: Vec<String>,
-    /// Network interface specifications, recorded (not yet acted on).
+    /// Network interface specifications as written (`vif = [...]`).
     pub vifs: Vec<String>,
+    /// `disks`, parsed (one per entry, devids distinct).
+    pub disk_devs: Vec<crate::devspec::DiskSpec>,
+    /// `vifs`, parsed (one per entry, handle = index; given MACs distinct).
+    pub vif_devs: Vec<crate::devspec::VifSpec>,
     /// Hard vCPU affinity (`cpus`).
     pub cpus: Option<CpuSpec>,
     /// Soft vCPU affinity (`cpus_soft`), recorded only.
@@ -837,6 +841,39 @@ impl Settings {
             None => self.number("cpu_weight", 1, 65535)?,
         };
 
+        let disks = self.string_list("disk")?;
+        let mut disk_devs: Vec<crate::devspec::DiskSpec> = Vec::new();
+        for d in &disks {
+            let spec = crate::devspec::parse_disk(d).map_err(|e| at("disk", e.0))?;
+            if let Some(o) = disk_devs.iter().find(|o| o.devid == spec.devid) {
+                return Err(at(
+                    "disk",
+                    format!(
+                        "disk spec \"{d}\": vdev {} is the same device as {} (virtual device {})",
+                        spec.vdev, o.vdev, spec.devid
+                    ),
+                ));
+            }
+            disk_devs.push(spec);
+        }
+        let vifs = self.string_list("vif")?;
+        let mut vif_devs: Vec<crate::devspec::VifSpec> = Vec::new();
+        for v in &vifs {
+            let spec = crate::devspec::parse_vif(v).map_err(|e| at("vif", e.0))?;
+            if let Some(m) = spec.mac
+                && vif_devs.iter().any(|o| o.mac == Some(m))
+            {
+                return Err(at(
+                    "vif",
+                    format!(
+                        "vif spec \"{v}\": mac {} is used twice",
+                        crate::devspec::format_mac(&m)
+                    ),
+                ));
+            }
+            vif_devs.push(spec);
+        }
+
         Ok(DomainConfig {
             name,
             kernel,
@@ -851,8 +888,10 @@ impl Settings {
             on_watchdog: self.action("on_watchdog", Action::Destroy)?,
             on_crash: self.action("on_crash", Action::Destroy)?,
             uuid,
-            disks: self.string_list("disk")?,
-            vifs: self.string_list("vif")?,
+            disks,
+            vifs,
+            disk_devs,
+            vif_devs,
             cpus: self.string_or_list("cpus")?,
             cpus_soft: self.string_or_list("cpus_soft")?,
             weight,
@@ -1057,6 +1096,31 @@ mod tests {
         assert_eq!(c.cpus.as_ref().unwrap().for_vcpu(1), Some("1"));
         assert_eq!(c.cpus.as_ref().unwrap().for_vcpu(2), None);
         assert_eq!(c.cpus_soft, Some(CpuSpec::All("all".into())));
+    }
+
+    #[test]
+    fn devices_are_parsed_and_checked() {
+        let c = cfg(SAMPLE).unwrap();
+        assert_eq!(c.disk_devs.len(), 1);
+        assert_eq!(
+            (c.disk_devs[0].devid, c.disk_devs[0].writable),
+            (51712, true)
+        );
+        assert_eq!(c.vif_devs[0].mac, Some([0, 0x16, 0x3e, 0, 0, 2]));
+        let e = cfg("name='d'\nkernel='/k'\ndisk=['/a,raw,xvda', '/b,raw,51712']").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/xen/domu.cfg:3: disk spec \"/b,raw,51712\": vdev 51712 is the same device as xvda (virtual device 51712)"
+        );
+        let e = cfg("name='d'\nkernel='/k'\n\nvif=['mac=00:16:3e:0:0:1','mac=00:16:3e:00:00:01']")
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("/etc/xen/domu.cfg:4: vif spec"),
+            "{e}"
+        );
+        let e = cfg("name='d'\nkernel='/k'\ndisk=['/a,qcow2,xvda']").unwrap_err();
+        assert!(e.to_string().contains("format=raw"), "{e}");
+        assert!(cfg("name='d'\nkernel='/k'\ndisk='/a,raw,xvda'").is_err());
     }
 
     #[test]

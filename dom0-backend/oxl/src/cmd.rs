@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::build::{self, BuildInput};
 use crate::cfg::{DomainConfig, Settings, format_uuid};
+use crate::devices::Host;
 use crate::fmt;
 use crate::sys::{DomInfo, ESRCH, Hv, Store, SysError, domain_name, reason, with_transaction};
 
@@ -196,6 +197,7 @@ pub fn pause(hv: &dyn Hv, xs: &dyn Store, q: &str, unpause: bool) -> CmdResult {
 pub fn destroy_domid(
     hv: &dyn Hv,
     xs: &dyn Store,
+    host: &dyn Host,
     paths: &Paths,
     domid: u32,
 ) -> Result<(), SysError> {
@@ -206,6 +208,8 @@ pub fn destroy_domid(
         });
     }
     let _ = hv.pause(domid);
+    // Disks and vifs first (libxl's forced removal): their backends close, loop devices go.
+    let _ = crate::devices::remove_all(xs, host, domid, crate::devices::DEVICE_TIMEOUT);
     let vm = xs.read(0, &format!("/local/domain/{domid}/vm"))?;
     let uuid = vm
         .as_deref()
@@ -222,12 +226,36 @@ pub fn destroy_domid(
 }
 
 /// `xl destroy <dom>`.
-pub fn destroy(hv: &dyn Hv, xs: &dyn Store, paths: &Paths, q: &str) -> CmdResult {
+pub fn destroy(hv: &dyn Hv, xs: &dyn Store, host: &dyn Host, paths: &Paths, q: &str) -> CmdResult {
     let d = find_domain(hv, xs, q)?;
     if d == 0 {
         return Err(Fail("Not destroying domain 0; use -f to force.".into()));
     }
-    destroy_domid(hv, xs, paths, d).map_err(|e| Fail(format!("destroy failed (rc=-3): {e}")))
+    destroy_domid(hv, xs, host, paths, d).map_err(|e| Fail(format!("destroy failed (rc=-3): {e}")))
+}
+
+/// `xl block-list <dom>` / `xl network-list <dom>` (`net`).
+pub fn device_list(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    doms: &[String],
+    net: bool,
+    out: &mut dyn Write,
+) -> CmdResult {
+    let mut text = String::new();
+    for (i, q) in doms.iter().enumerate() {
+        let d = find_domain(hv, xs, q)?;
+        let t = if net {
+            crate::devices::network_list(xs, d)?
+        } else {
+            crate::devices::block_list(xs, d)?
+        };
+        // xl prints the header once per domain, as here.
+        let _ = i;
+        text.push_str(&t);
+    }
+    out.write_all(text.as_bytes())
+        .map_err(|e| Fail(e.to_string()))
 }
 
 /// Writes `poweroff`/`reboot` to `control/shutdown` (libxl__domain_pvcontrol).
@@ -395,6 +423,10 @@ pub struct CreateEnv<'a> {
     /// `/vm/<uuid>/start_time` (`secs.centisecs`) at the moment of a (re)create.
     pub now: &'a dyn Fn() -> String,
     pub console_timeout: Duration,
+    /// Loop devices and interfaces for the domain's disks and vifs.
+    pub host: &'a dyn Host,
+    /// Bound of each wait for a device backend.
+    pub device_timeout: Duration,
 }
 
 /// An I/O error as `strerror` words it (no Rust `(os error N)` suffix).
@@ -464,6 +496,7 @@ pub fn create(
         }
     }
     progress("@name check");
+    crate::devices::precheck(xs, env.host, cfg).map_err(fail)?;
     let kernel =
         build::open_kernel(&cfg.kernel).map_err(|e| fail(format!("kernel {}: {e}", cfg.kernel)))?;
     progress("@kernel read + probe");
@@ -495,6 +528,24 @@ pub fn create(
     };
     let domid = build::build(hv, xs, &input, progress).map_err(|e| fail(e.0))?;
 
+    // Disks and vifs (the domain is still paused): nodes, backends, hotplug.
+    if !cfg.disk_devs.is_empty() || !cfg.vif_devs.is_empty() {
+        let added = crate::devices::add_all(
+            xs,
+            env.host,
+            domid,
+            cfg,
+            env.random,
+            env.device_timeout,
+            progress,
+        );
+        if let Err(e) = added {
+            let _ = destroy_domid(hv, xs, env.host, env.paths, domid);
+            return Err(fail(e));
+        }
+        progress("@devices");
+    }
+
     // Save the configuration (`xl list -l`, restarts). Failure here undoes the domain too.
     let u = format_uuid(&uuid);
     let sched = hv.sched_id().map(fmt::scheduler_name).unwrap_or("credit2");
@@ -507,19 +558,19 @@ pub fn create(
     let saved = save();
     progress("@configuration saved");
     if let Err(e) = saved {
-        let _ = destroy_domid(hv, xs, env.paths, domid);
+        let _ = destroy_domid(hv, xs, env.host, env.paths, domid);
         return Err(fail(format!(
             "saving the configuration in {}: {e}",
             env.paths.lib.display()
         )));
     }
     if let Err(e) = before_unpause(domid) {
-        let _ = destroy_domid(hv, xs, env.paths, domid);
+        let _ = destroy_domid(hv, xs, env.host, env.paths, domid);
         return Err(e);
     }
     if !paused {
         if let Err(e) = hv.unpause(domid) {
-            let _ = destroy_domid(hv, xs, env.paths, domid);
+            let _ = destroy_domid(hv, xs, env.host, env.paths, domid);
             return Err(fail(format!("unpause: {e}")));
         }
         progress("@unpause");
@@ -627,7 +678,7 @@ pub fn monitor(
                     log,
                     "Domain {domid} needs to be cleaned up: destroying the domain"
                 );
-                if let Err(e) = destroy_domid(hv, xs, env.paths, domid) {
+                if let Err(e) = destroy_domid(hv, xs, env.host, env.paths, domid) {
                     let _ = writeln!(log, "destroy failed: {e}");
                 }
                 if !restart {
@@ -715,6 +766,8 @@ mod tests {
             random,
             now: &|| "1.00".to_string(),
             console_timeout: Duration::from_millis(20),
+            host: Box::leak(Box::new(crate::devices::fake::FakeHost::new())),
+            device_timeout: Duration::from_millis(200),
         }
     }
 
@@ -828,14 +881,33 @@ mod tests {
         );
         // Destroy: gone from the hypervisor, xenstore and /var/lib/xen.
         assert_eq!(
-            destroy(&hv, &xs, &paths, "0"),
+            destroy(
+                &hv,
+                &xs,
+                &crate::devices::fake::FakeHost::new(),
+                &paths,
+                "0"
+            ),
             Err(Fail("Not destroying domain 0; use -f to force.".into()))
         );
         assert_eq!(
-            destroy(&hv, &xs, &paths, "7"),
+            destroy(
+                &hv,
+                &xs,
+                &crate::devices::fake::FakeHost::new(),
+                &paths,
+                "7"
+            ),
             Err(Fail("7 is an invalid domain identifier (rc=-6)".into()))
         );
-        destroy(&hv, &xs, &paths, "domu").unwrap();
+        destroy(
+            &hv,
+            &xs,
+            &crate::devices::fake::FakeHost::new(),
+            &paths,
+            "domu",
+        )
+        .unwrap();
         assert!(hv.domain(1).is_none());
         assert!(xs.paths().iter().all(|p| !p.starts_with("/local/domain/1")
             && !p.starts_with("/vm/")

@@ -395,6 +395,9 @@ pub struct StoreState {
     pub introduced: Vec<(u32, u64, u32)>,
     /// Plays xenconsoled: answers a `console/tty` watch by writing this tty.
     pub console_tty: Option<String>,
+    /// Plays blkback/netback: a backend `state` written as 1 becomes 2 (InitWait), 5 becomes
+    /// 6 (Closed).
+    pub play_backends: bool,
     /// Conflict the next N transaction commits.
     pub conflicts: u32,
     pub next_tx: u32,
@@ -453,6 +456,18 @@ impl FakeStore {
                     .get(&p)
                     .map(|n| n.1.clone())
                     .unwrap_or_else(|| Self::parent_perms(&s.nodes, &p));
+                let v = if s.play_backends
+                    && p.starts_with("/local/domain/0/backend/")
+                    && p.ends_with("/state")
+                {
+                    match v.as_str() {
+                        "1" => "2".to_string(),
+                        "5" => "6".to_string(),
+                        _ => v,
+                    }
+                } else {
+                    v
+                };
                 s.nodes.insert(p.clone(), (v, perms));
                 p
             }
@@ -531,6 +546,19 @@ impl Store for FakeStore {
     }
     fn rm(&self, tx: u32, path: &str) -> SysResult<()> {
         self.stage(tx, Op::Rm(path.into()))
+    }
+    fn directory(&self, _tx: u32, path: &str) -> SysResult<Vec<String>> {
+        let prefix = format!("{path}/");
+        let s = self.0.borrow();
+        let mut out: Vec<String> = s
+            .nodes
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter(|rest| !rest.contains('/'))
+            .map(str::to_string)
+            .collect();
+        out.dedup();
+        Ok(out)
     }
     fn set_perms(&self, tx: u32, path: &str, perms: &[Perm]) -> SysResult<()> {
         self.stage(tx, Op::Perms(path.into(), perms.to_vec()))

@@ -11,10 +11,13 @@ mod build;
 mod cfg;
 mod cmd;
 mod console;
+mod devices;
+mod devspec;
 mod dt;
 #[cfg(test)]
 mod fake;
 mod fmt;
+mod hostsys;
 mod json;
 mod sys;
 mod xen;
@@ -133,6 +136,18 @@ enum Cmd {
     /// List the vCPUs of all or some domains.
     #[command(name = "vcpu-list")]
     VcpuList { domains: Vec<String> },
+    /// List the virtual block devices of domains.
+    #[command(name = "block-list")]
+    BlockList {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
+    /// List the virtual network interfaces of domains.
+    #[command(name = "network-list")]
+    NetworkList {
+        #[arg(required = true)]
+        domains: Vec<String>,
+    },
     /// Convert a domain name to a domain id.
     Domid { name: String },
     /// Convert a domain id to a domain name.
@@ -307,6 +322,8 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 random: &mut rnd,
                 now: &now,
                 console_timeout: Duration::from_secs(30),
+                host: &hostsys::LinuxHost,
+                device_timeout: devices::DEVICE_TIMEOUT,
             };
             // Ctrl-C (or SIGTERM/SIGHUP) while the domain is built is held until the builder
             // has finished, then undoes the domain instead of leaving it half-made.
@@ -342,7 +359,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
             drop(held);
             let domid = created?;
             if let Some(sig) = interrupted {
-                let _ = cmd::destroy_domid(&hv, &xs, &paths, domid);
+                let _ = cmd::destroy_domid(&hv, &xs, &hostsys::LinuxHost, &paths, domid);
                 return Err(interrupted_by(sig));
             }
             if console {
@@ -373,6 +390,8 @@ fn run(cli: Cli) -> Result<(), Fail> {
                 random: &mut rnd,
                 now: &now,
                 console_timeout: Duration::from_secs(30),
+                host: &hostsys::LinuxHost,
+                device_timeout: devices::DEVICE_TIMEOUT,
             };
             let mut err = std::io::stderr();
             cmd::monitor(&hv, &xs, domid, &loaded, &mut env, &mut err)
@@ -387,7 +406,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         }
         Cmd::Destroy { force: _, domain } => {
             let (hv, xs) = open()?;
-            cmd::destroy(&hv, &xs, &paths, &domain)
+            cmd::destroy(&hv, &xs, &hostsys::LinuxHost, &paths, &domain)
         }
         Cmd::Shutdown {
             all,
@@ -443,6 +462,14 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Cmd::VcpuList { domains } => {
             let (hv, xs) = open()?;
             cmd::vcpu_list(&hv, &xs, &domains, &mut out)
+        }
+        Cmd::BlockList { domains } => {
+            let (hv, xs) = open()?;
+            cmd::device_list(&hv, &xs, &domains, false, &mut out)
+        }
+        Cmd::NetworkList { domains } => {
+            let (hv, xs) = open()?;
+            cmd::device_list(&hv, &xs, &domains, true, &mut out)
         }
         Cmd::Domid { name } => {
             let (hv, xs) = open()?;

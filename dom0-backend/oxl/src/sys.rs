@@ -314,6 +314,8 @@ pub trait Store {
     fn read(&self, tx: u32, path: &str) -> SysResult<Option<String>>;
     fn write(&self, tx: u32, path: &str, value: &str) -> SysResult<()>;
     fn rm(&self, tx: u32, path: &str) -> SysResult<()>;
+    /// The children of `path` (empty when it does not exist).
+    fn directory(&self, tx: u32, path: &str) -> SysResult<Vec<String>>;
     fn set_perms(&self, tx: u32, path: &str, perms: &[Perm]) -> SysResult<()>;
     fn transaction_start(&self) -> SysResult<u32>;
     /// `Ok(false)` when the transaction conflicted (EAGAIN) and must be retried.

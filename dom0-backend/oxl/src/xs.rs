@@ -60,6 +60,13 @@ impl Store for XsStore {
             Err(e) => Err(err("rm", path, e)),
         }
     }
+    fn directory(&self, tx: u32, path: &str) -> SysResult<Vec<String>> {
+        match self.0.borrow_mut().directory(tx, path) {
+            Ok(v) => Ok(v),
+            Err(e) if e.errno() == crate::sys::ENOENT => Ok(Vec::new()),
+            Err(e) => Err(err("directory", path, e)),
+        }
+    }
     fn set_perms(&self, tx: u32, path: &str, perms: &[Perm]) -> SysResult<()> {
         let acl = perms.iter().map(to_xs).collect::<SysResult<Vec<_>>>()?;
         self.0

@@ -1,0 +1,282 @@
+//! PV disk and network: `xl create` with xl.cfg `disk = [...]` and `vif = [...]` lines gives
+//! a DomU a working `xvda` and `eth0`, served by Dom0's unpatched `xen-blkback` and
+//! `xen-netback` through oxen's grant tables and event channels (the "PV disk and network"
+//! issue).
+//!
+//! One Dom0 boot (GICv3, as `toolstack.rs`; Dom0's `/init` starts xencommons and the bridge
+//! `xenbr0` with 192.0.2.1/24), then:
+//! * bad device lines each fail `xl create` with one line and leave nothing (no domain, no
+//!   xenstore nodes, no loop device): a missing disk target, a missing bridge, a vdev used
+//!   twice, a MAC used twice;
+//! * a DomU with a file-backed disk (Dom0 wrote a line at its start) and a vif on `xenbr0`,
+//!   running `/init`'s `io` scenario: it reads Dom0's line from `/dev/xvda`, writes 4 MiB of
+//!   random data and reads it back (same checksum, after dropping its caches), and pings
+//!   192.0.2.1 ten times with no loss; Dom0 finds the DomU's data in the image file, pings
+//!   192.0.2.2, and `xl block-list`/`network-list` show both devices connected (state 4);
+//! * `xl destroy`: the loop device, the vif interface and every device node are gone.
+//!
+//! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
+
+use oxen_tests::{Error, LinuxDom0, Output, Pattern, Qemu, Running, Shell, re, scaled};
+use std::time::{Duration, Instant};
+
+const HYP_ARGS: &str =
+    "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=info guest_loglvl=info";
+const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell";
+const BUDGET: Duration = Duration::from_secs(1200);
+const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
+const LOG: &str = "/var/log/xen/console/guest-domu.log";
+const DISK_LINE: &str = "oxen-dom0-wrote-this";
+const MAC: &str = "00:16:3e:00:00:02";
+
+struct Budget(Instant);
+
+impl Budget {
+    fn left(&self) -> Duration {
+        let scale = scaled(Duration::from_secs(1)).as_secs_f64();
+        BUDGET
+            .saturating_sub(self.0.elapsed().div_f64(scale))
+            .max(Duration::from_millis(10))
+    }
+    fn step(&self) -> Duration {
+        self.left().min(Duration::from_secs(300))
+    }
+}
+
+fn forbidden() -> Vec<Pattern> {
+    vec![
+        re(r"\bOops\b"),
+        Pattern::from("BUG:"),
+        Pattern::from("kernel BUG at"),
+        Pattern::from("[ cut here ]"),
+        re(r"(?i)call trace"),
+        Pattern::from("Unable to handle kernel"),
+        Pattern::from("Internal error:"),
+        Pattern::from("soft lockup"),
+        re(r"rcu: INFO: .*detected stall"),
+        Pattern::from("blocked for more than"),
+        Pattern::from("segfault at"),
+        re(r"^dom0: modprobe \S+ failed"),
+        re(r"^dom0: bridge \S+ failed"),
+        Pattern::from("dom0: shell exited"),
+        re(r"^xencommons: error"),
+        re(r"^dom0: xencommons rc=[^0]"),
+    ]
+}
+
+fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
+    let out = sh.run(cmd, b.step())?;
+    assert_eq!(out.status, 0, "command failed:\n{out}");
+    Ok(out)
+}
+
+/// No DomU, no device nodes, no bound loop device, no vif interface.
+fn nothing_left(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+    let out = ok(
+        sh,
+        "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done; xl list | tail -n +2 | cut -d' ' -f1",
+        b,
+    )?;
+    assert_eq!(out.lines, ["Domain-0"], "domains left over:\n{out}");
+    let out = ok(sh, "xenstore-list /local/domain", b)?;
+    assert_eq!(out.lines, ["0"], "xenstore nodes left over:\n{out}");
+    let out = ok(sh, "xenstore-ls -f / | grep -E '/(vbd|vif)( |/)'; true", b)?;
+    assert!(out.lines.is_empty(), "device nodes left over:\n{out}");
+    // blkback lets go of the loop device a moment after its backend closed.
+    let out = ok(
+        sh,
+        "i=0; while [ -n \"$(cat /sys/block/loop*/loop/backing_file 2>/dev/null)\" ] && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done; cat /sys/block/loop*/loop/backing_file 2>/dev/null; ls /sys/class/net | grep '^vif'; true",
+        b,
+    )?;
+    assert!(
+        out.lines.is_empty(),
+        "loop devices or vifs left over:\n{out}"
+    );
+    Ok(())
+}
+
+/// Writes `/tmp/<file>`: domu.cfg with `args` on the kernel command line and `devices` lines.
+fn cfg(
+    sh: &mut Shell<'_>,
+    file: &str,
+    args: &str,
+    devices: &[&str],
+    b: &Budget,
+) -> Result<String, Error> {
+    let path = format!("/tmp/{file}");
+    let mut cmd = format!("sed -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}");
+    for d in devices {
+        cmd.push_str(&format!(" && echo \"{d}\" >> {path}"));
+    }
+    ok(sh, &cmd, b)?;
+    Ok(path)
+}
+
+fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&format!("domu: {key}=")))
+        .unwrap_or_else(|| panic!("no domu: {key}= in the DomU's console: {lines:?}"))
+}
+
+fn pv_io(gic: u8) -> Result<(), Error> {
+    let b = Budget(Instant::now());
+    let dom0 = LinuxDom0::from_cache()?;
+    let mut q = Qemu::oxen()?
+        .gic_version(gic)
+        .smp(2)
+        .memory_mib(2048)
+        .append(HYP_ARGS)
+        .linux_dom0(&dom0, SHELL_ARGS)?;
+    for p in forbidden() {
+        q = q.forbid(p);
+    }
+    let mut q: Running = q.spawn()?;
+    q.expect(re("^dom0: capabilities=control_d$"), b.left())?;
+    q.expect(re("^dom0: xencommons rc=0$"), b.left())?;
+    q.expect(re("^dom0: bridge xenbr0 192.0.2.1/24 up$"), b.left())?;
+    let mut sh = Shell::attach(&mut q, re(PROMPT), b.left())?;
+
+    // The disk image, with a line from Dom0 at its start.
+    ok(
+        &mut sh,
+        &format!(
+            "dd if=/dev/zero of=/tmp/disk.img bs=1M count=8 2>/dev/null && printf '{DISK_LINE}\\n' | dd of=/tmp/disk.img conv=notrunc 2>/dev/null"
+        ),
+        &b,
+    )?;
+    let disk = "disk = [ 'format=raw, vdev=xvda, access=rw, target=/tmp/disk.img' ]";
+    let vif = format!("vif = [ 'mac={MAC}, bridge=xenbr0' ]");
+
+    // Bad device lines: one error line each, nothing created.
+    let bad = [
+        (
+            "missing target",
+            vec!["disk = [ '/tmp/no-such.img,raw,xvda,rw' ]"],
+            "no-such.img",
+        ),
+        (
+            "missing bridge",
+            vec!["vif = [ 'bridge=xenbr9' ]"],
+            "xenbr9",
+        ),
+        (
+            "vdev twice",
+            vec!["disk = [ '/tmp/disk.img,raw,xvda,rw', 'phy:/tmp/disk.img,xvda,r' ]"],
+            "xvda",
+        ),
+        (
+            "MAC twice",
+            vec!["vif = [ 'mac=00:16:3e:00:00:07', 'mac=00:16:3e:00:00:07' ]"],
+            "00:16:3e:00:00:07",
+        ),
+    ];
+    for (what, lines, word) in bad {
+        let path = cfg(&mut sh, "bad.cfg", "", &lines, &b)?;
+        let out = sh.run(
+            &format!(
+                "xl create {path} >/tmp/out 2>/tmp/err; rc=$?; grep -v '^Parsing config from' /tmp/err | grep -v '^\\[ *[0-9.]*\\]'; cat /tmp/out; exit_is() {{ return $1; }}; exit_is $rc"
+            ),
+            b.step(),
+        )?;
+        assert_ne!(out.status, 0, "{what}: xl create succeeded:\n{out}");
+        assert_eq!(
+            out.lines.len(),
+            1,
+            "{what}: one error line expected:\n{out}"
+        );
+        assert!(
+            out.lines[0].contains(word),
+            "{what}: the error does not name {word}:\n{out}"
+        );
+        nothing_left(&mut sh, &b)?;
+    }
+
+    // The DomU with a disk and a vif.
+    let good = cfg(&mut sh, "io.cfg", "oxen.domu=io", &[disk, &vif], &b)?;
+    ok(&mut sh, &format!("rm -f {LOG}; xl create {good}"), &b)?;
+    let out = sh.run(
+        &format!(
+            "i=0; while ! grep -q 'domu: io done' {LOG} 2>/dev/null && [ $i -lt 400 ]; do sleep 1; i=$((i+1)); done; grep -E '^(DOMU-INIT|domu: )' {LOG} | tr -d '\\r'; grep -q 'domu: io done' {LOG}"
+        ),
+        b.left(),
+    )?;
+    assert_eq!(
+        out.status, 0,
+        "the DomU did not finish its io scenario:\n{out}"
+    );
+    let lines = &out.lines;
+    assert!(
+        !lines.iter().any(|l| l.contains(" failed")),
+        "the DomU reports a failure:\n{out}"
+    );
+    assert_eq!(value(lines, "disk_hello"), DISK_LINE, "{out}");
+    let wrote = value(lines, "disk_write_sha256").to_string();
+    assert_eq!(wrote.len(), 64, "{out}");
+    assert_eq!(
+        value(lines, "disk_read_sha256"),
+        wrote,
+        "read back differs:\n{out}"
+    );
+    assert_eq!(value(lines, "eth0_mac"), MAC, "{out}");
+    assert_eq!(
+        value(lines, "ping_dom0"),
+        "10/10",
+        "ping from the DomU lost packets:\n{out}"
+    );
+
+    // What the DomU wrote is in Dom0's file; Dom0 reaches the DomU; both devices connected.
+    let out = ok(
+        &mut sh,
+        "dd if=/tmp/disk.img bs=1M skip=1 count=4 2>/dev/null | sha256sum | cut -d' ' -f1",
+        &b,
+    )?;
+    assert_eq!(
+        out.lines.first(),
+        Some(&wrote),
+        "the image does not hold the DomU's data:\n{out}"
+    );
+    let out = ok(
+        &mut sh,
+        "ping -c 3 -W 5 192.0.2.2 | grep 'packets received'",
+        &b,
+    )?;
+    assert!(out.text().contains("3 packets received"), "{out}");
+    let out = ok(&mut sh, "xl block-list domu", &b)?;
+    assert_eq!(
+        out.lines[0].trim_end(),
+        "Vdev  BE  handle state evt-ch ring-ref BE-path",
+        "{out}"
+    );
+    let row = re(r"^51712 0   \d+\s+4     \d+\s+\d+\s+/local/domain/0/backend/vbd/\d+/51712");
+    assert!(out.lines.get(1).is_some_and(|l| row.matches(l)), "{out}");
+    let out = ok(&mut sh, "xl network-list domu", &b)?;
+    let row = re(&format!(
+        r"^0   0  {MAC}     0     4     -1\s+\d+/\d+\s+/local/domain/0/backend/vif/\d+/0"
+    ));
+    assert!(out.lines.get(1).is_some_and(|l| row.matches(l)), "{out}");
+    let out = ok(
+        &mut sh,
+        "ls /sys/class/net/xenbr0/brif; cat /sys/block/loop*/loop/backing_file",
+        &b,
+    )?;
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.starts_with("vif") && l.ends_with(".0")),
+        "{out}"
+    );
+    assert!(out.lines.iter().any(|l| l == "/tmp/disk.img"), "{out}");
+
+    ok(&mut sh, "xl destroy domu", &b)?;
+    nothing_left(&mut sh, &b)?;
+
+    sh.running().send("poweroff\r")?;
+    sh.running().expect("reboot: Power down", b.left())?;
+    sh.running().expect_exit_code(0, b.left())
+}
+
+#[test]
+fn gicv3_domu_disk_and_network_through_blkback_and_netback() -> Result<(), Error> {
+    pv_io(3)
+}
