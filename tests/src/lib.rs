@@ -32,6 +32,7 @@
 #![deny(unsafe_code)]
 
 mod dom0;
+pub mod dom0shell;
 mod dtb;
 mod error;
 mod pattern;

@@ -27,63 +27,26 @@
 //! oxen-tests --test dom0_linux`. None of Xen's normal `(XEN)` lines matches a forbidden
 //! pattern (checked with GICv2 and GICv3), so the list is the same, strict one for both.
 
-use oxen_tests::{Error, LinuxDom0, Pattern, Qemu, Running, re, scaled};
-use std::time::{Duration, Instant};
+use oxen_tests::dom0shell::{self, Budget, PROMPT, SHELL_ARGS};
+use oxen_tests::{Error, LinuxDom0, Pattern, Qemu, Running, re};
+use std::time::Duration;
 
 /// The hypervisor command line (as `qemu/bench.sh`; Xen needs the console options).
 const HYP_ARGS: &str =
     "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all";
 /// Dom0's command line for the `check` scenario.
 const CHECK_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=check oxen.ping=10000";
-/// Dom0's command line for the interactive shell.
-const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell";
 /// Round trips `evtchn-ping` must complete.
 const PING_ROUNDS: u32 = 10_000;
 /// Time allowed for one whole test, before scaling.
 const BUDGET: Duration = Duration::from_secs(600);
 
-/// The busybox shell's prompt (`PS1="dom0:\w# "`), possibly followed by the `ESC[6n` cursor
-/// position query busybox sends after it (nothing answers it; busybox goes on).
-const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
-
-/// A deadline shared by the expectations of one test: [`Budget::left`] is what remains,
-/// in unscaled time (the harness scales every timeout it is given).
-struct Budget {
-    start: Instant,
-}
-
-impl Budget {
-    fn start() -> Self {
-        Self {
-            start: Instant::now(),
-        }
-    }
-
-    fn left(&self) -> Duration {
-        let scale = scaled(Duration::from_secs(1)).as_secs_f64();
-        BUDGET
-            .saturating_sub(self.start.elapsed().div_f64(scale))
-            .max(Duration::from_millis(10))
-    }
-}
-
 /// Console lines that mean Linux or `/init` went wrong (besides the harness's defaults:
 /// `(oxen) ERROR`, `WARNING` — which covers `(oxen) WARNING` and Linux's `WARNING: CPU` —,
-/// `panic`, `domain dN crashed`).
+/// `panic`, `domain dN crashed`): the kernel's, then `/init`'s and evtchn-ping's.
 fn linux_forbidden() -> Vec<Pattern> {
-    vec![
-        re(r"\bOops\b"),
-        Pattern::from("BUG:"),
-        Pattern::from("kernel BUG at"),
-        Pattern::from("[ cut here ]"),
-        re(r"(?i)call trace"),
-        Pattern::from("Unable to handle kernel"),
-        Pattern::from("Internal error:"),
-        Pattern::from("soft lockup"),
-        re(r"rcu: INFO: .*detected stall"),
-        Pattern::from("blocked for more than"),
-        Pattern::from("segfault at"),
-        // Failure lines of /init and evtchn-ping.
+    let mut v = dom0shell::linux_forbidden();
+    v.extend([
         re(r"^dom0: modprobe \S+ failed"),
         Pattern::from("xenfs not mounted"),
         Pattern::from("poweroff -f returned"),
@@ -91,7 +54,8 @@ fn linux_forbidden() -> Vec<Pattern> {
         Pattern::from("dom0: shell exited"),
         re(r"^evtchn-ping: error"),
         re(r"^dom0: evtchn-ping rc=[^0]"),
-    ]
+    ]);
+    v
 }
 
 /// oxen (or `OXEN_TEST_HYPERVISOR`) with Debian's Linux as Dom0 running `bootargs`.
@@ -141,7 +105,7 @@ fn expect_xen_linux_boot(q: &mut Running, b: &Budget) -> Result<(), Error> {
 
 /// Boot with `oxen.dom0=check` on GIC version `gic` and check everything `/init` reports.
 fn check_scenario(gic: u8) -> Result<(), Error> {
-    let b = Budget::start();
+    let b = Budget::start(BUDGET);
     let mut q = linux_dom0(gic, CHECK_ARGS)?.spawn()?;
     expect_xen_linux_boot(&mut q, &b)?;
     q.expect(re("^dom0: scenario=check$"), b.left())?;
@@ -196,7 +160,7 @@ fn gicv3_linux_dom0_finds_xen_and_pings_10000_event_channel_round_trips() -> Res
 /// typed there ends QEMU cleanly.
 #[test]
 fn gicv3_linux_dom0_shell_answers_typed_input_and_powers_off() -> Result<(), Error> {
-    let b = Budget::start();
+    let b = Budget::start(BUDGET);
     let mut q = linux_dom0(3, SHELL_ARGS)?.spawn()?;
     expect_xen_linux_boot(&mut q, &b)?;
     q.expect(re("^dom0: starting shell"), b.left())?;

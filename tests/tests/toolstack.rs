@@ -29,129 +29,14 @@
 //! Validating against real Xen 4.17 needs Xen's own tools in the image, so these run on
 //! oxen only. Timeouts: [`BUDGET`] per test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
-use oxen_tests::{Error, LinuxDom0, Output, Pattern, Qemu, Running, Shell, re, scaled};
-use std::time::{Duration, Instant};
+use oxen_tests::dom0shell::{
+    Budget, CONSOLE_LOG_DIR, DOMU_PROMPT, PROMPT, boot, domu_cfg, free_memory, ok, xl_list,
+};
+use oxen_tests::{Error, Running, Shell, re, scaled};
+use std::time::Duration;
 
-/// The hypervisor command line: as `dom0_linux.rs`, but without debug messages, which
-/// would interleave with the shell's output more often.
-const HYP_ARGS: &str =
-    "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=info guest_loglvl=info";
-/// Dom0's command line: xencommons, then the shell.
-const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell";
 /// Time allowed for one whole test, before scaling.
 const BUDGET: Duration = Duration::from_secs(1500);
-/// Dom0's prompt (busybox may send a cursor position query after it).
-const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
-/// The DomU's prompt on its console (`xl create -c`).
-const DOMU_PROMPT: &str = r"domu:\S*# (\x1b\[6n)?$";
-/// Where xenconsoled logs DomU consoles.
-const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
-
-/// A deadline shared by the expectations of one test (unscaled time left).
-struct Budget {
-    start: Instant,
-}
-
-impl Budget {
-    fn start() -> Self {
-        Self {
-            start: Instant::now(),
-        }
-    }
-
-    /// What is left, but at most 300 s: for one interactive step, so that a lost
-    /// keystroke fails the test soon, with its transcript, instead of at the budget's end.
-    fn step(&self) -> Duration {
-        self.left().min(Duration::from_secs(300))
-    }
-
-    fn left(&self) -> Duration {
-        let scale = scaled(Duration::from_secs(1)).as_secs_f64();
-        BUDGET
-            .saturating_sub(self.start.elapsed().div_f64(scale))
-            .max(Duration::from_millis(10))
-    }
-}
-
-/// Console lines that mean Linux, `/init`, xencommons or a DomU went wrong (besides the
-/// harness's defaults: `(oxen) ERROR`, `WARNING`, `panic`, `domain dN crashed`).
-fn forbidden() -> Vec<Pattern> {
-    vec![
-        re(r"\bOops\b"),
-        Pattern::from("BUG:"),
-        Pattern::from("kernel BUG at"),
-        Pattern::from("[ cut here ]"),
-        re(r"(?i)call trace"),
-        Pattern::from("Unable to handle kernel"),
-        Pattern::from("Internal error:"),
-        Pattern::from("soft lockup"),
-        re(r"rcu: INFO: .*detected stall"),
-        Pattern::from("blocked for more than"),
-        Pattern::from("segfault at"),
-        re(r"^dom0: modprobe \S+ failed"),
-        Pattern::from("xenfs not mounted"),
-        Pattern::from("dom0: shell exited"),
-        re(r"^xencommons: error"),
-        re(r"^dom0: xencommons rc=[^0]"),
-        re(r"^domu: \S+ failed"),
-        Pattern::from("domu: shell exited"),
-        Pattern::from("poweroff -f returned"),
-    ]
-}
-
-/// Boot oxen with Debian's Linux as Dom0 on GIC `gic`, wait for xencommons and the shell.
-fn boot(gic: u8, b: &Budget) -> Result<Running, Error> {
-    let dom0 = LinuxDom0::from_cache()?;
-    let mut q = Qemu::oxen()?
-        .gic_version(gic)
-        .smp(2)
-        .memory_mib(2048)
-        .append(HYP_ARGS)
-        .linux_dom0(&dom0, SHELL_ARGS)?;
-    for p in forbidden() {
-        q = q.forbid(p);
-    }
-    let mut q = q.spawn()?;
-    q.expect(re("^OXEN-DOM0-INIT$"), b.left())?;
-    q.expect(re("^dom0: capabilities=control_d$"), b.left())?;
-    q.expect(re(r"^xencommons: xenstored started \(pid \d+"), b.left())?;
-    q.expect(re(r"^xencommons: Dom0 set up"), b.left())?;
-    q.expect(re(r"^xencommons: xenconsoled started \(pid \d+"), b.left())?;
-    q.expect(re("^dom0: xencommons rc=0$"), b.left())?;
-    Ok(q)
-}
-
-/// Run `cmd` in Dom0's shell, requiring status 0.
-fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
-    let out = sh.run(cmd, b.step())?;
-    assert_eq!(out.status, 0, "command failed:\n{out}");
-    Ok(out)
-}
-
-/// `xl info`'s free_memory (MiB).
-fn free_memory(sh: &mut Shell<'_>, b: &Budget) -> Result<u64, Error> {
-    let out = ok(sh, "xl info", b)?;
-    let v = out
-        .value("free_memory")
-        .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok());
-    Ok(v.unwrap_or_else(|| panic!("no free_memory in xl info:\n{out}")))
-}
-
-/// The rows of `xl list` after its header (which must be Xen's).
-fn xl_list(sh: &mut Shell<'_>, b: &Budget) -> Result<Vec<String>, Error> {
-    let out = ok(sh, "xl list", b)?;
-    let header = re(r"^Name\s+ID\s+Mem\s+VCPUs\s+State\s+Time\(s\)$");
-    assert!(
-        out.lines.first().is_some_and(|l| header.matches(l)),
-        "xl list header is not xl's:\n{out}"
-    );
-    let dom0 = re(r"^Domain-0\s+0\s+\d+\s+2\s+[-rbpsc]{6}\s+\d+\.\d$");
-    assert!(
-        out.lines.get(1).is_some_and(|l| dom0.matches(l)),
-        "xl list has no Domain-0 row:\n{out}"
-    );
-    Ok(out.lines[1..].to_vec())
-}
 
 /// Nothing of any DomU left: `xl list` has Domain-0 only, `/local/domain` has only `0`,
 /// free memory is `free` MiB.
@@ -178,19 +63,6 @@ fn nothing_left(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> 
     }
     assert_eq!(now, free, "free memory changed");
     Ok(())
-}
-
-/// Write `/tmp/<name>.cfg`: domu.cfg renamed, with `args` added to the kernel command line.
-fn cfg(sh: &mut Shell<'_>, name: &str, args: &str, b: &Budget) -> Result<String, Error> {
-    let path = format!("/tmp/{name}.cfg");
-    ok(
-        sh,
-        &format!(
-            "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}"
-        ),
-        b,
-    )?;
-    Ok(path)
 }
 
 /// Wait (in Dom0, up to `secs` s) until DomU `name`'s console log has `marker`; return the
@@ -263,7 +135,7 @@ fn row<'a>(rows: &'a [String], name: &str) -> &'a str {
 
 /// The acceptance flow on one Dom0 boot; see the module docs.
 fn lifecycle(gic: u8) -> Result<(), Error> {
-    let b = Budget::start();
+    let b = Budget::start(BUDGET);
     let mut q = boot(gic, &b)?;
     let mut sh = Shell::attach(&mut q, re(PROMPT), b.left())?;
 
@@ -272,7 +144,7 @@ fn lifecycle(gic: u8) -> Result<(), Error> {
     let free = free_memory(&mut sh, &b)?;
 
     // A DomU that checks itself and powers off: its console log, then it is gone.
-    let check = cfg(&mut sh, "domu", "oxen.domu=check", &b)?;
+    let check = domu_cfg(&mut sh, "domu", "oxen.domu=check", &b)?;
     let out = ok(&mut sh, &format!("xl create {check}"), &b)?;
     assert!(
         out.lines
@@ -342,8 +214,8 @@ fn lifecycle(gic: u8) -> Result<(), Error> {
     nothing_left(&mut sh, free, &b)?;
 
     // Two DomUs at once, each reading its own name; then destroy and shutdown.
-    let a = cfg(&mut sh, "domu-a", "oxen.domu=facts", &b)?;
-    let c = cfg(&mut sh, "domu-b", "oxen.domu=facts", &b)?;
+    let a = domu_cfg(&mut sh, "domu-a", "oxen.domu=facts", &b)?;
+    let c = domu_cfg(&mut sh, "domu-b", "oxen.domu=facts", &b)?;
     ok(&mut sh, &format!("xl create {a} && xl create {c}"), &b)?;
     let fa = facts(
         &wait_console(&mut sh, "domu-a", "domu: facts done", 300, &b)?,
@@ -376,7 +248,7 @@ fn q_expect_power_down(q: &mut Running, b: &Budget) -> Result<(), Error> {
 
 /// Bad configurations fail cleanly; 20 create/destroy cycles return all memory.
 fn bad_input_and_cycles(gic: u8) -> Result<(), Error> {
-    let b = Budget::start();
+    let b = Budget::start(BUDGET);
     let mut q = boot(gic, &b)?;
     let mut sh = Shell::attach(&mut q, re(PROMPT), b.left())?;
     let free = free_memory(&mut sh, &b)?;
@@ -415,7 +287,7 @@ fn bad_input_and_cycles(gic: u8) -> Result<(), Error> {
     }
 
     // 20 create/destroy cycles: every page comes back.
-    let cyc = cfg(&mut sh, "cyc", "", &b)?;
+    let cyc = domu_cfg(&mut sh, "cyc", "", &b)?;
     let out = sh.run(
         &format!(
             "n=0; for i in $(seq 20); do xl create -q {cyc} && xl destroy cyc || break; n=$i; done; echo cycles=$n"

@@ -20,94 +20,18 @@
 //! Timeouts: [`BUDGET`] for the whole test, scaled by `OXEN_TEST_TIMEOUT_SCALE`; no
 //! wall-clock figure is asserted.
 
-use oxen_tests::{Error, LinuxDom0, Output, Pattern, Qemu, Running, Shell, re, scaled};
-use std::time::{Duration, Instant};
+use oxen_tests::dom0shell::{
+    Budget, CONSOLE_LOG_DIR, PROMPT, boot, domu_cfg, free_memory, ok, xl_list,
+};
+use oxen_tests::{Error, Shell, re};
+use std::time::Duration;
 
-/// The hypervisor command line (as `toolstack.rs`).
-const HYP_ARGS: &str =
-    "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=info guest_loglvl=info";
-/// Dom0's command line: xencommons, then the shell.
-const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell";
 /// Time allowed for the whole test, before scaling.
 const BUDGET: Duration = Duration::from_secs(1800);
-/// Dom0's prompt (busybox may send a cursor position query after it).
-const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
-/// Where xenconsoled logs DomU consoles.
-const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
 /// Dom0 checks while evil runs, at most (one every few seconds).
 const MAX_ROUNDS: u32 = 200;
 /// Fewest steps xs-hostile reports (it has about 80): fewer means steps went missing.
 const MIN_STEPS: usize = 60;
-
-/// A deadline shared by the expectations of the test (unscaled time left).
-struct Budget {
-    start: Instant,
-}
-
-impl Budget {
-    /// What is left, but at most 300 s (scaled): for one command, so that a hang fails the
-    /// test soon, with its transcript, instead of at the budget's end.
-    fn step(&self) -> Duration {
-        self.left().min(scaled(Duration::from_secs(300)))
-    }
-
-    fn left(&self) -> Duration {
-        let scale = scaled(Duration::from_secs(1)).as_secs_f64();
-        BUDGET
-            .saturating_sub(self.start.elapsed().div_f64(scale))
-            .max(Duration::from_millis(10))
-    }
-}
-
-/// Console lines that mean Linux, `/init`, xencommons or a DomU went wrong (besides the
-/// harness's defaults: `(oxen) ERROR`, `WARNING`, `panic`, `domain dN crashed`).
-fn forbidden() -> Vec<Pattern> {
-    vec![
-        re(r"\bOops\b"),
-        Pattern::from("BUG:"),
-        Pattern::from("kernel BUG at"),
-        Pattern::from("[ cut here ]"),
-        re(r"(?i)call trace"),
-        Pattern::from("Unable to handle kernel"),
-        Pattern::from("Internal error:"),
-        Pattern::from("soft lockup"),
-        re(r"rcu: INFO: .*detected stall"),
-        Pattern::from("blocked for more than"),
-        Pattern::from("segfault at"),
-        re(r"^dom0: modprobe \S+ failed"),
-        Pattern::from("xenfs not mounted"),
-        Pattern::from("dom0: shell exited"),
-        re(r"^xencommons: error"),
-        re(r"^dom0: xencommons rc=[^0]"),
-        Pattern::from("poweroff -f returned"),
-    ]
-}
-
-fn boot(b: &Budget) -> Result<Running, Error> {
-    let dom0 = LinuxDom0::from_cache()?;
-    let mut q = Qemu::oxen()?
-        .gic_version(3)
-        .smp(2)
-        .memory_mib(2048)
-        .append(HYP_ARGS)
-        .linux_dom0(&dom0, SHELL_ARGS)?;
-    for p in forbidden() {
-        q = q.forbid(p);
-    }
-    let mut q = q.spawn()?;
-    q.expect(re("^OXEN-DOM0-INIT$"), b.left())?;
-    q.expect(re(r"^xencommons: xenstored started \(pid \d+"), b.left())?;
-    q.expect(re(r"^xencommons: xenconsoled started \(pid \d+"), b.left())?;
-    q.expect(re("^dom0: xencommons rc=0$"), b.left())?;
-    Ok(q)
-}
-
-/// Run `cmd` in Dom0's shell, requiring status 0.
-fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
-    let out = sh.run(cmd, b.step())?;
-    assert_eq!(out.status, 0, "command failed:\n{out}");
-    Ok(out)
-}
 
 /// Dom0 is served: `xenstore-read /local/domain/0/name` answers `Domain-0` within 60 s.
 fn dom0_served(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
@@ -115,31 +39,6 @@ fn dom0_served(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
     assert_eq!(out.status, 0, "Dom0's xenstore read failed:\n{out}");
     assert_eq!(out.lines, ["Domain-0"], "Dom0's xenstore read:\n{out}");
     Ok(())
-}
-
-/// `xl info`'s free_memory (MiB).
-fn free_memory(sh: &mut Shell<'_>, b: &Budget) -> Result<u64, Error> {
-    let out = ok(sh, "xl info", b)?;
-    let v = out
-        .value("free_memory")
-        .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok());
-    Ok(v.unwrap_or_else(|| panic!("no free_memory in xl info:\n{out}")))
-}
-
-/// The rows of `xl list` after its header, Domain-0 first.
-fn xl_list(sh: &mut Shell<'_>, b: &Budget) -> Result<Vec<String>, Error> {
-    let out = ok(sh, "xl list", b)?;
-    let header = re(r"^Name\s+ID\s+Mem\s+VCPUs\s+State\s+Time\(s\)$");
-    assert!(
-        out.lines.first().is_some_and(|l| header.matches(l)),
-        "xl list header is not xl's:\n{out}"
-    );
-    let dom0 = re(r"^Domain-0\s+0\s+\d+\s+2\s+[-rbpsc]{6}\s+\d+\.\d$");
-    assert!(
-        out.lines.get(1).is_some_and(|l| dom0.matches(l)),
-        "xl list has no Domain-0 row:\n{out}"
-    );
-    Ok(out.lines[1..].to_vec())
 }
 
 /// `xl list` shows exactly Domain-0, good and evil.
@@ -186,19 +85,6 @@ fn xenstored_pid(sh: &mut Shell<'_>, b: &Budget) -> Result<String, Error> {
     Ok(out.lines[0].clone())
 }
 
-/// Write `/tmp/<name>.cfg`: domu.cfg renamed, with `args` added to the kernel command line.
-fn cfg(sh: &mut Shell<'_>, name: &str, args: &str, b: &Budget) -> Result<String, Error> {
-    let path = format!("/tmp/{name}.cfg");
-    ok(
-        sh,
-        &format!(
-            "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}"
-        ),
-        b,
-    )?;
-    Ok(path)
-}
-
 /// The `DOMU-INIT`, `domu:` and `xs-hostile:` lines of DomU `name`'s console log so far.
 fn console(sh: &mut Shell<'_>, name: &str, b: &Budget) -> Result<Vec<String>, Error> {
     let out = sh.run(
@@ -217,10 +103,8 @@ fn has(lines: &[String], marker: &str) -> bool {
 #[test]
 fn gicv3_hostile_xenstore_client_in_a_domu_gets_errors_and_others_are_served() -> Result<(), Error>
 {
-    let b = Budget {
-        start: Instant::now(),
-    };
-    let mut q = boot(&b)?;
+    let b = Budget::start(BUDGET);
+    let mut q = boot(3, &b)?;
     let mut sh = Shell::attach(&mut q, re(PROMPT), b.step())?;
 
     let rows = xl_list(&mut sh, &b)?;
@@ -230,8 +114,8 @@ fn gicv3_hostile_xenstore_client_in_a_domu_gets_errors_and_others_are_served() -
     let pid = xenstored_pid(&mut sh, &b)?;
     dom0_served(&mut sh, &b)?;
 
-    let good = cfg(&mut sh, "good", "oxen.domu=facts", &b)?;
-    let evil = cfg(&mut sh, "evil", "oxen.domu=hostile", &b)?;
+    let good = domu_cfg(&mut sh, "good", "oxen.domu=facts", &b)?;
+    let evil = domu_cfg(&mut sh, "evil", "oxen.domu=hostile", &b)?;
     ok(
         &mut sh,
         &format!("xl create {evil} && xl create {good}"),

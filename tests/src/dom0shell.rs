@@ -1,0 +1,161 @@
+//! What the tests that drive Linux Dom0's shell share: the machine (QEMU virt, `-smp 2`,
+//! 2048 MiB, Dom0 with 512 MiB, booted with `oxen.dom0=shell`, whose `/init` runs
+//! `/etc/init.d/xencommons start` before the shell), the console lines that mean Linux,
+//! `/init`, xencommons or a DomU went wrong, a time budget per test, and the `xl` and
+//! xenstore queries the toolstack tests make.
+//!
+//! Every function takes the test's [`Budget`]; one shell command may take at most
+//! [`Budget::step`], so a hang fails the test in minutes, with its transcript (and the
+//! hypervisor's debug-key dump, see [`Shell::run`]).
+
+use std::time::{Duration, Instant};
+
+use crate::{Error, LinuxDom0, Output, Pattern, Qemu, Running, Shell, re, scaled};
+
+/// The hypervisor command line: Dom0 with 512 MiB, the console on the PL011, no debug
+/// messages (they would interleave with the shell's output).
+pub const HYP_ARGS: &str =
+    "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=info guest_loglvl=info";
+/// Dom0's command line: xencommons, then the shell.
+pub const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell";
+/// Dom0's prompt (busybox may send a cursor position query after it).
+pub const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
+/// A DomU's prompt on its console (`xl create -c`, `xl console`).
+pub const DOMU_PROMPT: &str = r"domu:\S*# (\x1b\[6n)?$";
+/// Where xenconsoled logs DomU consoles (`--log=guest`).
+pub const CONSOLE_LOG_DIR: &str = "/var/log/xen/console";
+
+/// A deadline shared by the expectations of one test (unscaled time, scaled when asked).
+pub struct Budget {
+    start: Instant,
+    total: Duration,
+}
+
+impl Budget {
+    /// A budget of `total` (before `OXEN_TEST_TIMEOUT_SCALE`) starting now.
+    pub fn start(total: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            total,
+        }
+    }
+
+    /// What is left, but at most 300 s: for one interactive step, so that a lost keystroke
+    /// or a hang fails the test soon instead of at the budget's end.
+    pub fn step(&self) -> Duration {
+        self.left().min(Duration::from_secs(300))
+    }
+
+    /// What is left of the whole budget.
+    pub fn left(&self) -> Duration {
+        let scale = scaled(Duration::from_secs(1)).as_secs_f64();
+        self.total
+            .saturating_sub(self.start.elapsed().div_f64(scale))
+            .max(Duration::from_millis(10))
+    }
+}
+
+/// Console lines that mean the Linux kernel went wrong (besides the harness's defaults:
+/// `(oxen) ERROR`, `WARNING`, `panic`, `domain dN crashed`).
+pub fn linux_forbidden() -> Vec<Pattern> {
+    vec![
+        re(r"\bOops\b"),
+        Pattern::from("BUG:"),
+        Pattern::from("kernel BUG at"),
+        Pattern::from("[ cut here ]"),
+        re(r"(?i)call trace"),
+        Pattern::from("Unable to handle kernel"),
+        Pattern::from("Internal error:"),
+        Pattern::from("soft lockup"),
+        re(r"rcu: INFO: .*detected stall"),
+        Pattern::from("blocked for more than"),
+        Pattern::from("segfault at"),
+    ]
+}
+
+/// [`linux_forbidden`] plus what means Dom0's `/init`, xencommons or a DomU's `/init`
+/// failed.
+pub fn shell_forbidden() -> Vec<Pattern> {
+    let mut v = linux_forbidden();
+    v.extend([
+        re(r"^dom0: modprobe \S+ failed"),
+        Pattern::from("xenfs not mounted"),
+        Pattern::from("dom0: shell exited"),
+        re(r"^xencommons: error"),
+        re(r"^dom0: xencommons rc=[^0]"),
+        re(r"^domu: \S+ failed"),
+        Pattern::from("domu: shell exited"),
+        Pattern::from("poweroff -f returned"),
+    ]);
+    v
+}
+
+/// Boot oxen with Debian's Linux as Dom0 on GIC `gic` (hypervisor options [`HYP_ARGS`]),
+/// [`shell_forbidden`] armed; wait until xencommons has started xenstored and
+/// xenconsoled and the shell runs.
+pub fn boot(gic: u8, b: &Budget) -> Result<Running, Error> {
+    let dom0 = LinuxDom0::from_cache()?;
+    let mut q = Qemu::oxen()?
+        .gic_version(gic)
+        .smp(2)
+        .memory_mib(2048)
+        .append(HYP_ARGS)
+        .linux_dom0(&dom0, SHELL_ARGS)?;
+    for p in shell_forbidden() {
+        q = q.forbid(p);
+    }
+    let mut q = q.spawn()?;
+    q.expect(re("^OXEN-DOM0-INIT$"), b.left())?;
+    q.expect(re("^dom0: capabilities=control_d$"), b.left())?;
+    q.expect(re(r"^xencommons: xenstored started \(pid \d+"), b.left())?;
+    q.expect(re(r"^xencommons: Dom0 set up"), b.left())?;
+    q.expect(re(r"^xencommons: xenconsoled started \(pid \d+"), b.left())?;
+    q.expect(re("^dom0: xencommons rc=0$"), b.left())?;
+    Ok(q)
+}
+
+/// Run `cmd` in Dom0's shell, requiring status 0.
+pub fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
+    let out = sh.run(cmd, b.step())?;
+    assert_eq!(out.status, 0, "command failed:\n{out}");
+    Ok(out)
+}
+
+/// `xl info`'s free_memory (MiB).
+pub fn free_memory(sh: &mut Shell<'_>, b: &Budget) -> Result<u64, Error> {
+    let out = ok(sh, "xl info", b)?;
+    let v = out
+        .value("free_memory")
+        .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse().ok());
+    Ok(v.unwrap_or_else(|| panic!("no free_memory in xl info:\n{out}")))
+}
+
+/// The rows of `xl list` after its header (which must be xl's), Domain-0 (2 vCPUs) first.
+pub fn xl_list(sh: &mut Shell<'_>, b: &Budget) -> Result<Vec<String>, Error> {
+    let out = ok(sh, "xl list", b)?;
+    let header = re(r"^Name\s+ID\s+Mem\s+VCPUs\s+State\s+Time\(s\)$");
+    assert!(
+        out.lines.first().is_some_and(|l| header.matches(l)),
+        "xl list header is not xl's:\n{out}"
+    );
+    let dom0 = re(r"^Domain-0\s+0\s+\d+\s+2\s+[-rbpsc]{6}\s+\d+\.\d$");
+    assert!(
+        out.lines.get(1).is_some_and(|l| dom0.matches(l)),
+        "xl list has no Domain-0 row:\n{out}"
+    );
+    Ok(out.lines[1..].to_vec())
+}
+
+/// Write `/tmp/<name>.cfg`: the image's `/etc/xen/domu.cfg` renamed `name`, with `args`
+/// added to the DomU's kernel command line; returns its path.
+pub fn domu_cfg(sh: &mut Shell<'_>, name: &str, args: &str, b: &Budget) -> Result<String, Error> {
+    let path = format!("/tmp/{name}.cfg");
+    ok(
+        sh,
+        &format!(
+            "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}"
+        ),
+        b,
+    )?;
+    Ok(path)
+}
