@@ -274,7 +274,6 @@ pub(super) fn close_all(dom: &Arc<Domain>) {
 /// bound on vCPU 0; per-vCPU ones to vCPU 0's binding). Nothing happens if
 /// the domain has not bound it. E.g. `VIRQ_CONSOLE` when console input for
 /// Dom0 arrives, `VIRQ_DOM_EXC` when a domain dies.
-#[allow(dead_code)] // called by virq.rs (console input) once wired
 pub fn raise_virq(dom: &Arc<Domain>, virq: u32) {
     let mut kicks = Kicks::default();
     let port = lock(dom).evtchn.virq_port(VcpuId(0), virq);

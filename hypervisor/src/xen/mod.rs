@@ -454,7 +454,6 @@ pub(crate) fn args(frame: &TrapFrame) -> [u64; 5] {
 /// their pins and the holds on their owners). Call once, after
 /// `Domain::kill`, with no locks held. Its own frames are freed when the
 /// domain is dropped.
-#[allow(dead_code)] // called by shutdown.rs once wired
 pub fn domain_destroyed(dom: &Arc<Domain>) {
     evtchn::close_all(dom);
     grant::unmap_all(dom);
