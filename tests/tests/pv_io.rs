@@ -13,6 +13,9 @@
 //!   random data and reads it back (same checksum, after dropping its caches), and pings
 //!   192.0.2.1 ten times with no loss; Dom0 finds the DomU's data in the image file, pings
 //!   192.0.2.2, and `xl block-list`/`network-list` show both devices connected (state 4);
+//! * hot plug while it runs: `xl block-attach` (read-only `xvdb`) and `xl network-attach`
+//!   (a second vif) connect (frontend state 4, the vif on the bridge), `block-detach` and
+//!   `network-detach` release them (loop device, interface, rows);
 //! * `xl destroy`: the loop device, the vif interface and every device node are gone.
 //!
 //! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
@@ -22,7 +25,10 @@ use std::time::{Duration, Instant};
 
 const HYP_ARGS: &str =
     "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=info guest_loglvl=info";
-const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell";
+/// Dom0's command line: xencommons and xenbr0, then the shell. `loglevel=5` keeps the
+/// kernel's informational lines about ports and rings (which arrive at any moment) off the
+/// console, so they cannot split a prompt; warnings and worse still show.
+const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell loglevel=5";
 const BUDGET: Duration = Duration::from_secs(1200);
 const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
 const LOG: &str = "/var/log/xen/console/guest-domu.log";
@@ -264,6 +270,73 @@ fn pv_io(gic: u8) -> Result<(), Error> {
         out.lines
             .iter()
             .any(|l| l.starts_with("vif") && l.ends_with(".0")),
+        "{out}"
+    );
+    assert!(out.lines.iter().any(|l| l == "/tmp/disk.img"), "{out}");
+
+    // Hot plug while the DomU runs: a read-only second disk and a second vif connect
+    // (their frontends reach Connected), then detach releases them.
+    ok(
+        &mut sh,
+        "dd if=/dev/zero of=/tmp/disk2.img bs=1M count=2 2>/dev/null",
+        &b,
+    )?;
+    ok(
+        &mut sh,
+        "xl block-attach domu 'format=raw, vdev=xvdb, access=ro, target=/tmp/disk2.img' && xl network-attach domu mac=00:16:3e:00:00:03 bridge=xenbr0",
+        &b,
+    )?;
+    let connected = |dev: &str| {
+        format!(
+            "d=$(xl domid domu); i=0; while [ \"$(xenstore-read /local/domain/$d/device/{dev}/state)\" != 4 ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; xenstore-read /local/domain/$d/device/{dev}/state"
+        )
+    };
+    for dev in ["vbd/51728", "vif/1"] {
+        let out = ok(&mut sh, &connected(dev), &b)?;
+        assert_eq!(
+            out.lines,
+            ["4"],
+            "hot-plugged {dev} did not connect:\n{out}"
+        );
+    }
+    let out = ok(
+        &mut sh,
+        "xl block-list domu; xl network-list domu; ls /sys/class/net/xenbr0/brif",
+        &b,
+    )?;
+    assert!(out.lines.iter().any(|l| l.starts_with("51728 0 ")), "{out}");
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.starts_with("1   0  00:16:3e:00:00:03")),
+        "{out}"
+    );
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.starts_with("vif") && l.ends_with(".1")),
+        "{out}"
+    );
+    ok(
+        &mut sh,
+        "xl block-detach domu xvdb && xl network-detach domu 00:16:3e:00:00:03",
+        &b,
+    )?;
+    let out = ok(
+        &mut sh,
+        "sleep 2; xl block-list domu; xl network-list domu; cat /sys/block/loop*/loop/backing_file; ls /sys/class/net | grep '^vif'",
+        &b,
+    )?;
+    assert!(!out.lines.iter().any(|l| l.starts_with("51728")), "{out}");
+    assert!(
+        !out.lines.iter().any(|l| l.contains("00:16:3e:00:00:03")),
+        "{out}"
+    );
+    assert!(!out.lines.iter().any(|l| l == "/tmp/disk2.img"), "{out}");
+    assert!(
+        !out.lines
+            .iter()
+            .any(|l| l.starts_with("vif") && l.ends_with(".1")),
         "{out}"
     );
     assert!(out.lines.iter().any(|l| l == "/tmp/disk.img"), "{out}");

@@ -234,6 +234,78 @@ pub fn destroy(hv: &dyn Hv, xs: &dyn Store, host: &dyn Host, paths: &Paths, q: &
     destroy_domid(hv, xs, host, paths, d).map_err(|e| Fail(format!("destroy failed (rc=-3): {e}")))
 }
 
+/// How long `block-detach`/`network-detach` wait for the frontend to let go (libxl's
+/// LIBXL_DESTROY_TIMEOUT) before forcing the device off.
+const DETACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A domain for a device verb: it exists and is not Dom0.
+fn device_domain(hv: &dyn Hv, xs: &dyn Store, q: &str) -> Result<u32, Fail> {
+    let d = find_domain(hv, xs, q)?;
+    if d == 0 {
+        return Err(Fail("Dom0's devices are not managed by xl".into()));
+    }
+    Ok(d)
+}
+
+/// `xl block-attach <dom> <spec>`.
+pub fn block_attach(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    host: &dyn Host,
+    q: &str,
+    spec: &str,
+) -> CmdResult {
+    let d = device_domain(hv, xs, q)?;
+    let disk = crate::devspec::parse_disk(spec).map_err(|e| Fail(e.0))?;
+    crate::devices::attach_disk(xs, host, d, &disk, crate::devices::DEVICE_TIMEOUT)
+        .map_err(|e| Fail(format!("libxl_device_disk_add failed: {e}")))
+}
+
+/// `xl network-attach <dom> [key=value...]`.
+pub fn network_attach(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    host: &dyn Host,
+    q: &str,
+    spec: &str,
+    random: &mut dyn FnMut(&mut [u8]) -> Result<(), String>,
+) -> CmdResult {
+    let d = device_domain(hv, xs, q)?;
+    let vif = crate::devspec::parse_vif(spec).map_err(|e| Fail(e.0))?;
+    crate::devices::attach_vif(xs, host, d, &vif, random, crate::devices::DEVICE_TIMEOUT)
+        .map(drop)
+        .map_err(|e| Fail(format!("libxl_device_nic_add failed: {e}")))
+}
+
+/// `xl block-detach <dom> <vdev|devid>` / `xl network-detach <dom> <index|mac>`.
+pub fn detach(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    host: &dyn Host,
+    q: &str,
+    kind: &str,
+    dev: &str,
+) -> CmdResult {
+    let d = device_domain(hv, xs, q)?;
+    let id = if kind == "vbd" {
+        crate::devspec::vdev_number(dev)
+            .ok_or_else(|| Fail(format!("Error: Device {dev} not connected.")))?
+    } else {
+        crate::devices::vif_handle(xs, d, dev).map_err(|e| Fail(format!("Error: {e}")))?
+    };
+    match crate::devices::detach(xs, host, d, kind, id, DETACH_TIMEOUT) {
+        Ok(false) => Ok(()),
+        Ok(true) => {
+            eprintln!(
+                "libxl: the guest did not release {kind} {id} within {} s: it was forced off",
+                DETACH_TIMEOUT.as_secs()
+            );
+            Ok(())
+        }
+        Err(e) => Err(Fail(format!("Error: {e}"))),
+    }
+}
+
 /// `xl block-list <dom>` / `xl network-list <dom>` (`net`).
 pub fn device_list(
     hv: &dyn Hv,

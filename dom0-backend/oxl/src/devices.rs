@@ -68,58 +68,202 @@ pub fn vif_name(domid: u32, handle: u32) -> String {
 /// read-write by another domain, every bridge exists and no MAC is already in use.
 pub fn precheck(xs: &dyn Store, host: &dyn Host, cfg: &DomainConfig) -> Result<(), String> {
     for d in &cfg.disk_devs {
-        host.target(&d.target)
-            .map_err(|e| format!("disk {}: target {}: {}", d.vdev, d.target, e.msg))?;
-        for (dom, dev) in backends(xs, "vbd").map_err(|e| e.msg)? {
-            let be = be_path("vbd", dom, dev);
-            if xs
-                .read(0, &format!("{be}/params"))
+        check_disk(xs, host, d)?;
+    }
+    for (i, v) in cfg.vif_devs.iter().enumerate() {
+        check_vif(xs, host, i as u32, v)?;
+    }
+    Ok(())
+}
+
+/// The disk's target exists and no domain has it attached when either side writes.
+fn check_disk(xs: &dyn Store, host: &dyn Host, d: &DiskSpec) -> Result<(), String> {
+    host.target(&d.target)
+        .map_err(|e| format!("disk {}: target {}: {}", d.vdev, d.target, e.msg))?;
+    for (dom, dev) in backends(xs, "vbd").map_err(|e| e.msg)? {
+        let be = be_path("vbd", dom, dev);
+        let params = xs.read(0, &format!("{be}/params")).ok().flatten();
+        if params.as_deref() != Some(&d.target) {
+            continue;
+        }
+        let mode = xs.read(0, &format!("{be}/mode")).ok().flatten();
+        if d.writable || mode.as_deref() == Some("w") {
+            return Err(format!(
+                "disk {}: {} is already attached to domain {dom} ({}): a disk can be shared read-only only",
+                d.vdev,
+                d.target,
+                if mode.as_deref() == Some("w") {
+                    "read-write"
+                } else {
+                    "read-only"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The vif's bridge exists and its MAC (if given) is nobody's yet.
+fn check_vif(xs: &dyn Store, host: &dyn Host, i: u32, v: &VifSpec) -> Result<(), String> {
+    if !host.is_bridge(&v.bridge) {
+        return Err(format!(
+            "vif {i}: bridge {} does not exist (create it first, e.g. brctl addbr {})",
+            v.bridge, v.bridge
+        ));
+    }
+    if let Some(m) = v.mac {
+        let mac = format_mac(&m);
+        for (dom, dev) in backends(xs, "vif").map_err(|e| e.msg)? {
+            let other = xs.read(0, &format!("{}/mac", be_path("vif", dom, dev)));
+            if other
                 .ok()
                 .flatten()
-                .as_deref()
-                != Some(&d.target)
+                .is_some_and(|o| o.eq_ignore_ascii_case(&mac))
             {
-                continue;
-            }
-            let mode = xs.read(0, &format!("{be}/mode")).ok().flatten();
-            if d.writable || mode.as_deref() == Some("w") {
                 return Err(format!(
-                    "disk {}: {} is already attached to domain {dom} ({}): a disk can be shared read-only only",
-                    d.vdev,
-                    d.target,
-                    if mode.as_deref() == Some("w") {
-                        "read-write"
-                    } else {
-                        "read-only"
-                    }
+                    "vif {i}: mac {mac} is already used by domain {dom} (vif {dev})"
                 ));
             }
         }
     }
-    for (i, v) in cfg.vif_devs.iter().enumerate() {
-        if !host.is_bridge(&v.bridge) {
-            return Err(format!(
-                "vif {i}: bridge {} does not exist (create it first, e.g. brctl addbr {})",
-                v.bridge, v.bridge
-            ));
+    Ok(())
+}
+
+/// `xl block-attach`: adds disk `d` to running (or paused) domain `domid`; on failure
+/// nothing of it is left.
+pub fn attach_disk(
+    xs: &dyn Store,
+    host: &dyn Host,
+    domid: u32,
+    d: &DiskSpec,
+    timeout: Duration,
+) -> Result<(), String> {
+    if devids(xs, domid, "vbd")
+        .map_err(|e| e.msg)?
+        .contains(&d.devid)
+    {
+        return Err(format!(
+            "disk {}: domain {domid} already has virtual device {}",
+            d.vdev, d.devid
+        ));
+    }
+    check_disk(xs, host, d)?;
+    let r = (|| {
+        write_vbd(xs, domid, d).map_err(|e| e.msg)?;
+        let st = format!("{}/state", be_path("vbd", domid, d.devid));
+        wait_states(
+            xs,
+            &[st],
+            &|s| s.is_some_and(|s| s >= STATE_INITWAIT),
+            timeout,
+            "waiting for the disk backend",
+        )
+        .map_err(|e| e.msg)?;
+        hotplug_disk(xs, host, domid, d)
+            .map_err(|e| format!("disk {} ({}): {}", d.vdev, d.target, e.msg))
+    })();
+    if r.is_err() {
+        let _ = remove(xs, host, domid, &[("vbd", d.devid)], false, timeout);
+    }
+    r
+}
+
+/// `xl network-attach`: adds a vif (the next free handle) to domain `domid`; returns its
+/// handle. On failure nothing of it is left.
+pub fn attach_vif(
+    xs: &dyn Store,
+    host: &dyn Host,
+    domid: u32,
+    v: &VifSpec,
+    random: &mut dyn FnMut(&mut [u8]) -> Result<(), String>,
+    timeout: Duration,
+) -> Result<u32, String> {
+    let handle = devids(xs, domid, "vif")
+        .map_err(|e| e.msg)?
+        .last()
+        .map_or(0, |h| h + 1);
+    check_vif(xs, host, handle, v)?;
+    let mac = match v.mac {
+        Some(m) => m,
+        None => {
+            let mut b = [0u8; 3];
+            random(&mut b).map_err(|e| format!("random MAC: {e}"))?;
+            crate::devspec::default_mac(b)
         }
-        if let Some(m) = v.mac {
-            let mac = format_mac(&m);
-            for (dom, dev) in backends(xs, "vif").map_err(|e| e.msg)? {
-                let other = xs.read(0, &format!("{}/mac", be_path("vif", dom, dev)));
-                if other
-                    .ok()
-                    .flatten()
-                    .is_some_and(|o| o.eq_ignore_ascii_case(&mac))
-                {
-                    return Err(format!(
-                        "vif {i}: mac {mac} is already used by domain {dom} (vif {dev})"
-                    ));
-                }
-            }
+    };
+    let r = (|| {
+        write_vif(xs, domid, handle, &format_mac(&mac), v).map_err(|e| e.msg)?;
+        let st = format!("{}/state", be_path("vif", domid, handle));
+        wait_states(
+            xs,
+            &[st],
+            &|s| s.is_some_and(|s| s >= STATE_INITWAIT),
+            timeout,
+            "waiting for the network backend",
+        )
+        .map_err(|e| e.msg)?;
+        hotplug_vif(xs, host, domid, handle, v, timeout)
+            .map_err(|e| format!("vif {handle}: {}", e.msg))
+    })();
+    if r.is_err() {
+        let _ = remove(xs, host, domid, &[("vif", handle)], false, timeout);
+    }
+    r.map(|()| handle)
+}
+
+/// `xl block-detach` / `network-detach`: the device `kind`/`devid` of `domid` is closed
+/// gracefully (backend `online=0`, `state=5`; the frontend lets go, the backend reaches
+/// Closed), then released; a frontend that does not let go within `timeout` is forced off
+/// (its nodes removed), as libxl's forced removal. Returns whether it had to force.
+pub fn detach(
+    xs: &dyn Store,
+    host: &dyn Host,
+    domid: u32,
+    kind: &str,
+    devid: u32,
+    timeout: Duration,
+) -> Result<bool, String> {
+    if !devids(xs, domid, kind).map_err(|e| e.msg)?.contains(&devid) {
+        return Err(format!("domain {domid} has no {kind} device {devid}"));
+    }
+    let be = be_path(kind, domid, devid);
+    with_transaction(xs, |tx| {
+        if xs.read(tx, &format!("{be}/state"))?.is_some() {
+            xs.write(tx, &format!("{be}/online"), "0")?;
+            xs.write(tx, &format!("{be}/state"), "5")?;
+        }
+        Ok(())
+    })
+    .map_err(|e| e.msg)?;
+    let graceful = wait_states(
+        xs,
+        &[format!("{be}/state")],
+        &|s| s.is_none_or(|s| s >= STATE_CLOSED),
+        timeout,
+        "detaching",
+    )
+    .is_ok();
+    remove(xs, host, domid, &[(kind, devid)], false, timeout).map_err(|e| e.msg)?;
+    Ok(!graceful)
+}
+
+/// A vif's handle from `xl network-detach`'s argument: a handle or a MAC.
+pub fn vif_handle(xs: &dyn Store, domid: u32, arg: &str) -> Result<u32, String> {
+    if let Ok(h) = arg.parse::<u32>() {
+        return Ok(h);
+    }
+    let mac = crate::devspec::parse_mac(arg).ok_or_else(|| format!("invalid device {arg}"))?;
+    let mac = format_mac(&mac);
+    for h in devids(xs, domid, "vif").map_err(|e| e.msg)? {
+        let m = xs.read(0, &format!("{}/mac", lx_path("vif", domid, h)));
+        if m.ok()
+            .flatten()
+            .is_some_and(|m| m.eq_ignore_ascii_case(&mac))
+        {
+            return Ok(h);
         }
     }
-    Ok(())
+    Err(format!("domain {domid} has no vif with mac {mac}"))
 }
 
 /// Every (frontend domid, devid) with a backend of `kind` in Dom0.
@@ -481,6 +625,31 @@ fn devids(xs: &dyn Store, domid: u32, kind: &str) -> SysResult<Vec<u32>> {
 /// released; backend and mirror nodes removed. Best effort: goes on after errors, returns
 /// the first.
 pub fn remove_all(xs: &dyn Store, host: &dyn Host, domid: u32, timeout: Duration) -> SysResult<()> {
+    let mut devs = Vec::new();
+    let mut first = None;
+    for kind in ["vbd", "vif"] {
+        match devids(xs, domid, kind) {
+            Ok(ids) => devs.extend(ids.into_iter().map(|i| (kind, i))),
+            Err(e) => first = first.or(Some(e)),
+        }
+    }
+    let r = remove(xs, host, domid, &devs, true, timeout);
+    match first {
+        Some(e) => Err(e),
+        None => r,
+    }
+}
+
+/// Forced removal of `devs` of `domid` (see [`remove_all`]); `whole` also removes the
+/// per-domain parent directories.
+fn remove(
+    xs: &dyn Store,
+    host: &dyn Host,
+    domid: u32,
+    devs: &[(&str, u32)],
+    whole: bool,
+    timeout: Duration,
+) -> SysResult<()> {
     let mut first: Option<SysError> = None;
     let mut keep = |r: SysResult<()>| {
         if let Err(e) = r
@@ -489,20 +658,15 @@ pub fn remove_all(xs: &dyn Store, host: &dyn Host, domid: u32, timeout: Duration
             first = Some(e);
         }
     };
-    let mut devs = Vec::new();
-    for kind in ["vbd", "vif"] {
-        match devids(xs, domid, kind) {
-            Ok(ids) => devs.extend(ids.into_iter().map(|i| (kind, i))),
-            Err(e) => keep(Err(e)),
-        }
-    }
     let mut states = Vec::new();
-    for &(kind, id) in &devs {
+    for &(kind, id) in devs {
         let be = be_path(kind, domid, id);
         let fe = fe_path(kind, domid, id);
         keep(with_transaction(xs, |tx| {
             xs.rm(tx, &fe)?;
-            if xs.read(tx, &format!("{be}/state"))?.is_some() {
+            // A backend already closing or closed (a graceful detach) is left to finish.
+            let st = xs.read(tx, &format!("{be}/state"))?;
+            if st.is_some_and(|s| s.trim().parse::<u32>().is_ok_and(|s| s < 5)) {
                 xs.write(tx, &format!("{be}/online"), "0")?;
                 xs.write(tx, &format!("{be}/state"), "5")?;
             }
@@ -517,7 +681,7 @@ pub fn remove_all(xs: &dyn Store, host: &dyn Host, domid: u32, timeout: Duration
         timeout,
         "waiting for the device backends to close",
     ));
-    for &(kind, id) in &devs {
+    for &(kind, id) in devs {
         let be = be_path(kind, domid, id);
         if kind == "vbd"
             && let Ok(Some(node)) = xs.read(0, &format!("{be}/node"))
@@ -529,17 +693,21 @@ pub fn remove_all(xs: &dyn Store, host: &dyn Host, domid: u32, timeout: Duration
         keep(xs.rm(0, &lx_path(kind, domid, id)));
     }
     for kind in ["vbd", "vif"] {
-        keep(xs.rm(0, &format!("/local/domain/0/backend/{kind}/{domid}")));
-        keep(xs.rm(0, &format!("/local/domain/{domid}/device/{kind}")));
-        keep(xs.rm(0, &format!("/libxl/{domid}/device/{kind}")));
-        // The shared parent goes with the last backend of its kind, as libxl prunes it.
-        let parent = format!("/local/domain/0/backend/{kind}");
-        keep(with_transaction(xs, |tx| {
-            if xs.read(tx, &parent)?.is_some() && xs.directory(tx, &parent)?.is_empty() {
-                xs.rm(tx, &parent)?;
-            }
-            Ok(())
-        }));
+        let mine = format!("/local/domain/0/backend/{kind}/{domid}");
+        if whole {
+            keep(xs.rm(0, &mine));
+            keep(xs.rm(0, &format!("/local/domain/{domid}/device/{kind}")));
+            keep(xs.rm(0, &format!("/libxl/{domid}/device/{kind}")));
+        }
+        // Empty parents go, as libxl prunes them.
+        for parent in [mine, format!("/local/domain/0/backend/{kind}")] {
+            keep(with_transaction(xs, |tx| {
+                if xs.read(tx, &parent)?.is_some() && xs.directory(tx, &parent)?.is_empty() {
+                    xs.rm(tx, &parent)?;
+                }
+                Ok(())
+            }));
+        }
     }
     first.map_or(Ok(()), Err)
 }
@@ -909,6 +1077,60 @@ mod tests {
         let c3 = cfg("disk=['phy:/dev/vdb,xvda,r']");
         precheck(&xs, &host, &c3).unwrap();
         remove_all(&xs, &host, 3, Duration::from_secs(1)).unwrap();
+    }
+
+    #[test]
+    fn hot_plug_attach_and_detach() {
+        let xs = store();
+        let host = FakeHost::new();
+        host.file("/a.img");
+        host.file("/b.img");
+        let c = cfg("disk=['/a.img,raw,xvda,rw']\nvif=['mac=00:16:3e:00:00:05']");
+        let t = Duration::from_secs(1);
+        add_all(&xs, &host, 2, &c, &mut |_| Ok(()), t, &mut |_| {}).unwrap();
+        let b =
+            crate::devspec::parse_disk("format=raw, vdev=xvdb, access=ro, target=/b.img").unwrap();
+        attach_disk(&xs, &host, 2, &b, t).unwrap();
+        assert_eq!(block_list(&xs, 2).unwrap().lines().count(), 3);
+        assert_eq!(host.0.borrow().loops.len(), 2);
+        // The same vdev again, a missing file: refused, nothing added.
+        let e = attach_disk(&xs, &host, 2, &b, t).unwrap_err();
+        assert!(e.contains("already has virtual device 51728"), "{e}");
+        let x = crate::devspec::parse_disk("/x.img,raw,xvdc").unwrap();
+        assert!(
+            attach_disk(&xs, &host, 2, &x, t)
+                .unwrap_err()
+                .contains("/x.img")
+        );
+        assert!(
+            xs.value("/local/domain/0/backend/vbd/2/51744/state")
+                .is_none()
+        );
+        // A second vif gets handle 1; detach by MAC.
+        let v = crate::devspec::parse_vif("mac=00:16:3e:00:00:06").unwrap();
+        assert_eq!(
+            attach_vif(&xs, &host, 2, &v, &mut |_| Ok(()), t).unwrap(),
+            1
+        );
+        assert_eq!(network_list(&xs, 2).unwrap().lines().count(), 3);
+        assert_eq!(vif_handle(&xs, 2, "00:16:3E:00:00:06").unwrap(), 1);
+        assert_eq!(detach(&xs, &host, 2, "vif", 1, t), Ok(false));
+        assert!(xs.value("/local/domain/0/backend/vif/2/1/mac").is_none());
+        assert!(xs.value("/local/domain/0/backend/vif/2/0/mac").is_some());
+        // Disk detach releases its loop device only.
+        assert_eq!(detach(&xs, &host, 2, "vbd", 51728, t), Ok(false));
+        assert_eq!(
+            host.0.borrow().loops.values().collect::<Vec<_>>(),
+            ["/a.img"]
+        );
+        assert!(
+            detach(&xs, &host, 2, "vbd", 51728, t)
+                .unwrap_err()
+                .contains("no vbd device 51728")
+        );
+        assert!(xs.value("/local/domain/2/device/vbd/51728/state").is_none());
+        remove_all(&xs, &host, 2, t).unwrap();
+        assert!(host.0.borrow().loops.is_empty());
     }
 
     #[test]

@@ -136,6 +136,23 @@ enum Cmd {
     /// List the vCPUs of all or some domains.
     #[command(name = "vcpu-list")]
     VcpuList { domains: Vec<String> },
+    /// Attach a disk to a domain (`xl block-attach dom 'format=raw, vdev=xvdb, target=...'`).
+    #[command(name = "block-attach")]
+    BlockAttach {
+        domain: String,
+        /// Disk specification (its comma-separated parts may be separate arguments).
+        #[arg(required = true)]
+        spec: Vec<String>,
+    },
+    /// Detach a disk from a domain (by vdev name or device number).
+    #[command(name = "block-detach")]
+    BlockDetach { domain: String, dev: String },
+    /// Attach a network interface to a domain (`xl network-attach dom mac=... bridge=...`).
+    #[command(name = "network-attach")]
+    NetworkAttach { domain: String, spec: Vec<String> },
+    /// Detach a network interface from a domain (by index or MAC).
+    #[command(name = "network-detach")]
+    NetworkDetach { domain: String, dev: String },
     /// List the virtual block devices of domains.
     #[command(name = "block-list")]
     BlockList {
@@ -462,6 +479,30 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Cmd::VcpuList { domains } => {
             let (hv, xs) = open()?;
             cmd::vcpu_list(&hv, &xs, &domains, &mut out)
+        }
+        Cmd::BlockAttach { domain, spec } => {
+            let (hv, xs) = open()?;
+            cmd::block_attach(&hv, &xs, &hostsys::LinuxHost, &domain, &spec.join(","))
+        }
+        Cmd::BlockDetach { domain, dev } => {
+            let (hv, xs) = open()?;
+            cmd::detach(&hv, &xs, &hostsys::LinuxHost, &domain, "vbd", &dev)
+        }
+        Cmd::NetworkAttach { domain, spec } => {
+            let (hv, xs) = open()?;
+            let mut rnd = random;
+            cmd::network_attach(
+                &hv,
+                &xs,
+                &hostsys::LinuxHost,
+                &domain,
+                &spec.join(","),
+                &mut rnd,
+            )
+        }
+        Cmd::NetworkDetach { domain, dev } => {
+            let (hv, xs) = open()?;
+            cmd::detach(&hv, &xs, &hostsys::LinuxHost, &domain, "vif", &dev)
         }
         Cmd::BlockList { domains } => {
             let (hv, xs) = open()?;
