@@ -10,7 +10,7 @@ use oxen_dt::{BootInfo, EnableMethod, Gic, LogLevel};
 use oxen_mm::Stage2Config;
 use oxen_types::{PhysAddr, PhysRange};
 
-use crate::arch::{self, gic, head, mmu, smc, sysreg, timer};
+use crate::arch::{self, gic, head, mmu, smc, spintable, sysreg, timer};
 use crate::{console, domain_build, irq, mem, sched};
 
 /// oxen's version, from Cargo.
@@ -82,6 +82,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     // SAFETY: boot CPU, MMU off, nothing else running; then turn it on.
     unsafe {
         mmu::build_tables(&ram[..n]);
+        head::discard_image_lines();
         mmu::enable();
         sysreg::set_tpidr_el2(0);
     }
@@ -242,7 +243,7 @@ fn setup_frames(info: &BootInfo, dtb: u64, dtb_len: u64) {
         }
     }
     log::info!(
-        "hypervisor image {} KiB ({} KiB code+data); {} MiB free for domains",
+        "hypervisor image at {s:#x}: {} KiB ({} KiB code+data); {} MiB free for domains",
         (e - s) >> 10,
         (head::bss_start() - s) >> 10,
         f.free_bytes() >> 20
@@ -276,6 +277,8 @@ fn release_boot_modules(info: &BootInfo) {
 fn start_secondaries(info: &BootInfo) {
     let entry = head::oxen_secondary_entry as *const () as u64;
     let want = info.cpus.len().min(head::MAX_CPUS);
+    let mpidrs: Vec<u64> = info.cpus.iter().take(want).map(|c| c.mpidr).collect();
+    head::publish_cpu_table(&mpidrs);
     for (i, c) in info.cpus.iter().enumerate().take(want).skip(1) {
         match c.enable {
             EnableMethod::Psci => {
@@ -287,7 +290,12 @@ fn start_secondaries(info: &BootInfo) {
                     );
                 }
             }
-            _ => log::warn!("CPU{i}: only PSCI CPU bring-up is supported; left offline"),
+            EnableMethod::SpinTable { release_addr } => {
+                // SAFETY: the DT's cpu-release-addr for this CPU, which the
+                // firmware reserved; the entry is identity mapped.
+                unsafe { spintable::release(release_addr.as_u64(), entry) };
+            }
+            _ => log::warn!("CPU{i}: no PSCI or spin-table enable method; left offline"),
         }
     }
     // Wait (bounded) for the secondaries to check in.
@@ -301,7 +309,8 @@ fn start_secondaries(info: &BootInfo) {
     }
 }
 
-/// A secondary CPU's Rust entry, MMU off, x0 = CPU index.
+/// A secondary CPU's Rust entry, MMU off, x0 = CPU index (found from its
+/// MPIDR by the entry code).
 pub extern "C" fn secondary_main(cpu: u64) -> ! {
     // SAFETY: the boot CPU built and published the tables before CPU_ON.
     unsafe {

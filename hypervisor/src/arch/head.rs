@@ -35,6 +35,16 @@ pub struct Stacks(pub [[u8; STACK_SIZE]; MAX_CPUS]);
 #[unsafe(no_mangle)]
 pub static mut OXEN_STACKS: Stacks = Stacks([[0; STACK_SIZE]; MAX_CPUS]);
 
+/// MPIDR (Aff3..Aff0) of each CPU index, `u64::MAX` where there is none:
+/// how a secondary CPU entering [`oxen_secondary_entry`] finds its index.
+/// Written by the boot CPU and cleaned to the point of coherency before any
+/// secondary starts (it reads this with its MMU off).
+#[unsafe(no_mangle)]
+pub static mut OXEN_CPU_MPIDR: [u64; MAX_CPUS] = [u64::MAX; MAX_CPUS];
+
+/// `R_AARCH64_RELATIVE` (ELF for the Arm 64-bit Architecture, table 4-18).
+const R_AARCH64_RELATIVE: u64 = 1027;
+
 /// Kinds of lower-EL exception passed to Rust in x1.
 pub const KIND_SYNC: u64 = 0;
 /// IRQ from a lower EL.
@@ -67,24 +77,53 @@ oxen_primary_entry:
     cmp     x1, #(2 << 2)
     b.ne    oxen_park                   /* not entered at EL2: nothing to do */
 
-    /* stack of CPU 0 */
-    adrp    x1, OXEN_STACKS
-    add     x1, x1, :lo12:OXEN_STACKS
-    mov     x2, #{stack_size}
-    add     sp, x1, x2
-    /* the top of each stack is the CPU's guest frame slot (frame_slot) */
-    sub     sp, sp, #{frame_size}
+    /*
+     * MMU and D-cache are off (boot protocol): every store below goes to
+     * memory. Discard whatever lines a loader left for the image first, so
+     * that neither an old dirty line overwrites our stores nor a stale clean
+     * one hides them once the MMU is on (arch/mmu.rs does it again before
+     * enabling it).
+     */
+    adrp    x0, __image_start
+    add     x0, x0, :lo12:__image_start
+    adrp    x1, __image_end
+    add     x1, x1, :lo12:__image_end
+    bl      oxen_dcache_inval_poc
 
-    /* zero .bss (OXEN_STACKS is in it; our stack is still empty) */
+    /* Self-relocation: linked at 0, so the bias is the load address.
+     * *(bias + r_offset) = bias + r_addend for each R_AARCH64_RELATIVE. */
+    adr     x20, _start
+    adrp    x1, __rela_start
+    add     x1, x1, :lo12:__rela_start
+    adrp    x2, __rela_end
+    add     x2, x2, :lo12:__rela_end
+1:  cmp     x1, x2
+    b.hs    2f
+    ldp     x3, x4, [x1], #16           /* r_offset, r_info */
+    ldr     x5, [x1], #8                /* r_addend */
+    cmp     x4, #{r_relative}
+    b.ne    oxen_park                   /* nothing else can be applied here */
+    add     x5, x5, x20
+    str     x5, [x20, x3]
+    b       1b
+2:
+    /* zero .bss (OXEN_STACKS is in it; no stack in use yet) */
     adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
     adrp    x2, __bss_end
     add     x2, x2, :lo12:__bss_end
-1:  cmp     x1, x2
-    b.hs    2f
+3:  cmp     x1, x2
+    b.hs    4f
     stp     xzr, xzr, [x1], #16
-    b       1b
-2:
+    b       3b
+4:
+    /* stack of CPU 0; its top is the CPU's guest frame slot (frame_slot) */
+    adrp    x1, OXEN_STACKS
+    add     x1, x1, :lo12:OXEN_STACKS
+    mov     x2, #{stack_size}
+    add     sp, x1, x2
+    sub     sp, sp, #{frame_size}
+
     adrp    x1, oxen_vectors
     add     x1, x1, :lo12:oxen_vectors
     msr     vbar_el2, x1
@@ -93,11 +132,33 @@ oxen_primary_entry:
     bl      {primary_main}
     b       oxen_park
 
-    /* secondary CPUs arrive here from PSCI CPU_ON with x0 = CPU index */
+    /*
+     * Secondary CPUs arrive here at EL2, MMU and caches off, from PSCI
+     * CPU_ON or a spin table (x0 is not used: both give different values).
+     * The CPU index is the position of this CPU's MPIDR in OXEN_CPU_MPIDR,
+     * which the boot CPU filled and cleaned to the point of coherency.
+     */
     .global oxen_secondary_entry
 oxen_secondary_entry:
     msr     daifset, #0xf
-    mov     x19, x0
+    mrs     x1, CurrentEL
+    cmp     x1, #(2 << 2)
+    b.ne    oxen_park
+    mrs     x1, mpidr_el1
+    mov     x2, #0xffffff
+    movk    x2, #0xff, lsl #32
+    and     x1, x1, x2                  /* Aff3..Aff0 */
+    adrp    x2, OXEN_CPU_MPIDR
+    add     x2, x2, :lo12:OXEN_CPU_MPIDR
+    mov     x0, #0
+5:  cmp     x0, #{max_cpus}
+    b.hs    oxen_park                   /* not a CPU we know */
+    ldr     x3, [x2, x0, lsl #3]
+    cmp     x3, x1
+    b.eq    6f
+    add     x0, x0, #1
+    b       5b
+6:  mov     x19, x0
     adrp    x1, OXEN_STACKS
     add     x1, x1, :lo12:OXEN_STACKS
     add     x2, x0, #1
@@ -112,6 +173,26 @@ oxen_secondary_entry:
     mov     x0, x19
     bl      {secondary_main}
     b       oxen_park
+
+    /*
+     * Invalidate the data cache to the point of coherency over [x0, x1),
+     * by VA (identity: PA while the MMU is off). Clobbers x0-x3; no stack.
+     */
+    .global oxen_dcache_inval_poc
+oxen_dcache_inval_poc:
+    mrs     x3, ctr_el0
+    ubfx    x3, x3, #16, #4             /* DminLine: log2(words) */
+    mov     x2, #4
+    lsl     x2, x2, x3                  /* line size in bytes */
+    sub     x3, x2, #1
+    bic     x0, x0, x3
+7:  cmp     x0, x1
+    b.hs    8f
+    dc      ivac, x0
+    add     x0, x0, x2
+    b       7b
+8:  dsb     sy
+    ret
 
     .global oxen_park
 oxen_park:
@@ -225,6 +306,8 @@ oxen_return_to_guest:
     eret
     "#,
     stack_size = const STACK_SIZE,
+    max_cpus = const MAX_CPUS,
+    r_relative = const R_AARCH64_RELATIVE,
     frame_size = const size_of::<TrapFrame>(),
     off_elr = const offset_of!(TrapFrame, elr),
     primary_main = sym crate::boot::primary_main,
@@ -240,6 +323,7 @@ unsafe extern "C" {
     fn oxen_enter_frame(frame: *mut TrapFrame) -> !;
     /// Physical address of the secondary CPUs' entry point (identity-mapped).
     pub fn oxen_secondary_entry();
+    fn oxen_dcache_inval_poc(start: u64, end: u64);
     static __image_start: u8;
     static __image_end: u8;
     static __bss_start: u8;
@@ -271,6 +355,38 @@ pub fn image_range() -> (u64, u64) {
         (&raw const __image_start) as u64,
         (&raw const __image_end) as u64,
     )
+}
+
+/// Record which MPIDR each CPU index has (for [`oxen_secondary_entry`]) and
+/// make it visible to CPUs whose MMU is still off; also clean and
+/// invalidate the secondaries' stacks, which they first use with their MMU
+/// off (no line of them may be left in the caches).
+pub fn publish_cpu_table(mpidrs: &[u64]) {
+    let table = &raw mut OXEN_CPU_MPIDR;
+    for i in 0..MAX_CPUS {
+        let v = mpidrs.get(i).copied().unwrap_or(u64::MAX);
+        // SAFETY: boot CPU, before any secondary starts; i < MAX_CPUS.
+        unsafe { (*table)[i] = v };
+    }
+    super::mmu::clean_dcache_range(table as u64, size_of::<[u64; MAX_CPUS]>() as u64);
+    let stacks = (&raw const OXEN_STACKS) as u64;
+    super::mmu::clean_inval_dcache_range(
+        stacks + STACK_SIZE as u64,
+        ((MAX_CPUS - 1) * STACK_SIZE) as u64,
+    );
+}
+
+/// Discard every data-cache line of the hypervisor image (boot CPU, MMU
+/// off, just before turning it on): what was written with the caches off is
+/// in memory, and no stale line may shadow it once they are on.
+///
+/// # Safety
+/// MMU off on the only running CPU (nothing in the image is dirty in a cache).
+pub unsafe fn discard_image_lines() {
+    let (s, e) = image_range();
+    // SAFETY: per this function's contract; invalidation by VA changes no
+    // memory contents.
+    unsafe { oxen_dcache_inval_poc(s, e) };
 }
 
 /// Address of the start of .bss (for the image-size figure).

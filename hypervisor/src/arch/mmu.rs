@@ -220,7 +220,7 @@ pub unsafe fn enable() {
     // SAFETY: installs the identity map built by build_tables; the code
     // executing now is identity-mapped, so translation changes nothing for it.
     unsafe {
-        asm!("msr ttbr0_el2, {}", "isb", "tlbi alle2", "dsb ish", "isb", in(reg) ttbr0,
+        asm!("msr ttbr0_el2, {}", "isb", "tlbi alle2", "ic iallu", "dsb ish", "isb", in(reg) ttbr0,
             options(nostack, preserves_flags));
     }
     SCTLR_EL2.modify(
@@ -242,6 +242,20 @@ pub fn publish_for_secondaries() {
     clean_dcache_range((&raw const L1) as u64, 4096);
     clean_dcache_range((&raw const L2) as u64, 4096 * L2_POOL as u64);
     clean_dcache_range((&raw const L3) as u64, 4096 * L3_POOL as u64);
+}
+
+/// Clean and invalidate the data cache lines covering `[start, start+len)`
+/// to PoC (for memory another CPU first reads or writes with its MMU off).
+pub fn clean_inval_dcache_range(start: u64, len: u64) {
+    let line = 64u64;
+    let mut a = start & !(line - 1);
+    while a < start + len {
+        // SAFETY: cache maintenance by VA on identity-mapped memory; a clean
+        // and invalidate writes dirty data back first, so no value changes.
+        unsafe { asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    sysreg::dsb_sy();
 }
 
 /// Clean (write back) data cache lines covering `[start, start+len)` to PoC.

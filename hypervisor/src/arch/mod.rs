@@ -10,6 +10,7 @@ pub mod head;
 pub mod mmu;
 pub mod pl011;
 pub mod smc;
+pub mod spintable;
 pub mod sysreg;
 pub mod timer;
 
