@@ -16,68 +16,29 @@
 //! * hot plug while it runs: `xl block-attach` (read-only `xvdb`) and `xl network-attach`
 //!   (a second vif) connect (frontend state 4, the vif on the bridge), `block-detach` and
 //!   `network-detach` release them (loop device, interface, rows);
-//! * `xl destroy`: the loop device, the vif interface and every device node are gone.
+//! * a second domain asking for the same image read-write is refused (one line, not created);
+//! * `xl destroy`: the loop device, the vif interface and every device node are gone, and
+//!   free memory is what it was;
+//! * a DomU with both devices that checks itself and powers off: its monitor's destroy
+//!   releases them as well; the image still holds what the first DomU wrote.
 //!
 //! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
-use oxen_tests::{Error, LinuxDom0, Output, Pattern, Qemu, Running, Shell, re, scaled};
-use std::time::{Duration, Instant};
+use oxen_tests::dom0shell::{Budget, HYP_ARGS, PROMPT, free_memory, ok, shell_forbidden};
+use oxen_tests::{Error, LinuxDom0, Qemu, Running, Shell, re};
+use std::time::Duration;
 
-const HYP_ARGS: &str =
-    "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=info guest_loglvl=info";
 /// Dom0's command line: xencommons and xenbr0, then the shell. `loglevel=5` keeps the
 /// kernel's informational lines about ports and rings (which arrive at any moment) off the
 /// console, so they cannot split a prompt; warnings and worse still show.
 const SHELL_ARGS: &str = "console=hvc0 rdinit=/init oxen.dom0=shell loglevel=5";
 const BUDGET: Duration = Duration::from_secs(1200);
-const PROMPT: &str = r"dom0:\S*# (\x1b\[6n)?$";
 const LOG: &str = "/var/log/xen/console/guest-domu.log";
 const DISK_LINE: &str = "oxen-dom0-wrote-this";
 const MAC: &str = "00:16:3e:00:00:02";
 
-struct Budget(Instant);
-
-impl Budget {
-    fn left(&self) -> Duration {
-        let scale = scaled(Duration::from_secs(1)).as_secs_f64();
-        BUDGET
-            .saturating_sub(self.0.elapsed().div_f64(scale))
-            .max(Duration::from_millis(10))
-    }
-    fn step(&self) -> Duration {
-        self.left().min(Duration::from_secs(300))
-    }
-}
-
-fn forbidden() -> Vec<Pattern> {
-    vec![
-        re(r"\bOops\b"),
-        Pattern::from("BUG:"),
-        Pattern::from("kernel BUG at"),
-        Pattern::from("[ cut here ]"),
-        re(r"(?i)call trace"),
-        Pattern::from("Unable to handle kernel"),
-        Pattern::from("Internal error:"),
-        Pattern::from("soft lockup"),
-        re(r"rcu: INFO: .*detected stall"),
-        Pattern::from("blocked for more than"),
-        Pattern::from("segfault at"),
-        re(r"^dom0: modprobe \S+ failed"),
-        re(r"^dom0: bridge \S+ failed"),
-        Pattern::from("dom0: shell exited"),
-        re(r"^xencommons: error"),
-        re(r"^dom0: xencommons rc=[^0]"),
-    ]
-}
-
-fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
-    let out = sh.run(cmd, b.step())?;
-    assert_eq!(out.status, 0, "command failed:\n{out}");
-    Ok(out)
-}
-
 /// No DomU, no device nodes, no bound loop device, no vif interface.
-fn nothing_left(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+fn nothing_left(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> {
     let out = ok(
         sh,
         "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done; xl list | tail -n +2 | cut -d' ' -f1",
@@ -98,6 +59,16 @@ fn nothing_left(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
         out.lines.is_empty(),
         "loop devices or vifs left over:\n{out}"
     );
+    // A destroyed domain's pages come back once Dom0's last grant mappings go.
+    let mut now = free_memory(sh, b)?;
+    for _ in 0..30 {
+        if now == free {
+            break;
+        }
+        ok(sh, "sleep 1", b)?;
+        now = free_memory(sh, b)?;
+    }
+    assert_eq!(now, free, "free memory changed");
     Ok(())
 }
 
@@ -126,7 +97,7 @@ fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
 }
 
 fn pv_io(gic: u8) -> Result<(), Error> {
-    let b = Budget(Instant::now());
+    let b = Budget::start(BUDGET);
     let dom0 = LinuxDom0::from_cache()?;
     let mut q = Qemu::oxen()?
         .gic_version(gic)
@@ -134,7 +105,10 @@ fn pv_io(gic: u8) -> Result<(), Error> {
         .memory_mib(2048)
         .append(HYP_ARGS)
         .linux_dom0(&dom0, SHELL_ARGS)?;
-    for p in forbidden() {
+    for p in shell_forbidden()
+        .into_iter()
+        .chain([re(r"^dom0: bridge \S+ failed")])
+    {
         q = q.forbid(p);
     }
     let mut q: Running = q.spawn()?;
@@ -151,6 +125,7 @@ fn pv_io(gic: u8) -> Result<(), Error> {
         ),
         &b,
     )?;
+    let free = free_memory(&mut sh, &b)?;
     let disk = "disk = [ 'format=raw, vdev=xvda, access=rw, target=/tmp/disk.img' ]";
     let vif = format!("vif = [ 'mac={MAC}, bridge=xenbr0' ]");
 
@@ -195,7 +170,7 @@ fn pv_io(gic: u8) -> Result<(), Error> {
             out.lines[0].contains(word),
             "{what}: the error does not name {word}:\n{out}"
         );
-        nothing_left(&mut sh, &b)?;
+        nothing_left(&mut sh, free, &b)?;
     }
 
     // The DomU with a disk and a vif.
@@ -274,6 +249,20 @@ fn pv_io(gic: u8) -> Result<(), Error> {
     );
     assert!(out.lines.iter().any(|l| l == "/tmp/disk.img"), "{out}");
 
+    // The same image for a second domain, read-write: refused while domu has it.
+    let other = cfg(&mut sh, "other.cfg", "", &[disk], &b)?;
+    let out = sh.run(
+        &format!("sed -i 's/^name = .*/name = \"other\"/' {other} && xl create {other} 2>&1 | grep -v '^Parsing config'; xl list | grep -c '^other '"),
+        b.step(),
+    )?;
+    assert!(
+        out.lines
+            .first()
+            .is_some_and(|l| l.contains("already attached to domain")),
+        "a disk in use read-write was attached again:\n{out}"
+    );
+    assert_eq!(out.lines.last().map(String::as_str), Some("0"), "{out}");
+
     // Hot plug while the DomU runs: a read-only second disk and a second vif connect
     // (their frontends reach Connected), then detach releases them.
     ok(
@@ -342,7 +331,30 @@ fn pv_io(gic: u8) -> Result<(), Error> {
     assert!(out.lines.iter().any(|l| l == "/tmp/disk.img"), "{out}");
 
     ok(&mut sh, "xl destroy domu", &b)?;
-    nothing_left(&mut sh, &b)?;
+    nothing_left(&mut sh, free, &b)?;
+
+    // A DomU that checks itself and powers off with both devices connected: its monitor's
+    // destroy releases them too. The disk still holds what the first DomU wrote.
+    let check = cfg(&mut sh, "check.cfg", "oxen.domu=check", &[disk, &vif], &b)?;
+    ok(&mut sh, &format!("rm -f {LOG}; xl create {check}"), &b)?;
+    ok(
+        &mut sh,
+        &format!(
+            "i=0; while ! grep -q 'domu: check done' {LOG} 2>/dev/null && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done; grep -q 'domu: check done' {LOG} && i=0; while xl domid domu >/dev/null 2>&1 && [ $i -lt 120 ]; do sleep 1; i=$((i+1)); done; ! xl domid domu >/dev/null 2>&1"
+        ),
+        &b,
+    )?;
+    nothing_left(&mut sh, free, &b)?;
+    let out = ok(
+        &mut sh,
+        "dd if=/tmp/disk.img bs=1M skip=1 count=4 2>/dev/null | sha256sum | cut -d' ' -f1",
+        &b,
+    )?;
+    assert_eq!(
+        out.lines.first(),
+        Some(&wrote),
+        "the DomU's data did not stay:\n{out}"
+    );
 
     sh.running().send("poweroff\r")?;
     sh.running().expect("reboot: Power down", b.left())?;
