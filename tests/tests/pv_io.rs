@@ -3,8 +3,8 @@
 //! `xen-netback` through oxen's grant tables and event channels (the "PV disk and network"
 //! issue).
 //!
-//! One Dom0 boot (GICv3, as `toolstack.rs`; Dom0's `/init` starts xencommons and the bridge
-//! `xenbr0` with 192.0.2.1/24), then:
+//! One Dom0 boot per GIC version (GICv3 and GICv2, as `toolstack.rs`; Dom0's `/init` starts
+//! xencommons and the bridge `xenbr0` with 192.0.2.1/24), then:
 //! * bad device lines each fail `xl create` with one line and leave nothing (no domain, no
 //!   xenstore nodes, no loop device): a missing disk target, a missing bridge, a vdev used
 //!   twice, a MAC used twice;
@@ -364,4 +364,9 @@ fn pv_io(gic: u8) -> Result<(), Error> {
 #[test]
 fn gicv3_domu_disk_and_network_through_blkback_and_netback() -> Result<(), Error> {
     pv_io(3)
+}
+
+#[test]
+fn gicv2_domu_disk_and_network_through_blkback_and_netback() -> Result<(), Error> {
+    pv_io(2)
 }
