@@ -1032,6 +1032,106 @@ impl Credit {
         self.migrate_finish(p)
     }
 
+    /// Checks the invariants listed in the crate documentation (for tests
+    /// and debug builds): every runnable vCPU is current or queued exactly
+    /// once, on a CPU of its hard affinity; queued vCPUs are runnable and not
+    /// current; idle-set CPUs run nothing; the global weight and the active
+    /// lists agree.
+    pub fn check_invariants(&self) -> Result<(), &'static str> {
+        let mut seen = BTreeMap::new();
+        for (cpu, p) in self.cpus.iter().enumerate() {
+            if let Some(c) = p.curr {
+                let vc = self.vcpus.get(&c).ok_or("current vCPU unknown")?;
+                if vc.cpu != cpu || !vc.is_running || vc.on_runq {
+                    return Err("current vCPU state");
+                }
+                if !vc.hard.contains(cpu) && !vc.migrate_req {
+                    return Err("current vCPU outside its hard affinity");
+                }
+                seen.insert(c, ());
+            } else if !p.runq.is_empty() && self.idlers.contains(cpu) {
+                return Err("idle-set CPU with work queued");
+            }
+            if p.curr.is_some() && self.idlers.contains(cpu) {
+                return Err("busy CPU in the idle set");
+            }
+            for q in &p.runq {
+                let vc = self.vcpus.get(q).ok_or("queued vCPU unknown")?;
+                if vc.cpu != cpu || !vc.on_runq || !vc.runnable() {
+                    return Err("queued vCPU state");
+                }
+                if !vc.hard.contains(cpu) {
+                    return Err("queued vCPU outside its hard affinity");
+                }
+                if seen.insert(*q, ()).is_some() {
+                    return Err("vCPU in two places");
+                }
+            }
+        }
+        let mut weight = 0u32;
+        for (v, vc) in &self.vcpus {
+            if vc.runnable() && !seen.contains_key(v) {
+                return Err("runnable vCPU neither current nor queued");
+            }
+            if vc.on_runq != self.cpus[vc.cpu].runq.contains(v) {
+                return Err("on_runq flag");
+            }
+            if vc.active {
+                weight += self.doms[&v.dom].weight as u32;
+                if !self.doms[&v.dom].active.contains(v) {
+                    return Err("active vCPU not on its domain's list");
+                }
+            }
+        }
+        if weight != self.weight {
+            return Err("global weight");
+        }
+        for (d, dom) in &self.doms {
+            if dom.active.is_empty() == self.active_doms.contains(d) {
+                return Err("active domain list");
+            }
+        }
+        Ok(())
+    }
+
+    /// Xen's `r` debug key for `cpu`: a `CPU[nn] nr_run=..` line, then the
+    /// running vCPU and the queue, one `[dom.vcpu] pri=.. flags=.. cpu=..
+    /// credit=.. [w=..,cap=..]` line each.
+    pub fn dump_cpu(&self, cpu: usize, out: &mut dyn fmt::Write) -> fmt::Result {
+        let Some(p) = self.cpus.get(cpu) else {
+            return Ok(());
+        };
+        writeln!(
+            out,
+            "CPU[{:02}] nr_run={}, sort={}, sibling={{{cpu}}}, core={{{cpu}}}",
+            cpu,
+            p.runq.len() + p.curr.is_some() as usize,
+            p.runq_sort_last
+        )?;
+        let line = |out: &mut dyn fmt::Write, v: &VcpuRef| -> fmt::Result {
+            let vc = &self.vcpus[v];
+            let d = &self.doms[&v.dom];
+            let flags = vc.parked as u32
+                | (vc.yielding as u32) << 1
+                | (vc.migrating as u32) << 2
+                | (vc.pinned as u32) << 4;
+            writeln!(
+                out,
+                "[{}.{}] pri={} flags={:x} cpu={} credit={} [w={},cap={}]",
+                v.dom.0, v.vcpu, vc.pri, flags, vc.cpu, vc.credit, d.weight, d.cap
+            )
+        };
+        if let Some(c) = &p.curr {
+            write!(out, "\trun: ")?;
+            line(out, c)?;
+        }
+        for (i, q) in p.runq.iter().enumerate() {
+            write!(out, "\t{:3}: ", i + 1)?;
+            line(out, q)?;
+        }
+        Ok(())
+    }
+
     /// CPU time consumed by `v` up to `now` (including the current run).
     pub fn cpu_time(&self, v: VcpuRef, now: u64) -> u64 {
         let Some(vc) = self.vcpus.get(&v) else {

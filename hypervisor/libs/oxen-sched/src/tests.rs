@@ -642,3 +642,143 @@ fn remove_vcpu_and_domain() {
         Err(SchedError::NoVcpu)
     );
 }
+
+// ---------------------------------------------------------------- invariants under random use
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random events, control calls and timer interrupts, sometimes with the
+/// context save delayed until the next `schedule`: the invariants hold
+/// after every call, nothing panics, and once every requested reschedule
+/// is done no CPU sits idle with its own queue non-empty.
+#[test]
+fn invariants_hold_under_random_use() {
+    for seed in 1..=20u64 {
+        let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let ncpus = 1 + (seed as usize % 4);
+        let mut s = Credit::new(ncpus, 0);
+        let mut all = Vec::new();
+        for d in 1..=3u16 {
+            s.add_domain(DomId(d), 2).unwrap();
+            for i in 0..2 {
+                let x = VcpuRef::new(d, i);
+                s.add_vcpu(x, r.below(ncpus as u64) as usize, None).unwrap();
+                all.push(x);
+            }
+        }
+        let mut now = 0u64;
+        let mut resched = CpuMask::EMPTY;
+        let mut unsaved = CpuMask::EMPTY;
+        let mut paused = BTreeMap::new();
+        for _ in 0..3000 {
+            now += r.below(3 * MS);
+            let x = all[r.below(all.len() as u64) as usize];
+            let m = match r.below(12) {
+                0..=2 => s.wake(x, now),
+                3 | 4 => s.block(x, now),
+                5 => s.yield_vcpu(x),
+                6 => {
+                    *paused.entry(x).or_insert(0u32) += 1;
+                    s.pause(x)
+                }
+                7 => match paused.get_mut(&x) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        s.unpause(x)
+                    }
+                    _ => CpuMask::EMPTY,
+                },
+                8 => {
+                    let hard = CpuMask(r.next() & 0xF);
+                    let soft = CpuMask(r.next() & 0xF);
+                    match s.set_affinity(x, Some(hard), Some(soft), now) {
+                        Ok(a) => {
+                            assert!(a.hard.intersects(s.online));
+                            a.resched
+                        }
+                        Err(e) => {
+                            assert_eq!(e, SchedError::BadAffinity);
+                            assert!(!hard.intersects(s.online));
+                            CpuMask::EMPTY
+                        }
+                    }
+                }
+                9 => {
+                    let w = r.below(70_000) as u32;
+                    let c = r.below(250) as u32;
+                    let res = s.set_params(x.dom, Some(w), Some(c));
+                    assert_eq!(res.is_ok(), (1..=65535).contains(&w) && c <= 200);
+                    CpuMask::EMPTY
+                }
+                _ => {
+                    let mut m = CpuMask::EMPTY;
+                    for cpu in 0..ncpus {
+                        if s.next_timer(cpu).is_some_and(|t| t <= now) {
+                            m = m.or(s.timer(cpu, now));
+                        }
+                    }
+                    m
+                }
+            };
+            s.check_invariants().unwrap();
+            resched = resched.or(m);
+            while let Some(cpu) = resched.first() {
+                resched.remove(cpu);
+                let d = s.schedule(cpu, now);
+                resched = resched.or(d.tickle);
+                if let Some(n) = d.next {
+                    assert!(s.vcpu_info(n).unwrap().hard.contains(cpu));
+                }
+                // Sometimes the save is late (until the next schedule).
+                if r.below(4) == 0 {
+                    unsaved.insert(cpu);
+                } else {
+                    unsaved.remove(cpu);
+                    resched = resched.or(s.context_saved(cpu, now));
+                }
+                s.check_invariants().unwrap();
+            }
+            for cpu in 0..ncpus {
+                if s.current(cpu).is_none() && !unsaved.contains(cpu) {
+                    assert!(
+                        s.runq(cpu).is_empty(),
+                        "seed {seed}: CPU {cpu} idle with work"
+                    );
+                }
+            }
+        }
+        assert!(s.stats().accountings > 0);
+        eprintln!("seed {seed}: {ncpus} CPUs, {:?}", s.stats());
+    }
+}
+
+#[test]
+fn dump_like_xen() {
+    let mut s = setup(1, &[(1, 0), (2, 0)]);
+    s.set_params(DomId(2), Some(512), Some(50)).unwrap();
+    let _ = s.wake(v(1), 0);
+    let _ = s.wake(v(2), 0);
+    sched(&mut s, 0, 0);
+    let _ = s.tick(0, 10 * MS);
+    let mut out = String::new();
+    s.dump_cpu(0, &mut out).unwrap();
+    assert_eq!(
+        out,
+        "CPU[00] nr_run=2, sort=0, sibling={0}, core={0}\n\
+         \trun: [1.0] pri=-1 flags=0 cpu=0 credit=-100 [w=256,cap=0]\n\
+         \t  1: [2.0] pri=-1 flags=0 cpu=0 credit=0 [w=512,cap=50]\n"
+    );
+}

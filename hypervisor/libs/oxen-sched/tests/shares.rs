@@ -373,3 +373,47 @@ fn deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+/// F7 (policy part): `xl vcpu-pin` of a running vCPU moves it at once; it
+/// never runs on its old CPU again and keeps its share.
+#[test]
+fn f7_pin_moves_a_running_vcpu() {
+    let mut m = Sim::new(3);
+    let a = m.add(1, 0, HOG);
+    let b = m.add(2, 1, HOG);
+    m.run_until(2 * SEC);
+    assert_eq!(m.cpus_used(a), CpuMask::single(0));
+    m.pin(a, CpuMask::single(2));
+    m.run_until(4 * SEC);
+    let after: Vec<usize> = m.vcpus[0]
+        .runs
+        .iter()
+        .filter(|r| r.1 > 2 * SEC)
+        .map(|r| r.2)
+        .collect();
+    assert!(after.iter().all(|&c| c == 2), "{after:?}");
+    assert_eq!(m.ran(a, 2 * SEC, 4 * SEC), 2 * SEC, "moved with no gap");
+    assert_eq!(m.ran(b, 0, 4 * SEC), 4 * SEC);
+    assert_eq!(m.s.stats().migrations, 1);
+    assert_eq!(m.s.vcpu_info(a).unwrap().cpu, 2);
+}
+
+/// A cap is per domain: a 2-vCPU domain capped at 50 gets half a CPU in
+/// all, split evenly, on 2 otherwise idle CPUs; a 1 s window holds at most
+/// one extra 30 ms slice per vCPU (0.50 + 2 × 0.03), as F3's 0.28 for 25.
+#[test]
+fn cap_is_per_domain() {
+    let mut m = Sim::new(2);
+    let a = m.add_vcpu(1, 2, 0, 0, HOG, None);
+    let b = m.add_vcpu(1, 2, 1, 1, HOG, None);
+    m.set_params(1, None, Some(50));
+    m.run_until(6 * SEC);
+    let secs: Vec<f64> = (1..6)
+        .map(|k| m.share(a, k * SEC, (k + 1) * SEC) + m.share(b, k * SEC, (k + 1) * SEC))
+        .collect();
+    let (sa, sb) = (m.share(a, SEC, 6 * SEC), m.share(b, SEC, 6 * SEC));
+    eprintln!("cap 50 on 2 vCPUs: domain per second {secs:.3?}; vCPUs {sa:.4} {sb:.4}");
+    assert!(secs.iter().all(|&x| x <= 0.56), "{secs:?}");
+    assert!((sa + sb - 0.5).abs() < 0.03);
+    assert!((sa - sb).abs() < 0.02);
+}

@@ -72,8 +72,23 @@ impl Sim {
         beh: Behaviour,
         hard: Option<CpuMask>,
     ) -> VcpuRef {
-        let v = VcpuRef::new(dom, 0);
-        self.s.add_domain(DomId(dom), 1).unwrap();
+        self.add_vcpu(dom, 1, 0, cpu, beh, hard)
+    }
+
+    /// Adds vCPU `idx` of domain `dom` (created with `nr` vCPUs if new).
+    pub fn add_vcpu(
+        &mut self,
+        dom: u16,
+        nr: u32,
+        idx: u32,
+        cpu: usize,
+        beh: Behaviour,
+        hard: Option<CpuMask>,
+    ) -> VcpuRef {
+        let v = VcpuRef::new(dom, idx);
+        if self.s.params(DomId(dom)).is_err() {
+            self.s.add_domain(DomId(dom), nr).unwrap();
+        }
         self.s.add_vcpu(v, cpu, hard).unwrap();
         let remaining = match beh {
             Behaviour::Hog => u64::MAX,
@@ -99,6 +114,12 @@ impl Sim {
 
     pub fn set_params(&mut self, dom: u16, weight: Option<u32>, cap: Option<u32>) {
         self.s.set_params(DomId(dom), weight, cap).unwrap();
+    }
+
+    /// `xl vcpu-pin`: new hard affinity, effective at once.
+    pub fn pin(&mut self, v: VcpuRef, hard: CpuMask) {
+        let r = self.s.set_affinity(v, Some(hard), None, self.now).unwrap();
+        self.resched = self.resched.or(r.resched);
     }
 
     fn idx(&self, v: VcpuRef) -> usize {
