@@ -209,7 +209,7 @@ pub fn destroy_domid(
     }
     let _ = hv.pause(domid);
     // Disks and vifs first (libxl's forced removal): their backends close, loop devices go.
-    let _ = crate::devices::remove_all(xs, host, domid, crate::devices::DEVICE_TIMEOUT);
+    let _ = crate::devices::remove_all(xs, host, domid, crate::devices::DESTROY_TIMEOUT);
     let vm = xs.read(0, &format!("/local/domain/{domid}/vm"))?;
     let uuid = vm
         .as_deref()
@@ -236,7 +236,7 @@ pub fn destroy(hv: &dyn Hv, xs: &dyn Store, host: &dyn Host, paths: &Paths, q: &
 
 /// How long `block-detach`/`network-detach` wait for the frontend to let go (libxl's
 /// LIBXL_DESTROY_TIMEOUT) before forcing the device off.
-const DETACH_TIMEOUT: Duration = Duration::from_secs(10);
+const DETACH_TIMEOUT: Duration = crate::devices::DESTROY_TIMEOUT;
 
 /// A domain for a device verb: it exists and is not Dom0.
 fn device_domain(hv: &dyn Hv, xs: &dyn Store, q: &str) -> Result<u32, Fail> {

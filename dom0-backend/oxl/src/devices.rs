@@ -45,6 +45,8 @@ pub trait Host {
 
 /// How long to wait for a backend driver's state change and for netback's interface.
 pub const DEVICE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long removal waits for the backends to close (libxl's `LIBXL_DESTROY_TIMEOUT`).
+pub const DESTROY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const STATE_INITWAIT: u32 = 2;
 const STATE_CLOSED: u32 = 6;
