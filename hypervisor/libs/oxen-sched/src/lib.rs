@@ -105,7 +105,37 @@
 //! 6. Control: [`Credit::set_params`] (`XEN_DOMCTL_scheduler_op`),
 //!    [`Credit::set_sched_params`] (`XEN_SYSCTL_scheduler_op`),
 //!    [`Credit::set_affinity`] (`XEN_DOMCTL_setvcpuaffinity`); errors carry
-//!    Xen's errno ([`SchedError::errno`]) and libxl's message.
+//!    Xen's errno ([`SchedError::errno`]) and libxl's message. Queries:
+//!    [`Credit::vcpu_info`], [`Credit::cpu_time`] (`getvcpuinfo`),
+//!    [`Credit::dump_cpu`] (the `r` debug key), [`Credit::check_invariants`].
+//!
+//! Time is any monotonic ns count shared by all CPUs (CNTPCT scaled by
+//! CNTFRQ); a timer handled late is fine (`now` ≥ the deadline), and every
+//! `now` passed in must be ≥ the previous one.
+//!
+//! ```
+//! use oxen_sched::{CpuMask, Credit, DomId, VcpuRef};
+//! const MS: u64 = 1_000_000;
+//! let mut s = Credit::new(2, 0);
+//! s.add_domain(DomId(0), 1).unwrap();
+//! let v = VcpuRef::new(0, 0);
+//! s.add_vcpu(v, 0, None).unwrap();
+//! // Dom0's vCPU comes online: CPU 0 (idle) is told to reschedule.
+//! assert_eq!(s.wake(v, 0), CpuMask::single(0));
+//! let d = s.schedule(0, 0);
+//! assert_eq!((d.next, d.run_for_ns), (Some(v), Some(30 * MS)));
+//! let _ = s.context_saved(0, 0);
+//! // CPU 0 arms its timer for the credit tick (10 ms) and runs the vCPU.
+//! assert_eq!(s.next_timer(0), Some(10 * MS));
+//! assert_eq!(s.timer(0, 10 * MS), CpuMask::EMPTY);
+//! // The vCPU executes WFI at 12 ms: CPU 0 reschedules and idles.
+//! assert_eq!(s.block(v, 12 * MS), CpuMask::single(0));
+//! assert_eq!(s.schedule(0, 12 * MS).next, None);
+//! let _ = s.context_saved(0, 12 * MS);
+//! // Idle: only the accounting (master CPU) remains due.
+//! assert_eq!(s.next_timer(0), Some(30 * MS));
+//! assert_eq!(s.next_timer(1), None);
+//! ```
 //!
 //! # Left out
 //!
@@ -227,8 +257,10 @@ pub struct Decision {
     /// Run it at most this long, then call [`Credit::schedule`] again
     /// ([`Credit::next_timer`] includes this deadline); `None` when idle.
     pub run_for_ns: Option<u64>,
-    /// `next` was stolen from another CPU's queue: its context was saved
-    /// there and its interrupts must follow it here.
+    /// `next` last ran on another CPU, or was added on another CPU and never
+    /// ran (stolen, or moved by a tick push or an affinity change): its
+    /// context was saved there, and its interrupts and timers must follow
+    /// it here.
     pub migrated: bool,
     /// CPUs to tickle because this call completed a deferred migration (only
     /// when [`Credit::context_saved`] was not called after the last switch).
@@ -406,6 +438,8 @@ struct Vcpu {
     soft: CpuMask,
     soft_effective: bool,
     cpu_time_ns: u64,
+    /// The CPU it last ran on (at first: where [`Credit::add_vcpu`] put it).
+    last_cpu: usize,
 }
 
 impl Vcpu {
@@ -637,11 +671,13 @@ impl Credit {
                 soft: CpuMask::first_n(MAX_CPUS),
                 soft_effective: false,
                 cpu_time_ns: 0,
+                last_cpu: start,
             },
         );
         self.dom_mut(v.dom).vcpus.push(v);
         let c = self.res_pick(v);
         self.vc_mut(v).cpu = c;
+        self.vc_mut(v).last_cpu = c;
         Ok(())
     }
 
@@ -898,6 +934,9 @@ impl Credit {
     #[must_use]
     pub fn tick(&mut self, cpu: usize, now: u64) -> CpuMask {
         let mut r = CpuMask::EMPTY;
+        if cpu >= self.ncpus {
+            return r;
+        }
         if let Some(v) = self.cpus[cpu].curr {
             r = self.unit_acct(v, cpu, now);
         }
@@ -912,9 +951,16 @@ impl Credit {
     /// told to (returned masks, slice end) and whenever the current vCPU
     /// blocked or yielded.
     pub fn schedule(&mut self, cpu: usize, now: u64) -> Decision {
+        if cpu >= self.ncpus {
+            return Decision {
+                next: None,
+                run_for_ns: None,
+                migrated: false,
+                tickle: CpuMask::EMPTY,
+            };
+        }
         let tickle = self.context_saved(cpu, now);
         let scurr = self.cpus[cpu].curr;
-        let mut migrated = false;
 
         if let Some(c) = scurr {
             self.burn_credits(c, now);
@@ -957,10 +1003,7 @@ impl Credit {
             head
         } else {
             match self.load_balance(cpu, head_pri, now) {
-                Some(s) => {
-                    migrated = true;
-                    Some(s)
-                }
+                Some(s) => Some(s),
                 None => {
                     if let Some(h) = head {
                         self.runq_remove(h);
@@ -980,6 +1023,7 @@ impl Credit {
             vc.start_time += now as i64;
             vc.cpu = cpu;
         }
+        let mut migrated = false;
         if snext != scurr {
             if let Some(p) = scurr {
                 let vc = self.vc_mut(p);
@@ -991,6 +1035,8 @@ impl Credit {
                 let vc = self.vc_mut(n);
                 vc.is_running = true;
                 vc.state_entry_time = now;
+                migrated = vc.last_cpu != cpu;
+                vc.last_cpu = cpu;
             }
             self.cpus[cpu].curr = snext;
         }

@@ -620,7 +620,8 @@ fn affinity_errors_and_deferred_migration() {
     assert_eq!(s.context_saved(0, MS), CpuMask::single(1));
     let i = s.vcpu_info(v(1)).unwrap();
     assert_eq!((i.cpu, i.queued, i.pri), (1, true, Priority::Under));
-    assert_eq!(sched(&mut s, 1, MS).next, Some(v(1)));
+    let d = sched(&mut s, 1, MS);
+    assert_eq!((d.next, d.migrated), (Some(v(1)), true));
     assert_eq!(s.stats().migrations, 1);
 }
 

@@ -31,6 +31,7 @@ pub struct SimVcpu {
     next_wake: Option<u64>,
     run_start: u64,
     woken_at: Option<u64>,
+    last_cpu: Option<usize>,
     /// (start, end, cpu) of every run.
     pub runs: Vec<(u64, u64, usize)>,
     /// (wake time, wake-to-run latency) of every wake-up.
@@ -44,7 +45,8 @@ pub struct Sim {
     cur: Vec<Option<usize>>,
     resched: CpuMask,
     pub switches: u64,
-    pub stolen: u64,
+    /// Switches to a vCPU that last ran on another CPU.
+    pub moved: u64,
 }
 
 impl Sim {
@@ -56,7 +58,7 @@ impl Sim {
             cur: vec![None; ncpus],
             resched: CpuMask::EMPTY,
             switches: 0,
-            stolen: 0,
+            moved: 0,
         }
     }
 
@@ -106,6 +108,7 @@ impl Sim {
             next_wake: Some(first_wake),
             run_start: 0,
             woken_at: None,
+            last_cpu: None,
             runs: Vec::new(),
             latencies: Vec::new(),
         });
@@ -146,7 +149,7 @@ impl Sim {
         let d = self.s.schedule(cpu, self.now);
         self.resched = self.resched.or(d.tickle);
         if d.migrated {
-            self.stolen += 1;
+            self.moved += 1;
         }
         let next = d.next.map(|v| self.idx(v));
         if let Some(i) = next {
@@ -160,6 +163,12 @@ impl Sim {
                 assert!(c == cpu || *other != Some(i), "vCPU on two CPUs");
             }
             let sv = &mut self.vcpus[i];
+            if next != prev
+                && let Some(l) = sv.last_cpu
+            {
+                assert_eq!(d.migrated, l != cpu, "Decision::migrated");
+            }
+            sv.last_cpu = Some(cpu);
             sv.run_start = self.now;
             if let Some(w) = sv.woken_at.take() {
                 sv.latencies.push((w, self.now - w));
