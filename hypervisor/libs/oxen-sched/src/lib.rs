@@ -737,6 +737,24 @@ impl Credit {
         Ok(())
     }
 
+    /// `XEN_DOMCTL_SCHEDOP_putinfo` exactly as the Xen 4.17 hypervisor does
+    /// it (`csched_dom_cntl`): weight 0 keeps the weight, cap 0xFFFF keeps the
+    /// cap, and nothing is range-checked (libxl checks; see
+    /// [`Credit::set_params`]).
+    pub fn putinfo(&mut self, dom: DomId, weight: u16, cap: u16) -> Result<(), SchedError> {
+        let d = self.doms.get(&dom).ok_or(SchedError::NoDomain)?;
+        let nact = d.active.len() as u32;
+        let old = d.weight as u32;
+        if weight != 0 {
+            self.weight = self.weight - old * nact + weight as u32 * nact;
+            self.dom_mut(dom).weight = weight;
+        }
+        if cap != u16::MAX {
+            self.dom_mut(dom).cap = cap;
+        }
+        Ok(())
+    }
+
     /// `XEN_DOMCTL_setvcpuaffinity`: sets the hard and/or soft affinity (a
     /// `None` keeps it), then re-places the vCPU as Xen does (it may move
     /// even if its CPU stays allowed: an idle CPU is preferred). Errors: no
@@ -854,15 +872,16 @@ impl Credit {
     }
 
     /// `SCHEDOP_yield`: the current vCPU goes behind one lower-priority
-    /// vCPU at its next [`Credit::schedule`], which its CPU must now call.
+    /// vCPU at its next [`Credit::schedule`], which its CPU must now call
+    /// (ignored for a vCPU that is not running).
     #[must_use]
     pub fn yield_vcpu(&mut self, v: VcpuRef) -> CpuMask {
         let Some(vc) = self.vcpus.get_mut(&v) else {
             return CpuMask::EMPTY;
         };
-        vc.yielding = true;
         let cpu = vc.cpu;
         if self.cpus[cpu].curr == Some(v) {
+            vc.yielding = true;
             CpuMask::single(cpu)
         } else {
             CpuMask::EMPTY

@@ -548,6 +548,21 @@ fn set_params_checks_like_libxl() {
 }
 
 #[test]
+fn putinfo_is_xen_hypercall_semantics() {
+    let mut s = setup(1, &[(1, 0)]);
+    activate(&mut s, v(1));
+    s.putinfo(DomId(1), 0, 0xFFFF).unwrap();
+    assert_eq!(s.params(DomId(1)), Ok((256, 0)), "0 and 0xFFFF keep");
+    s.putinfo(DomId(1), 1000, 500).unwrap();
+    assert_eq!(s.params(DomId(1)), Ok((1000, 500)), "no range check");
+    assert_eq!(s.weight, 1000);
+    assert_eq!(s.putinfo(DomId(7), 1, 1), Err(SchedError::NoDomain));
+    // Yield is only for the running vCPU.
+    assert_eq!(s.yield_vcpu(v(1)), CpuMask::EMPTY);
+    assert!(!s.vc(v(1)).yielding);
+}
+
+#[test]
 fn sched_params_checks_like_xen() {
     let mut s = Credit::new(1, 0);
     assert_eq!(
