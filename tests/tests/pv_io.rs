@@ -13,9 +13,10 @@
 //!   random data and reads it back (same checksum, after dropping its caches), and pings
 //!   192.0.2.1 ten times with no loss; Dom0 finds the DomU's data in the image file, pings
 //!   192.0.2.2, and `xl block-list`/`network-list` show both devices connected (state 4);
-//! * hot plug while it runs: `xl block-attach` (read-only `xvdb`) and `xl network-attach`
-//!   (a second vif) connect (frontend state 4, the vif on the bridge), `block-detach` and
-//!   `network-detach` release them (loop device, interface, rows);
+//! * hot plug while it runs: `xl block-attach` (a Dom0 block device, `phy:/dev/loop7,xvdb,r`)
+//!   and `xl network-attach` (a second vif) connect (frontend state 4, the vif on the
+//!   bridge), `block-detach` and `network-detach` release them (interface, rows; the block
+//!   device stays Dom0's);
 //! * a second domain asking for the same image read-write is refused (one line, not created);
 //! * `xl destroy`: the loop device, the vif interface and every device node are gone, and
 //!   free memory is what it was;
@@ -267,12 +268,12 @@ fn pv_io(gic: u8) -> Result<(), Error> {
     // (their frontends reach Connected), then detach releases them.
     ok(
         &mut sh,
-        "dd if=/dev/zero of=/tmp/disk2.img bs=1M count=2 2>/dev/null",
+        "dd if=/dev/zero of=/tmp/disk2.img bs=1M count=2 2>/dev/null && losetup /dev/loop7 /tmp/disk2.img",
         &b,
     )?;
     ok(
         &mut sh,
-        "xl block-attach domu 'format=raw, vdev=xvdb, access=ro, target=/tmp/disk2.img' && xl network-attach domu mac=00:16:3e:00:00:03 bridge=xenbr0",
+        "xl block-attach domu phy:/dev/loop7,xvdb,r && xl network-attach domu mac=00:16:3e:00:00:03 bridge=xenbr0",
         &b,
     )?;
     let connected = |dev: &str| {
@@ -321,7 +322,8 @@ fn pv_io(gic: u8) -> Result<(), Error> {
         !out.lines.iter().any(|l| l.contains("00:16:3e:00:00:03")),
         "{out}"
     );
-    assert!(!out.lines.iter().any(|l| l == "/tmp/disk2.img"), "{out}");
+    // A block device given by the user stays as it was (only loop devices xl made go).
+    assert!(out.lines.iter().any(|l| l == "/tmp/disk2.img"), "{out}");
     assert!(
         !out.lines
             .iter()
@@ -329,6 +331,7 @@ fn pv_io(gic: u8) -> Result<(), Error> {
         "{out}"
     );
     assert!(out.lines.iter().any(|l| l == "/tmp/disk.img"), "{out}");
+    ok(&mut sh, "losetup -d /dev/loop7", &b)?;
 
     ok(&mut sh, "xl destroy domu", &b)?;
     nothing_left(&mut sh, free, &b)?;
