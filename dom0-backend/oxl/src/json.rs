@@ -98,28 +98,17 @@ fn spec_pairs(spec: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn disk_json(spec: &str) -> Value {
+/// A disk as libxl's JSON has it (from the parsed spec: every xl.cfg form gives the same).
+fn disk_json(d: &crate::devspec::DiskSpec) -> Value {
     let mut m = Map::new();
-    let pairs = spec_pairs(spec);
-    let get = |k: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
-    if let Some(t) = get("target") {
-        m.insert("pdev_path".into(), json!(t));
-    }
-    if let Some(v) = get("vdev") {
-        m.insert("vdev".into(), json!(v));
-    }
-    m.insert(
-        "format".into(),
-        json!(get("format").unwrap_or_else(|| "raw".into())),
-    );
-    let rw = get("access").is_none_or(|a| a.contains('w'));
-    if rw {
+    m.insert("pdev_path".into(), json!(d.target));
+    m.insert("vdev".into(), json!(d.vdev));
+    m.insert("format".into(), json!("raw"));
+    if d.writable {
         m.insert("readwrite".into(), json!(1));
+    }
+    if d.cdrom {
+        m.insert("is_cdrom".into(), json!(1));
     }
     m.insert("colo_restore_enable".into(), json!("False"));
     Value::Object(m)
@@ -174,10 +163,10 @@ pub fn domain_config_json(cfg: &DomainConfig, uuid: &[u8; 16], sched: &str) -> V
     let mut c = Map::new();
     c.insert("c_info".into(), Value::Object(c_info));
     c.insert("b_info".into(), Value::Object(b));
-    if !cfg.disks.is_empty() {
+    if !cfg.disk_devs.is_empty() {
         c.insert(
             "disks".into(),
-            Value::Array(cfg.disks.iter().map(|d| disk_json(d)).collect()),
+            Value::Array(cfg.disk_devs.iter().map(disk_json).collect()),
         );
     }
     if !cfg.vifs.is_empty() {
@@ -230,6 +219,22 @@ mod tests {
         let uuid = parse_uuid("e68679a4-9132-4e75-b8c9-195ce327113f").unwrap();
         let out = list_long(&[(1, domain_config_json(&cfg, &uuid, "credit2"))]) + "\n";
         assert_eq!(out, include_str!("../testdata/xl-list-l.json"));
+    }
+
+    #[test]
+    fn every_disk_form_gives_the_same_json() {
+        let json_of = |disk: &str| {
+            let cfg = Settings::parse("f", &format!("name='a'\nkernel='/k'\ndisk=['{disk}']"), &[])
+                .unwrap()
+                .domain_config()
+                .unwrap();
+            domain_config_json(&cfg, &[0; 16], "credit2")["disks"].clone()
+        };
+        let a = json_of("format=raw, vdev=xvda, access=rw, target=/d.img");
+        assert_eq!(a, json_of("/d.img,raw,xvda,rw"));
+        assert_eq!(a, json_of("file:/d.img,xvda,w"));
+        assert_eq!(a[0]["pdev_path"], "/d.img");
+        assert!(json_of("phy:/dev/vdb,xvdb,r")[0].get("readwrite").is_none());
     }
 
     #[test]
