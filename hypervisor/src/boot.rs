@@ -90,10 +90,11 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     mem::init_heap();
     let wx = mmu::check_wx();
 
-    let info = match oxen_dt::parse_boot_info(dtb_bytes) {
+    let mut info = match oxen_dt::parse_boot_info(dtb_bytes) {
         Ok(i) => i,
         Err(_) => head::park(),
     };
+    let board = crate::board::init(&mut info, dtb_bytes);
     if let Some(u) = &info.stdout {
         console::init(u.base.as_u64() as usize);
     }
@@ -105,6 +106,9 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     );
     for u in &opts.unknown {
         log::warn!("unknown option '{u}' ignored");
+    }
+    if let Err(e) = &board {
+        log::warn!("board description not used ({e}): generic board");
     }
 
     let total_ram: u64 = info.ram.iter().map(|r| r.size).sum();
@@ -121,6 +125,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     if !info.cmdline.is_empty() {
         log::info!("command line: {}", info.cmdline);
     }
+    log::info!("board: {}", crate::board::name());
     match wx {
         (false, true) => log::info!("EL2 map: code read-only, data never executable (W^X)"),
         (code_w, data_w) => {
@@ -280,7 +285,7 @@ fn start_secondaries(info: &BootInfo) {
     let mpidrs: Vec<u64> = info.cpus.iter().take(want).map(|c| c.mpidr).collect();
     head::publish_cpu_table(&mpidrs);
     for (i, c) in info.cpus.iter().enumerate().take(want).skip(1) {
-        match c.enable {
+        match crate::board::cpu_start(i, c.enable) {
             EnableMethod::Psci => {
                 let r = smc::cpu_on(c.mpidr, entry, i as u64);
                 if r != 0 {

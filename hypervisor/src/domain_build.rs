@@ -297,6 +297,14 @@ fn build(
         }
         .map_err(|_| BuildError::NoMemory(size))?
     };
+    // Dom0's 1:1 RAM comes lowest-first, so below the board's DMA limit
+    // whenever it fits there (the Pi 4's /soc masters reach only 1 GiB).
+    if let Some(limit) = crate::board::dma_limit().filter(|&l| is_dom0 && phys.as_u64() + size > l)
+    {
+        log::warn!(
+            "d0: RAM ends above the board's DMA limit {limit:#x}: devices may not reach all of it"
+        );
+    }
     let ram_ipa = if is_dom0 {
         Ipa(phys.as_u64())
     } else {
@@ -395,7 +403,12 @@ fn build(
     };
     let bootargs = spec.bootargs.clone().unwrap_or_default();
     let dtb = if is_dom0 {
-        let hidden: Vec<String> = info.stdout.iter().map(|u| u.path.clone()).collect();
+        let hidden: Vec<String> = info
+            .stdout
+            .iter()
+            .map(|u| u.path.clone())
+            .chain(crate::board::hidden_paths().iter().cloned())
+            .collect();
         let hidden_refs: Vec<&str> = hidden.iter().map(|s| s.as_str()).collect();
         match oxen_dt::dom0_mmio_regions(host_dtb, &hidden_refs) {
             Ok(regions) => {

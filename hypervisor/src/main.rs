@@ -15,6 +15,8 @@ fn main() {
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod board;
+#[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
 mod console;

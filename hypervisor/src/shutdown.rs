@@ -12,7 +12,7 @@ use alloc::sync::Arc;
 
 use xen_abi::hypercall::ShutdownReason;
 
-use crate::arch::smc;
+use crate::board;
 use crate::domain::{self, Domain};
 use crate::sched;
 
@@ -60,17 +60,19 @@ fn after_shutdown(dom: &Arc<Domain>, reason: ShutdownReason) {
     }
 }
 
-/// Power the machine off (PSCI SYSTEM_OFF). QEMU exits with status 0.
+/// Power the machine off the board's way (PSCI SYSTEM_OFF, the Pi's PM
+/// watchdog). QEMU exits with status 0.
 pub fn machine_off() -> ! {
     crate::trap::log_exit_stats();
     log::info!("powering off");
-    smc::system_off();
+    board::power_off();
     crate::arch::head::park()
 }
 
-/// Reset the machine (PSCI SYSTEM_RESET).
+/// Reset the machine the board's way (PSCI SYSTEM_RESET, the Pi's PM
+/// watchdog).
 pub fn machine_reset() -> ! {
     log::info!("rebooting");
-    smc::system_reset();
+    board::reset();
     crate::arch::head::park()
 }
