@@ -291,7 +291,9 @@ impl Ctx<'_, '_> {
 
     fn write_added(&self, w: &mut FdtWriter) -> Result<(), DtError> {
         let dt = self.dt;
-        write_hypervisor(w, &self.cfg.hypervisor, self.gic_phandle)?;
+        // Dom0's new root children use the host root's cells (2/1 on the Pi).
+        let cells = dt.cells_of(dt.root());
+        write_hypervisor(w, &self.cfg.hypervisor, self.gic_phandle, cells)?;
         write_psci(w)?;
         // Host CPU compatible (first cpu node that has one), else generic.
         let compat = dt
@@ -305,6 +307,6 @@ impl Ctx<'_, '_> {
             .map_or_else(|| strlist(&["arm,armv8"]), <[u8]>::to_vec);
         write_cpus(w, self.cfg.vcpus, &compat)?;
         let ram: Vec<(u64, u64)> = self.cfg.ram.iter().map(|r| (r.start.0, r.size)).collect();
-        write_memory(w, &ram, false)
+        write_memory(w, &ram, false, cells)
     }
 }

@@ -101,8 +101,40 @@ pub const fn vcpu_mpidr(id: u32) -> u64 {
     (((id >> 4) as u64) << 8) | (id & 0xf) as u64
 }
 
-fn regs(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<u64> {
-    ranges.flat_map(|(a, s)| [a, s]).collect()
+/// `reg` cells for `(address, size)` pairs in a parent with `cells` =
+/// `(#address-cells, #size-cells)`, each 1 or 2 (the Raspberry Pi's root is
+/// 2/1): with one size cell a range is split into pieces below 4 GiB; an
+/// address or size that does not fit is a [`DtError::Config`].
+pub(crate) fn reg_cells(
+    ranges: impl Iterator<Item = (u64, u64)>,
+    cells: (u32, u32),
+    what: &'static str,
+) -> Result<Vec<u32>, DtError> {
+    let (ac, sc) = cells;
+    if !(1..=2).contains(&ac) || !(1..=2).contains(&sc) {
+        return Err(DtError::Config(what));
+    }
+    let max_piece: u64 = if sc == 1 { 1 << 31 } else { u64::MAX };
+    let mut out = Vec::new();
+    let mut push = |v: u64, n: u32| -> Result<(), DtError> {
+        if n == 1 {
+            out.push(u32::try_from(v).map_err(|_| DtError::Config(what))?);
+        } else {
+            out.push((v >> 32) as u32);
+            out.push(v as u32);
+        }
+        Ok(())
+    };
+    for (mut a, mut s) in ranges {
+        while s > 0 {
+            let piece = s.min(max_piece);
+            push(a, ac)?;
+            push(piece, sc)?;
+            a = a.checked_add(piece).ok_or(DtError::Config(what))?;
+            s -= piece;
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn write_cpus(w: &mut FdtWriter, vcpus: u32, compatible: &[u8]) -> Result<(), DtError> {
@@ -145,6 +177,7 @@ pub(crate) fn write_memory(
     w: &mut FdtWriter,
     ram: &[(u64, u64)],
     per_bank: bool,
+    cells: (u32, u32),
 ) -> Result<(), DtError> {
     let banks: Vec<(u64, u64)> = ram.iter().copied().filter(|r| r.1 != 0).collect();
     if banks.is_empty() {
@@ -158,7 +191,7 @@ pub(crate) fn write_memory(
     for g in groups {
         let n = w.begin_node(&format!("memory@{:x}", g[0].0))?;
         w.property_string("device_type", "memory")?;
-        w.property_array_u64("reg", &regs(g.iter().copied()))?;
+        w.property_array_u32("reg", &reg_cells(g.iter().copied(), cells, "ram")?)?;
         w.end_node(n)?;
     }
     Ok(())
@@ -190,13 +223,19 @@ pub(crate) fn write_hypervisor(
     w: &mut FdtWriter,
     h: &HypervisorNode,
     gic_phandle: u32,
+    cells: (u32, u32),
 ) -> Result<(), DtError> {
     let ppi = ppi_num(h.evtchn_ppi, "evtchn PPI")?;
     let versioned = format!("xen,xen-{}.{}", h.version.0, h.version.1);
     let n = w.begin_node("hypervisor")?;
     w.property("compatible", &strlist(&[&versioned, "xen,xen"]))?;
     if !h.regions.is_empty() {
-        w.property_array_u64("reg", &regs(h.regions.iter().map(|r| (r.start.0, r.size))))?;
+        let v = reg_cells(
+            h.regions.iter().map(|r| (r.start.0, r.size)),
+            cells,
+            "hypervisor regions",
+        )?;
+        w.property_array_u32("reg", &v)?;
     }
     w.property_array_u32("interrupts", &[1, ppi, PPI_FLAGS])?;
     w.property_u32("interrupt-parent", gic_phandle)?;
@@ -251,7 +290,7 @@ pub fn build_guest_dt(cfg: &GuestDtConfig) -> Result<Vec<u8>, DtError> {
     write_cpus(&mut w, cfg.vcpus, &strlist(&["arm,armv8"]))?;
     write_psci(&mut w)?;
     let ram: Vec<(u64, u64)> = cfg.ram.iter().map(|r| (r.start.0, r.size)).collect();
-    write_memory(&mut w, &ram, true)?;
+    write_memory(&mut w, &ram, true, (2, 2))?;
 
     let (compat, gicd, second) = match cfg.gic {
         GuestGic::V2 { gicd, gicc } => ("arm,cortex-a15-gic", gicd, gicc),
@@ -286,7 +325,7 @@ pub fn build_guest_dt(cfg: &GuestDtConfig) -> Result<Vec<u8>, DtError> {
     }
 
     if let Some(h) = &cfg.hypervisor {
-        write_hypervisor(&mut w, h, GUEST_PHANDLE_GIC)?;
+        write_hypervisor(&mut w, h, GUEST_PHANDLE_GIC, (2, 2))?;
     }
     w.end_node(root)?;
     finish(w)

@@ -355,3 +355,44 @@ fn ppi_users_and_passthrough() {
         Some("arm,armv8")
     );
 }
+
+const RPI4: &[u8] = include_bytes!("data/bcm2711-rpi-4-b.dtb");
+
+/// The Raspberry Pi 4's root is `#address-cells = 2, #size-cells = 1`: the
+/// nodes Dom0's tree gains at the root (`/memory`, `/hypervisor`) use those
+/// cells, sizes of 4 GiB or more split into pieces.
+#[test]
+fn pi4_root_cells_2_1_for_memory_and_hypervisor() {
+    let mut cfg = reference_cfg();
+    cfg.ram = vec![ipa(0x1320_0000, 0x2000_0000)];
+    cfg.hypervisor.regions = vec![ipa(0x20_0000, 0x4_0000), ipa(0x4000_0000, 0x1_4000_0000)];
+    cfg.hidden_paths = vec!["/soc/serial@7e201000".into()];
+    let out = build_dom0_dt(RPI4, &cfg).unwrap();
+    let dt = DeviceTree::parse(&out).unwrap();
+    assert_eq!(dt.cells_of(dt.root()), (2, 1));
+    let mem = dt.find("/memory@13200000").unwrap();
+    assert_eq!(
+        cells(dt.prop(mem, "reg").unwrap()),
+        [0, 0x1320_0000, 0x2000_0000]
+    );
+    let hv = dt.find("/hypervisor").unwrap();
+    assert_eq!(
+        cells(dt.prop(hv, "reg").unwrap()),
+        [
+            0,
+            0x20_0000,
+            0x4_0000,
+            0,
+            0x4000_0000,
+            0x8000_0000,
+            0,
+            0xc000_0000,
+            0x8000_0000,
+            1,
+            0x4000_0000,
+            0x4000_0000
+        ]
+    );
+    assert!(dt.find("/soc/serial@7e201000").is_none());
+    assert!(dt.find("/soc/serial@7e215040").is_some());
+}
