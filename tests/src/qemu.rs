@@ -31,6 +31,7 @@ pub(crate) struct GuestLoader {
 /// several boots from one base.
 #[derive(Clone, Debug)]
 pub struct Qemu {
+    pub(crate) machine_type: Option<String>,
     pub(crate) program: PathBuf,
     pub(crate) program_args: Vec<String>,
     pub(crate) gic_version: u8,
@@ -72,6 +73,7 @@ impl Qemu {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_QEMU));
         Self {
+            machine_type: None,
             program,
             program_args: Vec::new(),
             gic_version: 3,
@@ -110,6 +112,13 @@ impl Qemu {
         S: Into<String>,
     {
         self.program_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Another QEMU machine than `virt` (e.g. `raspi4b`), given as its whole `-machine`
+    /// value; [`Qemu::gic_version`] then does not apply.
+    pub fn machine_type(mut self, machine: &str) -> Self {
+        self.machine_type = Some(machine.into());
         self
     }
 
@@ -221,7 +230,10 @@ impl Qemu {
 
     /// The `-machine` value.
     fn machine(&self, dumpdtb: Option<&Path>) -> String {
-        let mut m = format!("virt,virtualization=on,gic-version={}", self.gic_version);
+        let mut m = match &self.machine_type {
+            Some(t) => t.clone(),
+            None => format!("virt,virtualization=on,gic-version={}", self.gic_version),
+        };
         if let Some(p) = dumpdtb {
             m.push_str(",dumpdtb=");
             m.push_str(&opt_escape(&p.to_string_lossy()));

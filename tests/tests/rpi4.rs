@@ -1,0 +1,232 @@
+//! oxen on QEMU's Raspberry Pi 4 model (`-machine raspi4b`): the same `oxen.bin` as on
+//! `virt`, loaded at 0x20_0000 instead of 0x4020_0000, with `boards/rpi4.board`.
+//!
+//! Machine: 4 Cortex-A72 entered at EL2, GIC-400 (GICv2 with virtualization extensions),
+//! secondaries in QEMU's spin table (no PSCI), 960 MiB of RAM described from 0, the PL011 as
+//! the first serial port (the DT's `stdout-path` names the mini UART, which oxen does not
+//! drive: the board file makes it take the PL011), reset and power-off through the PM
+//! block's watchdog, which ends QEMU with status 0 under `-no-reboot`.
+//!
+//! Device tree: Debian's own `bcm2711-rpi-4-b.dtb` from the Dom0 kernel package that
+//! `make dom0` unpacks (`.cache/dom0-root`), with the edits `shared/research/rpi4.md` lists:
+//! six nodes QEMU does not model disabled, `/chosen` given 2/2 cells and the Xen
+//! boot-module nodes (`multiboot,kernel`/`multiboot,ramdisk` with their `reg`,
+//! `xen,xen-bootargs`, `xen,dom0-bootargs`), because `-device guest-loader` silently does
+//! not reach the DTB on raspi4b. The modules are loaded with `-device loader`.
+//!
+//! * The bare-metal test guest as Dom0: banner (4 CPUs, GICv2), board line, all three
+//!   secondaries up, the guest runs and its power-off ends QEMU with 0.
+//! * Debian's Linux as Dom0 (`oxen.dom0=check`): 4 vCPUs, Xen found, event channels ping,
+//!   Dom0's `poweroff` ends QEMU with 0.
+
+use oxen_tests::dom0shell::{self, Budget};
+use oxen_tests::{Error, LinuxDom0, Qemu, Running, re};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Where the Dom0 kernel goes (clear of the spin table page, the image at 0x20_0000 and
+/// QEMU's DTB at 0x0800_0000).
+const KERNEL_ADDR: u64 = 0x1000_0000;
+/// Nodes of Debian's DTB that QEMU 10.0 does not model (accesses abort).
+const UNMODELLED: &[&str] = &[
+    "clock@7ef00000",
+    "interrupt-controller@7ef00100",
+    "hdmi@7ef00700",
+    "i2c@7ef04500",
+    "hdmi@7ef05700",
+    "i2c@7ef09500",
+];
+/// Time allowed for one whole test, before scaling.
+const BUDGET: Duration = Duration::from_secs(600);
+
+/// The cache directory `make dom0` fills (`$OXEN_CACHE` or `.cache`).
+fn cache_dir() -> PathBuf {
+    std::env::var_os("OXEN_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| oxen_tests::workspace_root().join(".cache"))
+}
+
+/// Debian's Raspberry Pi 4 DTB from the unpacked Dom0 kernel package.
+fn debian_rpi4_dtb() -> PathBuf {
+    let cache = cache_dir();
+    let kver = std::fs::read_to_string(cache.join("dom0/kver"))
+        .expect(".cache/dom0/kver missing: run `make dom0`");
+    let p = cache.join(format!(
+        "dom0-root/usr/lib/linux-image-{}/broadcom/bcm2711-rpi-4-b.dtb",
+        kver.trim()
+    ));
+    assert!(p.is_file(), "{} missing: run `make dom0`", p.display());
+    p
+}
+
+fn fdtput(dtb: &Path, args: &[&str]) {
+    let st = Command::new("fdtput")
+        .arg(dtb)
+        .args(args)
+        .status()
+        .expect("fdtput (device-tree-compiler) not found: run `make setup`");
+    assert!(st.success(), "fdtput {args:?} failed");
+}
+
+/// A module to describe under `/chosen`: its file, load address and `compatible`.
+struct Module<'a> {
+    file: &'a Path,
+    addr: u64,
+    kind: &'a str,
+}
+
+/// Debian's DTB edited for QEMU raspi4b and for booting oxen with `modules`.
+fn rpi4_dtb(name: &str, hyp_args: &str, dom0_args: &str, modules: &[Module<'_>]) -> PathBuf {
+    let dir = oxen_tests::target_dir().join("rpi4");
+    std::fs::create_dir_all(&dir).expect("creating target/rpi4");
+    let out = dir.join(format!("{name}.dtb"));
+    std::fs::copy(debian_rpi4_dtb(), &out).expect("copying the DTB");
+    for n in UNMODELLED {
+        fdtput(
+            &out,
+            &["-t", "s", &format!("/soc/{n}"), "status", "disabled"],
+        );
+    }
+    fdtput(&out, &["-t", "x", "/chosen", "#address-cells", "2"]);
+    fdtput(&out, &["-t", "x", "/chosen", "#size-cells", "2"]);
+    fdtput(&out, &["-t", "s", "/chosen", "xen,xen-bootargs", hyp_args]);
+    fdtput(
+        &out,
+        &["-t", "s", "/chosen", "xen,dom0-bootargs", dom0_args],
+    );
+    for m in modules {
+        let size = std::fs::metadata(m.file).expect("module file").len();
+        let node = format!("/chosen/module@{:x}", m.addr);
+        fdtput(&out, &["-c", &node]);
+        fdtput(
+            &out,
+            &["-t", "s", &node, "compatible", m.kind, "multiboot,module"],
+        );
+        fdtput(
+            &out,
+            &[
+                "-t",
+                "x",
+                &node,
+                "reg",
+                &format!("{:x}", m.addr >> 32),
+                &format!("{:x}", m.addr & 0xffff_ffff),
+                &format!("{:x}", size >> 32),
+                &format!("{:x}", size & 0xffff_ffff),
+            ],
+        );
+    }
+    out
+}
+
+/// oxen on raspi4b with `dtb` and the modules loaded where it says.
+fn raspi4b(dtb: &Path, modules: &[Module<'_>]) -> Result<Qemu, Error> {
+    let mut q = Qemu::oxen()?
+        .machine_type("raspi4b")
+        .smp(4)
+        .memory_mib(2048)
+        .dtb(dtb)
+        // QEMU's own notes on the nodes it removes from the DTB (stderr).
+        .allow(re(
+            r"^qemu-system-aarch64: warning: bcm2711 dtc: .* has been disabled!$",
+        ));
+    for m in modules {
+        q = q.loader(m.file, m.addr);
+    }
+    Ok(q)
+}
+
+/// The boot up to "scheduling guests": banner, board, spin-table secondaries.
+fn expect_oxen_boot(q: &mut Running, b: &Budget) -> Result<(), Error> {
+    q.expect(
+        re(r"^\(oxen\) oxen \S+ \(Xen ABI 4\.17\) on Raspberry Pi 4 Model B: 4 CPUs, 960 MiB RAM, GICv2$"),
+        b.left(),
+    )?;
+    q.expect(
+        re(r"^\(oxen\) board: Raspberry Pi 4 \(BCM2711\)$"),
+        b.left(),
+    )?;
+    q.expect(re(r"^\(oxen\) hypervisor image at 0x200000: "), b.left())?;
+    q.expect_all(
+        &[
+            re(r"^\(oxen\) debug: CPU1 up \(MPIDR 0x1\)$"),
+            re(r"^\(oxen\) debug: CPU2 up \(MPIDR 0x2\)$"),
+            re(r"^\(oxen\) debug: CPU3 up \(MPIDR 0x3\)$"),
+        ],
+        b.left(),
+    )?;
+    q.expect(re(r"^\(oxen\) boot done in \d+ us"), b.left())?;
+    Ok(())
+}
+
+#[test]
+fn raspi4b_test_guest_dom0_four_cpus_by_spin_table_and_pm_watchdog_poweroff() -> Result<(), Error> {
+    let b = Budget::start(BUDGET);
+    let guest = oxen_tests::test_guest_bin()?;
+    let modules = [Module {
+        file: &guest,
+        addr: KERNEL_ADDR,
+        kind: "multiboot,kernel",
+    }];
+    let dtb = rpi4_dtb(
+        "test-guest",
+        "dom0_mem=128M loglvl=all",
+        "oxen.test=hello",
+        &modules,
+    );
+    let mut q = raspi4b(&dtb, &modules)?.spawn()?;
+    expect_oxen_boot(&mut q, &b)?;
+    q.expect(re("^hello from test guest$"), b.left())?;
+    q.expect(re(r"^\(oxen\) d0: shutdown \(poweroff\)$"), b.left())?;
+    q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
+    q.expect_exit_code(0, b.left())
+}
+
+#[test]
+fn raspi4b_linux_dom0_on_four_vcpus_pings_and_powers_off() -> Result<(), Error> {
+    let b = Budget::start(BUDGET);
+    let dom0 = LinuxDom0::from_cache()?;
+    let kernel_size = std::fs::metadata(&dom0.image).expect("Dom0 Image").len();
+    let modules = [
+        Module {
+            file: &dom0.image,
+            addr: KERNEL_ADDR,
+            kind: "multiboot,kernel",
+        },
+        Module {
+            file: &dom0.initrd,
+            addr: oxen_tests::initrd_addr_after(KERNEL_ADDR, kernel_size),
+            kind: "multiboot,ramdisk",
+        },
+    ];
+    let dtb = rpi4_dtb(
+        "linux-dom0",
+        "dom0_mem=512M loglvl=all guest_loglvl=all",
+        "console=hvc0 rdinit=/init oxen.dom0=check oxen.ping=1000",
+        &modules,
+    );
+    let mut q = raspi4b(&dtb, &modules)?;
+    for p in dom0shell::linux_forbidden() {
+        q = q.forbid(p);
+    }
+    let mut q = q.spawn()?;
+    expect_oxen_boot(&mut q, &b)?;
+    q.expect(re(r"Booting Linux on physical CPU 0x0+ "), b.left())?;
+    q.expect("Xen 4.17 support found", b.left())?;
+    q.expect("smp: Brought up 1 node, 4 CPUs", b.left())?;
+    q.expect(re("^OXEN-DOM0-INIT$"), b.left())?;
+    q.expect(re("^dom0: hypervisor=xen$"), b.left())?;
+    q.expect(re("^dom0: capabilities=control_d$"), b.left())?;
+    q.expect(re("^dom0: nr_cpus=4$"), b.left())?;
+    q.expect(
+        re(r"^evtchn-ping: 1000 round trips, median [0-9.]+ us"),
+        b.left(),
+    )?;
+    q.expect(re("^dom0: evtchn-ping rc=0$"), b.left())?;
+    q.expect(re("^dom0: check done$"), b.left())?;
+    q.expect("reboot: Power down", b.left())?;
+    q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
+    q.expect_exit_code(0, b.left())
+}
