@@ -1,4 +1,4 @@
-//! Links the bare-metal build as a static PIE at address 0 with
+//! Links the bare-metal build as a static PIE with
 //! `linker/oxen.ld`; the entry code applies the `R_AARCH64_RELATIVE`
 //! relocations itself, so one image runs wherever it is loaded.
 fn main() {

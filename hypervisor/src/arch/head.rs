@@ -90,9 +90,14 @@ oxen_primary_entry:
     add     x1, x1, :lo12:__image_end
     bl      oxen_dcache_inval_poc
 
-    /* Self-relocation: linked at 0, so the bias is the load address.
+    /* Self-relocation: bias = run-time - link address of _start (mod 2^64);
      * *(bias + r_offset) = bias + r_addend for each R_AARCH64_RELATIVE. */
     adr     x20, _start
+    movz    x1, #:abs_g3:__link_base
+    movk    x1, #:abs_g2_nc:__link_base
+    movk    x1, #:abs_g1_nc:__link_base
+    movk    x1, #:abs_g0_nc:__link_base
+    sub     x20, x20, x1
     adrp    x1, __rela_start
     add     x1, x1, :lo12:__rela_start
     adrp    x2, __rela_end
