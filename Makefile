@@ -23,7 +23,7 @@ QEMU_VIRT = $(QEMU) -machine virt,virtualization=on,gic-version=$(GIC) -cpu cort
 	    -smp $(SMP) -m $(MEM) -nographic -no-reboot -nic none \
 	    -kernel $(BUILD)/oxen.bin -append "$(OXEN_ARGS)"
 
-.PHONY: all setup build hypervisor test-guest dom0 run run-domu run-test-guest test unit-test integration-test bench lint clean
+.PHONY: all setup build hypervisor test-guest dom0 run run-domu run-test-guest test unit-test integration-test bench profile lint clean
 
 all: build
 
@@ -65,6 +65,10 @@ run-test-guest: setup hypervisor test-guest
 # oxen and Xen 4.17 side by side on the same QEMU command (not a test)
 bench: build
 	bash qemu/bench.sh
+
+# Instructions oxen executes per guest exit, by exit kind and function (qemu/profile.sh)
+profile: build
+	bash qemu/profile.sh
 
 test: build unit-test integration-test
 
