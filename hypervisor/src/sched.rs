@@ -112,6 +112,16 @@ pub fn current() -> Option<(Arc<Domain>, usize)> {
     RQ[this_cpu()].lock().current.clone()
 }
 
+/// Per CPU: the register-context id (`Vcpu::ctx_id`) of the vCPU loaded
+/// last, set by `load` (0 = none yet). Read without locks on every exit.
+static CURRENT_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// The register-context id of the vCPU this CPU runs (the one its list
+/// registers and EL1 state belong to).
+pub fn current_ctx() -> u64 {
+    CURRENT_CTX[this_cpu()].load(Ordering::Relaxed)
+}
+
 /// Make a vCPU runnable on its physical CPU (wakes that CPU if remote).
 pub fn enqueue(dom: &Arc<Domain>, vcpu: usize) {
     let pcpu = dom.vcpus[vcpu].lock().pcpu;
@@ -155,7 +165,8 @@ pub fn block_current() {
 }
 
 /// Make a blocked vCPU runnable again (an event or interrupt arrived).
-pub fn wake(dom: &Arc<Domain>, vcpu: usize) {
+/// Returns whether it was blocked (it is queued and its CPU kicked then).
+pub fn wake(dom: &Arc<Domain>, vcpu: usize) -> bool {
     let woke = {
         let mut v = dom.vcpus[vcpu].lock();
         if v.state == VcpuState::Blocked {
@@ -168,6 +179,7 @@ pub fn wake(dom: &Arc<Domain>, vcpu: usize) {
     if woke {
         enqueue(dom, vcpu);
     }
+    woke
 }
 
 /// Timer tick or kick on this CPU: reschedule before returning to the guest.
@@ -214,6 +226,7 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
     v.running = true;
     v.run_start = timer::now();
     let cpu = this_cpu();
+    CURRENT_CTX[cpu].store(v.ctx_id, Ordering::Relaxed);
     if LIVE_CTX[cpu].swap(v.ctx_id, Ordering::Relaxed) == v.ctx_id {
         // Registers untouched since save(), except the timer it stopped.
         // SAFETY: re-arming this vCPU's own virtual timer.
@@ -274,8 +287,9 @@ pub fn vcpu_time_ns(dom: &Domain, vcpu: usize) -> u64 {
 }
 
 /// Decide what runs next on this CPU and put it in `frame`. Returns when
-/// `frame` holds a runnable vCPU (waiting in WFI while there is none).
-pub fn schedule(frame: &mut TrapFrame) {
+/// `frame` holds a runnable vCPU (waiting in WFI while there is none), and
+/// returns that vCPU.
+pub fn schedule(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
     let cpu = this_cpu();
     let mut timers_checked = false;
     loop {
@@ -297,7 +311,7 @@ pub fn schedule(frame: &mut TrapFrame) {
             None => false,
         };
         if keep && !rq.need_resched {
-            return;
+            return kept(&rq);
         }
         rq.need_resched = false;
         // The next runnable entry; dead or offline entries are dropped.
@@ -319,7 +333,7 @@ pub fn schedule(frame: &mut TrapFrame) {
         match next {
             None if keep => {
                 arm_slice(&rq);
-                return;
+                return kept(&rq);
             }
             Some((nd, nv)) => {
                 if let Some((cd, cv)) = rq.current.take() {
@@ -333,9 +347,9 @@ pub fn schedule(frame: &mut TrapFrame) {
                     }
                 }
                 load(frame, &nd, nv);
-                rq.current = Some((nd, nv));
+                rq.current = Some((nd.clone(), nv));
                 arm_slice(&rq);
-                return;
+                return (nd, nv);
             }
             None => {
                 if let Some((cd, cv)) = rq.current.take()
@@ -349,6 +363,14 @@ pub fn schedule(frame: &mut TrapFrame) {
                 idle_wait(cpu);
             }
         }
+    }
+}
+
+/// The current vCPU, which `schedule` keeps.
+fn kept(rq: &RunQueue) -> (Arc<Domain>, usize) {
+    match &rq.current {
+        Some((d, v)) => (d.clone(), *v),
+        None => unreachable!("schedule keeps only a current vCPU"),
     }
 }
 
@@ -472,10 +494,8 @@ pub fn run(cpu: usize) -> ! {
     // this CPU, and nothing else references it yet.
     let frame = unsafe { &mut *slot };
     *frame = TrapFrame::default();
-    schedule(frame);
-    if let Some((dom, vcpu)) = current() {
-        crate::vgic::load_to_hw(&dom, vcpu);
-    }
+    let (dom, vcpu) = schedule(frame);
+    crate::vgic::load_to_hw(&dom, vcpu);
     // SAFETY: `schedule` loaded a runnable vCPU (registers, EL1 state, stage 2)
     // into this CPU's frame slot.
     unsafe { crate::arch::head::enter_frame(slot) }

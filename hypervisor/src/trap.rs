@@ -79,10 +79,8 @@ pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
         },
         None => irq::handle_pending(cpu),
     }
-    sched::schedule(frame);
-    if let Some((dom, vcpu)) = sched::current() {
-        vgic::load_to_hw(&dom, vcpu);
-    }
+    let (dom, vcpu) = sched::schedule(frame);
+    vgic::load_to_hw(&dom, vcpu);
 }
 
 fn advance_pc(frame: &mut TrapFrame, esr: &Esr) {

@@ -57,7 +57,11 @@ static LR_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static LR_BUSY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static LR_GEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Something in `dom`'s vGIC model may have become deliverable.
+/// Something in `dom`'s vGIC model may have become deliverable. Not needed
+/// for changes that make nothing deliverable (a line going low, an
+/// interrupt pended while disabled: enabling it is an MMIO store, which
+/// counts): a vCPU with interrupts listed refills its LRs on every entry
+/// anyway, so an unchanged generation only ever skips an empty refill.
 fn changed(dom: &Domain) {
     dom.vgic_gen.fetch_add(1, Ordering::AcqRel);
 }
@@ -72,7 +76,7 @@ fn is_upcall_listed(g: &Vgic, vcpu: usize) -> bool {
 /// Fold the hardware list registers of `vcpu` (just exited) into its model.
 pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
     let cpu = sched::this_cpu();
-    let ctx = dom.vcpus[vcpu].lock().ctx_id;
+    let ctx = sched::current_ctx();
     if LR_CTX[cpu].load(Ordering::Relaxed) == ctx && !LR_BUSY[cpu].load(Ordering::Relaxed) {
         return;
     }
@@ -114,7 +118,7 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
 /// Load the list registers for `vcpu` (about to be entered).
 pub fn load_to_hw(dom: &Domain, vcpu: usize) {
     let cpu = sched::this_cpu();
-    let ctx = dom.vcpus[vcpu].lock().ctx_id;
+    let ctx = sched::current_ctx();
     let generation = dom.vgic_gen.load(Ordering::Acquire);
     if LR_CTX[cpu].load(Ordering::Relaxed) == ctx
         && !LR_BUSY[cpu].load(Ordering::Relaxed)
@@ -129,10 +133,11 @@ pub fn load_to_hw(dom: &Domain, vcpu: usize) {
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
     let maint = {
         let mut g = dom.vgic.lock();
-        if let Err(e) = g.fill_lrs(vcpu, n, &mut lrs[..n]) {
-            log::error!("{}v{vcpu}: vGIC fill: {e}", dom.id);
-        }
-        g.needs_maintenance(vcpu)
+        g.fill_lrs_maint(vcpu, n, &mut lrs[..n])
+            .unwrap_or_else(|e| {
+                log::error!("{}v{vcpu}: vGIC fill: {e}", dom.id);
+                false
+            })
     };
     let mut busy = false;
     for (i, e) in lrs.iter().enumerate().take(n) {
@@ -151,24 +156,48 @@ pub fn load_to_hw(dom: &Domain, vcpu: usize) {
 }
 
 /// Let `vcpu` of `dom` notice a newly deliverable interrupt: wake it if it
-/// is blocked, interrupt its physical CPU if it is running elsewhere.
+/// is blocked (waking kicks its CPU), interrupt its physical CPU if it runs
+/// there now. Nothing else: a vCPU that is current here, or waits in a run
+/// queue, fills its list registers from the model before it next runs
+/// (the model was changed before this call; the vCPU lock orders that
+/// against `sched::load` setting `running`).
 pub fn kick(dom: &Arc<Domain>, vcpu: usize) {
-    if vcpu >= dom.vcpus.len() {
+    if vcpu >= dom.vcpus.len() || sched::wake(dom, vcpu) {
         return;
     }
-    sched::wake(dom, vcpu);
-    let pcpu = dom.vcpus[vcpu].lock().pcpu;
-    if pcpu != sched::this_cpu() {
+    let (pcpu, running) = {
+        let v = dom.vcpus[vcpu].lock();
+        (v.pcpu, v.running)
+    };
+    if running && pcpu != sched::this_cpu() {
         sched::kick(pcpu);
     }
+}
+
+/// Drive private interrupt `intid` of `vcpu` high and latch an edge on it
+/// as well (the event-channel upcall, whichever trigger the guest chose),
+/// then kick the vCPU: one model update, at most one IPI.
+pub fn raise_line_and_edge(dom: &Arc<Domain>, intid: u32, vcpu: usize) {
+    let r = {
+        let mut g = dom.vgic.lock();
+        g.set_level(intid, vcpu, true)
+            .and_then(|_| g.inject(intid, Some(vcpu)))
+    };
+    changed(dom);
+    if let Err(e) = r {
+        log::debug!("{}: raise {intid}: {e}", dom.id);
+    }
+    kick(dom, vcpu);
 }
 
 /// Make `intid` pending for `dom` (`vcpu` names the target of an SGI/PPI).
 pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
     let r = dom.vgic.lock().inject(intid, vcpu);
-    changed(dom);
     match r {
-        Ok(Some(t)) => kick(dom, t),
+        Ok(Some(t)) => {
+            changed(dom);
+            kick(dom, t);
+        }
         Ok(None) => {}
         Err(e) => log::debug!("{}: inject {intid}: {e}", dom.id),
     }
@@ -177,9 +206,11 @@ pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
 /// Drive the line of private interrupt `intid` of `vcpu` (level semantics).
 pub fn set_level(dom: &Arc<Domain>, intid: u32, vcpu: usize, high: bool) {
     let r = dom.vgic.lock().set_level(intid, vcpu, high);
-    changed(dom);
     match r {
-        Ok(Some(t)) => kick(dom, t),
+        Ok(Some(t)) => {
+            changed(dom);
+            kick(dom, t);
+        }
         Ok(None) => {}
         Err(e) => log::debug!("{}: line {intid}: {e}", dom.id),
     }

@@ -16,9 +16,7 @@ pub const EVTCHN_UPCALL_INTID: u32 = 31;
 pub fn raise_upcall(dom: &Arc<Domain>, vcpu: usize) {
     // The line follows evtchn_upcall_pending (re-evaluated at every guest
     // entry); the extra edge covers a guest that configured it edge-triggered.
-    crate::vgic::set_level(dom, EVTCHN_UPCALL_INTID, vcpu, true);
-    crate::vgic::inject(dom, EVTCHN_UPCALL_INTID, Some(vcpu));
-    crate::vgic::kick(dom, vcpu);
+    crate::vgic::raise_line_and_edge(dom, EVTCHN_UPCALL_INTID, vcpu);
 }
 
 /// Console input arrived: Dom0 gets VIRQ_CONSOLE.

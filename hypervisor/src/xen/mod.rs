@@ -262,6 +262,8 @@ fn lock_pair<'a>(
 /// carried out after it is released.
 #[derive(Default)]
 struct Kicks {
+    /// The first upcall (the usual only one: no allocation), then the rest.
+    upcall: Option<(Arc<Domain>, usize)>,
     upcalls: Vec<(Arc<Domain>, usize)>,
     wakes: Vec<(Arc<Domain>, usize)>,
 }
@@ -269,12 +271,17 @@ struct Kicks {
 impl Kicks {
     fn upcall(&mut self, dom: &Arc<Domain>, vcpu: Option<VcpuId>) {
         if let Some(v) = vcpu {
-            self.upcalls.push((dom.clone(), v.0 as usize));
+            let u = (dom.clone(), v.0 as usize);
+            if self.upcall.is_none() {
+                self.upcall = Some(u);
+            } else {
+                self.upcalls.push(u);
+            }
         }
     }
 
     fn fire(self) {
-        for (d, v) in self.upcalls {
+        for (d, v) in self.upcall.into_iter().chain(self.upcalls) {
             crate::virq::raise_upcall(&d, v);
         }
         for (d, v) in self.wakes {

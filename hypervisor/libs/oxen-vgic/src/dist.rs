@@ -488,7 +488,7 @@ impl Vgic {
                 _ => {}
             }
             if one && matches!(kind, BitReg::SetEnable | BitReg::ClearEnable) {
-                self.note_spi_enable(intid, kind == BitReg::SetEnable);
+                self.note_enable(vcpu, intid, kind == BitReg::SetEnable);
             }
         }
     }

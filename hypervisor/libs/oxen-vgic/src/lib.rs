@@ -340,6 +340,8 @@ impl Irq {
 #[derive(Clone, Debug)]
 pub(crate) struct VcpuState {
     pub private: [Irq; NR_PRIVATE as usize],
+    /// Enabled private interrupts, bit n = INTID n (mirrors `enabled`).
+    pub private_enabled: u32,
     /// GICv2: per SGI, bit mask of source vCPUs with a pending request.
     pub sgi_sources: [u8; NR_SGIS as usize],
     /// What oxen last put into / read back from each LR slot.
@@ -378,6 +380,61 @@ pub struct Vgic {
     pub(crate) spi_enabled: Vec<u32>,
 }
 
+/// What [`Vgic::pending_for`] lists: (priority, INTID) pairs, kept inline
+/// while few (the usual case: no heap allocation on a guest entry).
+#[derive(Default)]
+pub(crate) struct Waiting {
+    small: [(u8, u32); WAITING_INLINE],
+    len: usize,
+    big: Vec<(u8, u32)>,
+    next: usize,
+}
+
+const WAITING_INLINE: usize = 8;
+
+impl Waiting {
+    fn push(&mut self, e: (u8, u32)) {
+        if self.len < WAITING_INLINE {
+            self.small[self.len] = e;
+            self.len += 1;
+        } else {
+            if self.big.is_empty() {
+                self.big.extend_from_slice(&self.small);
+            }
+            self.big.push(e);
+        }
+    }
+
+    fn entries(&mut self) -> &mut [(u8, u32)] {
+        if self.big.is_empty() {
+            &mut self.small[..self.len]
+        } else {
+            &mut self.big
+        }
+    }
+
+    fn sort(&mut self) {
+        self.entries().sort_unstable();
+    }
+
+    fn peek(&mut self) -> Option<u32> {
+        let i = self.next;
+        self.entries().get(i).map(|&(_, intid)| intid)
+    }
+}
+
+impl Iterator for Waiting {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let e = self.peek();
+        if e.is_some() {
+            self.next += 1;
+        }
+        e
+    }
+}
+
 impl Vgic {
     /// Create a vGIC with all interrupts disabled, inactive, not pending,
     /// priority 0, Group 0, SGIs edge and PPIs/SPIs level-triggered, SPIs
@@ -403,6 +460,7 @@ impl Vgic {
         }
         let vcpu = VcpuState {
             private,
+            private_enabled: 0,
             sgi_sources: [0; NR_SGIS as usize],
             lrs: Vec::new(),
             lrs_loaded: false,
@@ -430,20 +488,29 @@ impl Vgic {
 
     /// Call `f(intid, priority)` for every interrupt deliverable to `vcpu`
     /// that is in no LR, in INTID order, until `f` returns false. Visits
-    /// every private interrupt and only the enabled SPIs (a disabled
-    /// interrupt is never deliverable). Plain loops: this is on the path of
-    /// every guest entry that refills list registers.
+    /// only the enabled interrupts (a disabled interrupt is never
+    /// deliverable), from the per-vCPU and SPI enable bitmaps. The tests are those of
+    /// [`Vgic::deliverable_to`] on the entry at hand: this runs on every
+    /// guest entry that refills list registers.
     fn for_each_waiting(&self, vcpu: usize, mut f: impl FnMut(u32, u8) -> bool) {
         let Some(v) = self.vcpus.get(vcpu) else {
             return;
         };
-        for intid in 0..NR_PRIVATE {
-            let irq = &v.private[intid as usize];
-            if irq.enabled
-                && irq.lr.is_none()
-                && self.deliverable_to(vcpu, intid)
-                && !f(intid, irq.priority)
-            {
+        let v2 = self.version == GicVersion::V2;
+        let mut rest = v.private_enabled;
+        while rest != 0 {
+            let intid = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let irq = &v.private[intid];
+            if irq.lr.is_some() || !self.group_enabled(irq.group1) {
+                continue;
+            }
+            let pending = if v2 && intid < NR_SGIS as usize {
+                v.sgi_sources[intid] != 0
+            } else {
+                irq.pending()
+            };
+            if pending && !f(intid as u32, irq.priority) {
                 return;
             }
         }
@@ -459,9 +526,13 @@ impl Vgic {
                 let Some(spi) = self.spis.get((intid - NR_PRIVATE) as usize) else {
                     return;
                 };
-                if spi.irq.lr.is_none()
-                    && self.deliverable_to(vcpu, intid)
-                    && !f(intid, spi.irq.priority)
+                let irq = &spi.irq;
+                if irq.enabled
+                    && irq.lr.is_none()
+                    && irq.pending()
+                    && self.group_enabled(irq.group1)
+                    && self.spi_target(intid) == Some(vcpu)
+                    && !f(intid, irq.priority)
                 {
                     return;
                 }
@@ -469,9 +540,18 @@ impl Vgic {
         }
     }
 
-    /// Record that SPI `intid` was enabled or disabled.
-    pub(crate) fn note_spi_enable(&mut self, intid: u32, enabled: bool) {
-        if let Some(spi) = intid.checked_sub(NR_PRIVATE)
+    /// Record that `intid` (banked to `vcpu` when private) was enabled or
+    /// disabled, in the enable bitmaps.
+    pub(crate) fn note_enable(&mut self, vcpu: usize, intid: u32, enabled: bool) {
+        if intid < NR_PRIVATE {
+            if let Some(v) = self.vcpus.get_mut(vcpu) {
+                if enabled {
+                    v.private_enabled |= 1 << intid;
+                } else {
+                    v.private_enabled &= !(1 << intid);
+                }
+            }
+        } else if let Some(spi) = intid.checked_sub(NR_PRIVATE)
             && let Some(w) = self.spi_enabled.get_mut((spi / 32) as usize)
         {
             if enabled {
@@ -703,13 +783,18 @@ impl Vgic {
     /// Interrupts the distributor would forward to `vcpu` that are not in
     /// any LR, highest priority (lowest value) first, ties by INTID.
     pub fn pending_for(&self, vcpu: usize) -> impl Iterator<Item = u32> + use<> {
-        let mut v: Vec<(u8, u32)> = Vec::new();
+        let mut w = Waiting::default();
+        self.collect_waiting(vcpu, &mut w);
+        w
+    }
+
+    /// [`Vgic::pending_for`] into `w` (empty), sorted.
+    fn collect_waiting(&self, vcpu: usize, w: &mut Waiting) {
         self.for_each_waiting(vcpu, |intid, prio| {
-            v.push((prio, intid));
+            w.push((prio, intid));
             true
         });
-        v.sort_unstable();
-        v.into_iter().map(|(_, intid)| intid)
+        w.sort();
     }
 
     /// Whether `vcpu` has anything to take: a deliverable interrupt not yet
@@ -724,7 +809,7 @@ impl Vgic {
 
     /// Whether some interrupt [`Vgic::pending_for`] would list exists (an
     /// early-exit scan: no allocation, no sorting; used on hot paths).
-    fn any_waiting(&self, vcpu: usize) -> bool {
+    pub(crate) fn any_waiting(&self, vcpu: usize) -> bool {
         let mut any = false;
         self.for_each_waiting(vcpu, |_, _| {
             any = true;

@@ -203,6 +203,18 @@ impl Vgic {
         nr_lrs: usize,
         out: &mut [Option<LrEntry>],
     ) -> Result<(), VgicError> {
+        self.fill_lrs_maint(vcpu, nr_lrs, out).map(|_| ())
+    }
+
+    /// [`Vgic::fill_lrs`], returning what [`Vgic::needs_maintenance`] would
+    /// right after it (whether deliverable interrupts are left out of the
+    /// LRs), known from the fill itself: one scan of the model, not two.
+    pub fn fill_lrs_maint(
+        &mut self,
+        vcpu: usize,
+        nr_lrs: usize,
+        out: &mut [Option<LrEntry>],
+    ) -> Result<bool, VgicError> {
         self.check_vcpu(vcpu)?;
         if nr_lrs > MAX_LRS || out.len() < nr_lrs {
             return Err(VgicError::BadLrCount(nr_lrs));
@@ -233,7 +245,9 @@ impl Vgic {
         }
 
         // Fill free slots, then displace worse pending-only entries.
-        let mut waiting = self.pending_for(vcpu).peekable();
+        let mut waiting = crate::Waiting::default();
+        self.collect_waiting(vcpu, &mut waiting);
+        let mut displaced = false;
         for slot in 0..nr_lrs {
             if self.vcpus[vcpu].lrs[slot].is_some() {
                 continue;
@@ -241,7 +255,7 @@ impl Vgic {
             let Some(intid) = waiting.next() else { break };
             self.load(vcpu, slot, intid);
         }
-        while let Some(&intid) = waiting.peek() {
+        while let Some(intid) = waiting.peek() {
             let prio = self.irq(vcpu, intid).map_or(u8::MAX, |i| i.priority);
             let worst = self.vcpus[vcpu]
                 .lrs
@@ -258,13 +272,19 @@ impl Vgic {
                     self.release(vcpu, slot, e.intid);
                     self.load(vcpu, slot, intid);
                     waiting.next();
+                    displaced = true;
                 }
                 _ => break,
             }
         }
         out[..nr_lrs].copy_from_slice(&self.vcpus[vcpu].lrs);
         self.vcpus[vcpu].lrs_loaded = true;
-        Ok(())
+        // Left waiting: what did not fit (the scan above saw every other
+        // deliverable interrupt and listed it), and what was displaced if
+        // still deliverable (it may have been disabled while listed).
+        let maint = waiting.peek().is_some() || (displaced && self.any_waiting(vcpu));
+        debug_assert_eq!(maint, self.needs_maintenance(vcpu));
+        Ok(maint)
     }
 
     /// Fold the LR state read back from the hardware after `vcpu` ran
