@@ -11,7 +11,8 @@ OBJCOPY ?= aarch64-linux-gnu-objcopy
 
 DOM0 := $(ROOT)/.cache/dom0
 
-# QEMU knobs for `make run` (the same command line boots Xen 4.17)
+# QEMU knobs for `make run` (the same command line boots Xen 4.17); BOARD=rpi4 boots the same
+# image on QEMU's Raspberry Pi 4 (raspi4b) instead (qemu/run-rpi4.sh; OXEN_ARGS, DOM0_ARGS apply)
 GIC ?= 3
 SMP ?= 2
 MEM ?= 2048
@@ -48,10 +49,14 @@ test-guest:
 	bash qemu/build-test-guest.sh $(BUILD)/test-guest.bin
 
 run: build
+ifeq ($(BOARD),rpi4)
+	bash qemu/run-rpi4.sh
+else
 	@echo "run: oxen with Debian's Linux as Dom0; 'poweroff' in the shell or Ctrl-a x quits"
 	$(QEMU_VIRT) \
 	    -device guest-loader,addr=0x50000000,kernel=$(DOM0)/Image,bootargs="$(DOM0_ARGS)" \
 	    -device guest-loader,addr=$$(printf '0x%x' $$(( (0x50000000 + $$(stat -c %s $(DOM0)/Image) + 0x3fffff) & ~0x1fffff ))),initrd=$(DOM0)/dom0-initrd.gz
+endif
 
 # Linux Dom0 and a Linux boot-time DomU (dom0less, console on its emulated UART)
 run-domu: build
