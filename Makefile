@@ -20,6 +20,9 @@ OXEN_ARGS ?= dom0_mem=512M loglvl=info
 DOM0_ARGS ?= console=hvc0 rdinit=/init oxen.dom0=shell
 GUEST_ARGS ?= oxen.test=count oxen.count=10
 QEMU ?= qemu-system-aarch64
+# `make run`'s disk (virtio, Dom0's /dev/vda): Dom0 keeps the DomU disk images on it
+RUN_DISK ?= $(ROOT)/.cache/run-disk.img
+RUN_DISK_MB ?= 1024
 QEMU_VIRT = $(QEMU) -machine virt,virtualization=on,gic-version=$(GIC) -cpu cortex-a72 \
 	    -smp $(SMP) -m $(MEM) -nographic -no-reboot -nic none \
 	    -kernel $(BUILD)/oxen.bin -append "$(OXEN_ARGS)"
@@ -53,7 +56,10 @@ ifeq ($(BOARD),rpi4)
 	bash qemu/run-rpi4.sh
 else
 	@echo "run: oxen with Debian's Linux as Dom0; 'poweroff' in the shell or Ctrl-a x quits"
+	@[ -e $(RUN_DISK) ] || { mkdir -p $(dir $(RUN_DISK)) && truncate -s $(RUN_DISK_MB)M $(RUN_DISK) && \
+	    echo "run: created $(RUN_DISK) ($(RUN_DISK_MB) MiB, sparse): Dom0's /dev/vda, formatted by Dom0 at its first boot"; }
 	$(QEMU_VIRT) \
+	    -drive file=$(RUN_DISK),if=none,format=raw,id=store -device virtio-blk-device,drive=store \
 	    -device guest-loader,addr=0x50000000,kernel=$(DOM0)/Image,bootargs="$(DOM0_ARGS)" \
 	    -device guest-loader,addr=$$(printf '0x%x' $$(( (0x50000000 + $$(stat -c %s $(DOM0)/Image) + 0x3fffff) & ~0x1fffff ))),initrd=$(DOM0)/dom0-initrd.gz
 endif

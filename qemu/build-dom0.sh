@@ -11,7 +11,9 @@
 #                   modules with their dependencies and a fresh depmod, and the toolstack
 #                   under Xen's names: /usr/sbin/{xl,xenstored,xenconsoled}, /usr/bin/xenstore
 #                   and its xenstore-* links, /etc/init.d/xencommons (qemu/dom0/xencommons),
-#                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg) and the ready DomU under /opt/domu/:
+#                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg), /etc/xen/domu-io.cfg
+#                   (qemu/dom0/domu-io.cfg: the same DomU with a disk and a vif) and the
+#                   ready DomU under /opt/domu/:
 #                   the same kernel Image and domu-initrd.gz
 #   domu-initrd.gz  the DomU's initramfs (also inside dom0-initrd.gz): busybox, /init
 #                   (qemu/domu/init.sh), the xen-blkfront and xen-netfront modules,
@@ -51,7 +53,7 @@ MUSL=aarch64-unknown-linux-musl
 # Modules Dom0 loads (their dependencies are added from modules.dep). Built-in drivers
 # (CONFIG_...=y in Debian's config, listed in modules.builtin) need nothing and are skipped.
 MODULES="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback
-         virtio_mmio virtio_pci virtio_blk virtio_net virtio_console loop bridge"
+         virtio_mmio virtio_pci virtio_blk virtio_net virtio_console loop bridge crc32c_generic ext4"
 # The DomU's PV disk and network frontends (Debian builds them as modules).
 DOMU_MODULES="xen-blkfront xen-netfront"
 
@@ -312,6 +314,7 @@ xenstore_links "$D"
 mkdir -p "$D"/etc/{init.d,xen} "$D"/var/lib/xen "$D"/var/log/xen/console "$D"/opt/domu
 install -m 0755 "$HERE/dom0/xencommons" "$D/etc/init.d/xencommons"
 install -m 0644 "$HERE/dom0/domu.cfg" "$D/etc/xen/domu.cfg"
+install -m 0644 "$HERE/dom0/domu-io.cfg" "$D/etc/xen/domu-io.cfg"
 cp "$ROOT/boot/vmlinuz-$KVER" "$D/opt/domu/Image"
 cp "$WORK/domu-initrd.gz" "$D/opt/domu/domu-initrd.gz"
 

@@ -17,8 +17,13 @@
 #         `domu: disk_read_sha256=...`), sets eth0 to 192.0.2.2/24 and pings Dom0's
 #         192.0.2.1 ten times (`domu: ping_dom0=<received>/10`), `domu: io done`, then
 #         the shell (the domain stays up)
+#   persist the disk's mark: prints the line at 8 MiB into /dev/xvda (`domu: disk_mark=...`,
+#         empty on a new disk), then writes oxen.mark's value there (when given, synced),
+#         `domu: persist done`, then the shell (the domain stays up)
 #   hostile run /usr/bin/xs-hostile (a hostile xenstore client: its `xs-hostile: ...` lines),
 #         `domu: hostile done rc=<rc>`, then the shell (the domain stays up)
+# oxen.ip=ADDR/LEN (/etc/xen/domu-io.cfg: 192.0.2.2/24): eth0 gets that address and goes up
+# as soon as it appears (in the background, at most 30 s; `domu: eth0 ADDR up`).
 # Failures print one `domu: ... failed` line each and never stop the script: `check`
 # always ends in a power-off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -78,6 +83,22 @@ wait_for() {
     [ -e "$1" ]
 }
 
+IP=$(arg oxen.ip "")
+if [ -n "$IP" ]; then
+    (
+        if wait_for /sys/class/net/eth0 300; then
+            ip link set lo up
+            if out=$(ip addr add "$IP" dev eth0 2>&1 && ip link set eth0 up 2>&1); then
+                echo "domu: eth0 $IP up"
+            else
+                echo "domu: eth0 failed: $(echo "$out" | tail -n 1)"
+            fi
+        else
+            echo "domu: eth0 failed: no eth0 after 30 s"
+        fi
+    ) &
+fi
+
 SCEN=$(arg oxen.domu shell)
 echo "domu: scenario=$SCEN"
 
@@ -125,7 +146,19 @@ check)
     echo "domu: check done"
     off
     ;;
-facts | shell | hostile | io)
+facts | shell | hostile | io | persist)
+    if [ "$SCEN" = persist ]; then
+        if wait_for /dev/xvda 300; then
+            echo "domu: disk_mark=$(dd if=/dev/xvda bs=1M skip=8 count=1 2>/dev/null | head -c 64 | tr -d '\000' | head -n 1)"
+            mark=$(arg oxen.mark "")
+            if [ -n "$mark" ] && ! out=$(printf '%s\n' "$mark" | dd of=/dev/xvda bs=1M seek=8 conv=notrunc,fsync 2>&1); then
+                echo "domu: disk_mark_write failed: $(echo "$out" | tail -n 1)"
+            fi
+        else
+            echo "domu: xvda failed: /dev/xvda did not appear in 30 s"
+        fi
+        echo "domu: persist done"
+    fi
     if [ "$SCEN" = io ]; then
         facts
         io
@@ -154,7 +187,7 @@ facts | shell | hostile | io)
     done
     ;;
 *)
-    echo "domu: unknown scenario '$SCEN' (use shell, facts, check, io or hostile)"
+    echo "domu: unknown scenario '$SCEN' (use shell, facts, check, io, persist or hostile)"
     off
     ;;
 esac
