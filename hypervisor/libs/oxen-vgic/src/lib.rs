@@ -100,6 +100,10 @@ pub const NR_PRIVATE: u32 = 32;
 pub const SPECIAL_INTID_BASE: u32 = 1020;
 /// Largest `nr_spis` accepted by [`Vgic::new`] (`ITLinesNumber` = 31).
 pub const MAX_SPIS: u32 = 992;
+const _: () = assert!(
+    MAX_SPIS / 32 <= 32,
+    "the SPI enable words fit a u32 summary"
+);
 /// Most vCPUs a GICv2 can address (8-bit CPU target masks).
 pub const MAX_VCPUS_V2: usize = 8;
 /// Most vCPUs the GICv3 model gives distinct affinities to (Aff2.Aff1.Aff0
@@ -378,6 +382,9 @@ pub struct Vgic {
     /// Enabled SPIs, one bit each, 32 per word (word 0 = INTIDs 32..63):
     /// the scans for deliverable interrupts visit only these.
     pub(crate) spi_enabled: Vec<u32>,
+    /// Bit w set when word w of `spi_enabled` is not 0 (at most 31 words:
+    /// [`MAX_SPIS`]), so a scan skips the words with nothing enabled.
+    pub(crate) spi_enabled_words: u32,
 }
 
 /// What [`Vgic::pending_for`] lists: (priority, INTID) pairs, kept inline
@@ -483,6 +490,7 @@ impl Vgic {
             vcpus,
             spis,
             spi_enabled: alloc::vec![0; nr_spis.div_ceil(32) as usize],
+            spi_enabled_words: 0,
         })
     }
 
@@ -515,8 +523,11 @@ impl Vgic {
             }
         }
         let limit = self.nr_lines();
-        for (w, &bits) in self.spi_enabled.iter().enumerate() {
-            let mut rest = bits;
+        let mut words = self.spi_enabled_words;
+        while words != 0 {
+            let w = words.trailing_zeros() as usize;
+            words &= words - 1;
+            let mut rest = self.spi_enabled.get(w).copied().unwrap_or(0);
             while rest != 0 {
                 let intid = NR_PRIVATE + 32 * w as u32 + rest.trailing_zeros();
                 rest &= rest - 1;
@@ -558,6 +569,12 @@ impl Vgic {
                 *w |= 1 << (spi % 32);
             } else {
                 *w &= !(1 << (spi % 32));
+            }
+            let bit = 1 << (spi / 32);
+            if *w != 0 {
+                self.spi_enabled_words |= bit;
+            } else {
+                self.spi_enabled_words &= !bit;
             }
         }
     }
