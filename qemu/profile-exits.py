@@ -12,6 +12,9 @@ later `exec` line of that key counts the block's instructions, each attributed t
 function whose symbol covers its address. With `nochain` every executed block is logged.
 
 Usage: profile-exits.py LOG SYMS VBAR [--bias B] [--top N] [--summary FILE] [--exits N --enough FILE]
+                        [--detail FUNC]
+(--detail: also print, per instruction address of the functions whose name contains FUNC,
+how often it ran per exit: where the hot loop of a function is, for objdump -d)
 (--bias: added to the symbols' addresses: load address minus link address; VBAR is run-time)
 (--exits: count the first N exits only, then create FILE and read the rest of the log unparsed)
 """
@@ -71,6 +74,12 @@ def main():
     summary = None
     max_exits = None
     bias = 0
+    detail = None
+    if "--detail" in args:
+        i = args.index("--detail")
+        detail = args[i + 1]
+        del args[i : i + 2]
+    addr_counts = defaultdict(int)  # address -> executions (functions named by --detail)
     if "--bias" in args:
         i = args.index("--bias")
         bias = int(args[i + 1], 0)
@@ -124,7 +133,10 @@ def main():
             counts[func_of(a)] += 1
         eret = bool(insns) and insns[-1][1] == "eret"
         wfi = any(m == "wfi" for _, m in insns)
-        return (tuple(counts.items()), eret, wfi)
+        addrs = ()
+        if detail:
+            addrs = tuple(a for a, _ in insns if detail in func_of(a))
+        return (tuple(counts.items()), eret, wfi, addrs)
 
     def classify(entry, funcs, idle):
         if entry != "sync":
@@ -150,8 +162,7 @@ def main():
                     cur_insns.append((int(m.group(1), 16), m.group(2)))
                     continue
                 if cur_insns:
-                    counts, eret, wfi = finish_block(cur_insns)
-                    pending = (cur_insns[0][0], counts, eret, wfi)
+                    pending = (cur_insns[0][0],) + finish_block(cur_insns)
                 cur_insns = None
             if line.startswith("IN:"):
                 cur_insns = []
@@ -166,7 +177,7 @@ def main():
             key = (pc, m.group(4), m.group(5))
             blk = blocks.get(key)
             if pending is not None and pending[0] == pc:
-                blk = (pending[1], pending[2], pending[3])
+                blk = pending[1:]
                 blocks[key] = blk
                 by_pc[pc] = blk
                 pending = None
@@ -181,6 +192,8 @@ def main():
             for f, n in blk[0]:
                 ex[1][f] += n
             ex[2] |= blk[2]
+            for a in blk[3]:
+                addr_counts[a] += 1
             if blk[1]:  # eret: back in a guest
                 k = kinds[classify(ex[0], ex[1], ex[2])]
                 k[0] += 1
@@ -217,6 +230,12 @@ def main():
         rest = sum(c for _, c in fs[top:])
         if rest:
             print(f"  {rest / n:8.1f}  ({len(fs) - top} more functions)")
+    if detail:
+        print()
+        print(f"instructions of *{detail}* by address (run-time address - bias = ELF address), "
+              "executions per exit:")
+        for a, c in sorted(addr_counts.items()):
+            print(f"  {a - bias:#x}  {c / total_exits:8.2f}  {func_of(a)}")
     if summary:
         with open(summary, "w", encoding="utf-8") as out:
             out.write(f"all exits={total_exits} insns_per_exit={total_insns / total_exits:.0f}\n")

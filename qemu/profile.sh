@@ -22,6 +22,7 @@
 #   PROFILE_PING [1000000] evtchn-ping round trips (must outlast the tracing; QEMU is stopped then)
 #   PROFILE_EXITS [20000]  guest exits traced
 #   PROFILE_GIC [3]  PROFILE_SMP [2]  PROFILE_TOP [12] (functions listed per kind)
+#   PROFILE_DETAIL [] per-address counts of the functions whose name contains this
 #   PROFILE_LOAD [0x40200000] (where QEMU virt loads the image)  PROFILE_TIMEOUT [600]  PROFILE_OUT [.cache/profile/<date>] (console log, report)
 #   QEMU [qemu-system-aarch64]  NM [aarch64-linux-gnu-nm]  OXEN_CACHE [.cache]
 # Run time: Dom0's boot (~30 s on an idle host) plus the traced exits.
@@ -98,7 +99,9 @@ monitor() { # one HMP command, through -nographic's console mux (Ctrl-a c toggle
 }
 
 # The analyser reads the trace as QEMU writes it (QEMU opens the log at the first `log`).
+DETAIL=${PROFILE_DETAIL:-}
 python3 "$REPO/qemu/profile-exits.py" "$FIFO" "$OUT/syms.txt" "$VBAR" --bias "$BIAS" --top "$TOP" \
+    ${DETAIL:+--detail "$DETAIL"} \
     --summary "$OUT/summary.txt" --exits "$EXITS" --enough "$OUT/enough" > "$OUT/report.txt" &
 ANALYSER=$!
 cleanup() {
