@@ -73,9 +73,11 @@ run-test-guest: setup hypervisor test-guest
 	$(QEMU_VIRT) \
 	    -device guest-loader,addr=0x50000000,kernel=$(BUILD)/test-guest.bin,bootargs="$(GUEST_ARGS)"
 
-# oxen and Xen 4.17 side by side on the same QEMU command (not a test)
+# oxen and Xen 4.17 side by side on the same QEMU command (not a test): Dom0 boot and
+# toolstack (qemu/bench.sh), then a DomU's PV disk and network (qemu/bench-io.sh)
 bench: build
 	bash qemu/bench.sh
+	bash qemu/bench-io.sh
 
 # Instructions oxen executes per guest exit, by exit kind and function (qemu/profile.sh)
 profile: build

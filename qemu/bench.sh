@@ -142,7 +142,10 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 # ---------------------------------------------------------------- toolstack (xl) runs
 # Dom0 /bench-xl-init and DomU /bench-xl-domu: busybox sh (no /bin/sh before --install), the same on
 # both hypervisors. Output: `bench-xl: key=value` lines, `bench-xl: done` at the end.
+# BENCH_XL_DOM0_INIT, BENCH_XL_DOMU_INIT: files used instead of the two scripts below, and
+# BENCH_XL_CFG: lines added to the DomU's /etc/bench/domu.cfg (qemu/bench-io.sh's scenario)
 write_xl_dom0_init() {
+[ -n "${BENCH_XL_DOM0_INIT:-}" ] && { cp "$BENCH_XL_DOM0_INIT" "$1"; return; }
 cat > "$1" <<'XLDOM0'
 #!/bin/busybox sh
 # bench.sh toolstack scenario (Dom0, rdinit=/bench-xl-init): xl create / DomU /init /
@@ -243,6 +246,7 @@ off
 XLDOM0
 }
 write_xl_domu_init() {
+[ -n "${BENCH_XL_DOMU_INIT:-}" ] && { cp "$BENCH_XL_DOMU_INIT" "$1"; return; }
 cat > "$1" <<'XLDOMU'
 #!/bin/busybox sh
 # bench.sh toolstack scenario (DomU, rdinit=/bench-xl-domu)
@@ -301,6 +305,7 @@ xl_initrd() {
     printf '%s\n' 'name = "domu"' 'type = "pvh"' 'kernel = "/opt/domu/Image"' \
         'ramdisk = "/opt/bench/domu-initrd.gz"' 'extra = "console=hvc0 rdinit=/bench-xl-domu"' \
         'memory = 256' 'vcpus = 1' > "$w/dom0/etc/bench/domu.cfg"
+    [ -z "${BENCH_XL_CFG:-}" ] || printf '%s\n' "$BENCH_XL_CFG" >> "$w/dom0/etc/bench/domu.cfg"
     mkcpio "$w/dom0" "$w/dom0-overlay.gz"
     cat "$base" "$w/dom0-overlay.gz" > "$OUT/xl/$hyp-dom0-initrd.gz"
     rm -rf "$w"

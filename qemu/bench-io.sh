@@ -1,0 +1,268 @@
+#!/bin/bash
+# bench-io.sh - PV disk and network throughput of a DomU on oxen beside real Xen 4.17, both on
+# the same QEMU command under `-icount shift=0,sleep=off` (guest time = instructions).
+#
+#   qemu/bench-io.sh            # BENCH_IO_RUNS runs per hypervisor, Markdown table on stdout
+#   qemu/bench-io.sh --help
+#
+# What runs: qemu/bench.sh's toolstack (xl) runs, with its machinery (QEMU command, Xen 4.17
+# from Debian, Dom0 images: ours for oxen, Debian's xl/libxl/oxenstored/xenconsoled and its
+# block/vif-bridge hotplug scripts for Xen, built by qemu/xen-xl-compat.sh) and this
+# script's scenario in place of its own (BENCH_XL_DOM0_INIT, BENCH_XL_DOMU_INIT, BENCH_XL_CFG).
+# It mirrors the Xen reference harness's `io` scenario (shared/reference/run.sh io), so the
+# figures compare with its samples:
+#   Dom0   loads blkback/netback/loop/bridge, starts the toolstack, makes xenbr0 192.0.2.1/24,
+#          a sparse 2x BENCH_IO_MB MiB image /run/io.img on tmpfs and an `nc -l` receiver
+#          (port 5001, `dd of=/dev/null bs=64k`), then `xl create` of a PVH DomU (1 vCPU,
+#          256 MiB, same kernel) with `disk = [ 'format=raw, vdev=xvda, access=rw,
+#          target=/run/io.img' ]` and `vif = [ 'mac=00:16:3e:00:00:02, bridge=xenbr0' ]`.
+#   DomU   eth0 = 192.0.2.2/24; `dd if=/dev/zero of=/dev/xvda bs=1M count=BENCH_IO_MB
+#          oflag=direct` then the same read back with iflag=direct (MB/s); `ping -c 10`
+#          Dom0 (after one warm-up ping; average round trip); BENCH_IO_NET_MB MiB to Dom0 with
+#          `nc 192.0.2.1 5001 -e dd if=/dev/zero bs=64k` (Dom0's receiver times it); then it
+#          listens on 5002 and Dom0 sends it BENCH_IO_NET_MB MiB the same way (DomU's
+#          receiver times it); `xl destroy`.
+# Times: the guests' monotonic clocks in ns (/proc/timer_list, one awk fork per stamp, the
+# same on both hypervisors); under icount Dom0's and the DomU's clocks are the same virtual
+# clock. MB = MiB here, as dd and the reference harness count.
+#
+# Raw logs and per-run figures: BENCH_OUT [.cache/bench/io-<date>]/ (bench.sh's layout; its own
+# table, mostly "not run", in bench-sh.md).
+#
+# Environment (defaults in brackets): BENCH_IO_RUNS [3]  BENCH_IO_MB [64]  BENCH_IO_NET_MB [64]
+#   BENCH_IO_TIMEOUT [1500] (s per run)  BENCH_HYPS [oxen xen]  BENCH_GIC [3]  BENCH_OUT
+#   and the rest of qemu/bench.sh's (BENCH_OXEN, BENCH_XEN, BENCH_VERBOSE, QEMU, ...).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+CACHE=${OXEN_CACHE:-$REPO/.cache}
+
+case "${1:-}" in
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    "") ;;
+    *) echo "bench-io: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+esac
+die() { echo "bench-io: error: $*" >&2; exit 1; }
+log() { echo "bench-io: $*" >&2; }
+
+RUNS=${BENCH_IO_RUNS:-3}
+IO_MB=${BENCH_IO_MB:-64}
+NET_MB=${BENCH_IO_NET_MB:-64}
+for v in RUNS IO_MB NET_MB; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_IO_$v=${!v} is not a positive integer"; done
+OUT=${BENCH_OUT:-$CACHE/bench/io-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT/io" || die "cannot create $OUT"
+
+# ---------------------------------------------------------------- Dom0 scenario
+# busybox sh, the same on both Dom0 images; output `bench-xl: key=value` lines (what
+# bench.sh collects), `bench-xl: done` at the end.
+cat > "$OUT/io/bench-io-dom0" <<'IODOM0'
+#!/bin/busybox sh
+# bench-io.sh scenario (Dom0, rdinit=/bench-xl-init)
+export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TERM=dumb LANG=C
+IO_MB=@IO_MB@ NET_MB=@NET_MB@
+/bin/busybox mount -t proc proc /proc
+echo "OXEN-DOM0-INIT"
+read -r UP _ < /proc/uptime
+echo "dom0: uptime_at_init_s=$UP"
+/bin/busybox --install -s
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+ln -sf /proc/self/fd /dev/fd; ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+hostname dom0
+say() { echo "bench-xl: $*"; }
+off() { say "done"; sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; while :; do sleep 60; done; }
+show() { sed "s/^/bench-xl-out: /" "$1"; }
+now() { read -r NOW _ < /proc/uptime; }
+stamp() { STAMP=$(awk '/^now at/ { printf "%.6f", $3 / 1e9; exit }' /proc/timer_list); }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+mkfifo /run/.nap; exec 9<>/run/.nap
+nap() { read -r -t 0.01 _ <&9; }
+for m in xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback xen-netback loop bridge; do
+    modprobe "$m" 2>/dev/null || say "error=modprobe $m failed"
+done
+mount -t xenfs xenfs /proc/xen 2>/dev/null
+mkdir -p /run/xen /run/xenstored /var/log/xen/console /var/lib/xen /var/lib/xenstored
+if [ -x /etc/init.d/xencommons ]; then          # oxen's Dom0 image
+    /etc/init.d/xencommons start > /tmp/xc.out 2>&1 || { show /tmp/xc.out; say "error=xencommons start failed"; off; }
+else                                             # Debian's toolstack, as its xencommons
+    oxenstored --pid-file /run/xen/xenstored.pid
+    i=0; while [ ! -s /run/xen/xenstored.pid ] && [ $i -lt 3000 ]; do nap; i=$((i + 1)); done
+    xen-init-dom0 > /dev/null
+    xenconsoled --pid-file=/run/xen/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+fi
+ip link set lo up
+brctl addbr xenbr0 && echo 0 > /sys/class/net/xenbr0/bridge/forward_delay &&
+    ip addr add 192.0.2.1/24 dev xenbr0 && ip link set xenbr0 up || say "error=bridge xenbr0 failed"
+dd if=/dev/zero of=/run/io.img bs=1M count=0 seek=$((IO_MB * 2)) 2>/dev/null
+# receiver of the DomU -> Dom0 transfer: nc -e hands the socket to dd (64 KiB reads)
+nc -l -p 5001 -e sh -c 'awk "/^now at/ { printf \"%.6f\n\", \$3 / 1e9; exit }" /proc/timer_list > /run/rx.a; dd of=/dev/null bs=64k iflag=fullblock 2>/run/rx.dd; awk "/^now at/ { printf \"%.6f\n\", \$3 / 1e9; exit }" /proc/timer_list > /run/rx.b' &
+CONLOG=/var/log/xen/console/guest-domu.log
+LOGFD=
+wait_for() { # PATTERN SECONDS: follow the DomU console log; WAIT_LINE = the line
+    now; end=$(( ${NOW%.*} + $2 )); buf=""
+    while [ -z "$LOGFD" ]; do
+        [ -f "$CONLOG" ] && { exec 8< "$CONLOG"; LOGFD=8; break; }
+        nap; now; [ "${NOW%.*}" -ge "$end" ] && return 1
+    done
+    while :; do
+        if IFS= read -r line <&8; then
+            line="$buf$line"; buf=""
+            case $line in *"$1"*) WAIT_LINE=$(echo "$line" | tr -d '\r'); return 0 ;; esac
+        else
+            buf="$buf$line"
+            nap; now; [ "${NOW%.*}" -ge "$end" ] && return 1
+        fi
+    done
+}
+stamp; T0=$STAMP
+xl create /etc/bench/domu.cfg > /tmp/create.out 2>&1
+rc=$?
+stamp; T1=$STAMP
+say "xl_create_rc=$rc"
+[ $rc = 0 ] || { show /tmp/create.out; off; }
+say "xl_create_s=$(sub "$T0" "$T1")"
+wait_for DOMU-INIT 600 || { say "error=no DOMU-INIT in $CONLOG"; off; }
+if wait_for DOMU-LISTEN 1200; then
+    stamp; a=$STAMP
+    nc 192.0.2.2 5002 -e dd if=/dev/zero bs=64k count=$((NET_MB * 16)) 2>/dev/null
+    stamp; say "net_dom0_to_domu_sender_s=$(sub "$a" "$STAMP")"
+else
+    say "error=the DomU did not listen"
+fi
+wait_for DOMU-DONE 1200 || say "error=the DomU did not finish"
+# the DomU's figures, relayed
+grep -a '^DOMU-KV ' "$CONLOG" | tr -d '\r' | while read -r _ kv; do say "$kv"; done
+grep -a '^DOMU-ERR' "$CONLOG" | tr -d '\r' | head -n 5 | while read -r l; do say "error=$l"; done
+if [ -s /run/rx.b ]; then
+    blocks=$(sed -n 's/^\([0-9]*\)+.*records in/\1/p' /run/rx.dd)
+    a=$(cat /run/rx.a); b=$(cat /run/rx.b)
+    say "net_domu_to_dom0_rx_mb=$((blocks / 16))"
+    say "net_domu_to_dom0_rx_s=$(sub "$a" "$b")"
+    say "net_domu_to_dom0_mbps=$(awk -v n="$blocks" -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", n / 16 / (b - a) }')"
+else
+    say "error=Dom0 received nothing from the DomU"
+fi
+for c in rx_packets tx_packets rx_dropped tx_dropped; do
+    v=$(cat /sys/class/net/vif*.0/statistics/$c 2>/dev/null | head -n 1); say "vif_$c=${v:-?}"
+done
+stamp; T0=$STAMP
+xl destroy domu > /tmp/destroy.out 2>&1
+rc=$?
+stamp; T1=$STAMP
+say "xl_destroy_rc=$rc"
+if [ $rc = 0 ]; then say "xl_destroy_s=$(sub "$T0" "$T1")"; else show /tmp/destroy.out; fi
+off
+IODOM0
+
+# ---------------------------------------------------------------- DomU scenario
+# `DOMU-KV key=value` lines (relayed by Dom0), DOMU-LISTEN, DOMU-DONE.
+cat > "$OUT/io/bench-io-domu" <<'IODOMU'
+#!/bin/busybox sh
+# bench-io.sh scenario (DomU, rdinit=/bench-xl-domu)
+IO_MB=@IO_MB@ NET_MB=@NET_MB@
+/bin/busybox mount -t proc proc /proc
+read UP IDLE < /proc/uptime
+echo "DOMU-INIT uptime=$UP"
+/bin/busybox --install -s
+export PATH=/usr/bin:/usr/sbin:/bin:/sbin
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+kv() { echo "DOMU-KV $*"; }
+t() { awk '/^now at/ { printf "%.6f", $3 / 1e9; exit }' /proc/timer_list; }
+rate() { awk -v m="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.2f", m / (b - a) }'; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+for m in xen-blkfront xen-netfront; do modprobe $m 2>/dev/null; done
+i=0; while { [ ! -b /dev/xvda ] || [ ! -e /sys/class/net/eth0 ]; } && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+[ -b /dev/xvda ] || echo "DOMU-ERR no /dev/xvda"
+ip link set lo up
+ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up || echo "DOMU-ERR no eth0"
+# disk: sequential direct write, then read (the reference harness's dd lines)
+a=$(t); dd if=/dev/zero of=/dev/xvda bs=1M count=$IO_MB oflag=direct 2>/tmp/ddw; rc=$?; b=$(t)
+if [ $rc = 0 ]; then kv "disk_write_s=$(secs $a $b)"; kv "disk_write_mbps=$(rate $IO_MB $a $b)"
+else echo "DOMU-ERR disk write: $(tail -n 1 /tmp/ddw)"; fi
+a=$(t); dd if=/dev/xvda of=/dev/null bs=1M count=$IO_MB iflag=direct 2>/tmp/ddr; rc=$?; b=$(t)
+if [ $rc = 0 ]; then kv "disk_read_s=$(secs $a $b)"; kv "disk_read_mbps=$(rate $IO_MB $a $b)"
+else echo "DOMU-ERR disk read: $(tail -n 1 /tmp/ddr)"; fi
+# ping: one to learn the ARP entry and the bridge port, then 10
+ping -c 1 -W 10 192.0.2.1 > /dev/null 2>&1
+out=$(ping -c 10 -W 5 192.0.2.1 2>&1)
+kv "ping_received=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+avg=$(echo "$out" | sed -n 's|.*min/avg/max = [0-9.]*/\([0-9.]*\)/.*|\1|p')
+[ -n "$avg" ] && kv "ping_rtt_us=$(awk -v m="$avg" 'BEGIN { printf "%.0f", m * 1000 }')"
+# network DomU -> Dom0 (Dom0's receiver times it; the sender's time for reference)
+a=$(t); nc 192.0.2.1 5001 -e dd if=/dev/zero bs=64k count=$((NET_MB * 16)) 2>/dev/null; b=$(t)
+kv "net_domu_to_dom0_sender_s=$(secs $a $b)"
+# network Dom0 -> DomU: this side receives and times it
+nc -l -p 5002 -e sh -c 'awk "/^now at/ { printf \"%.6f\n\", \$3 / 1e9; exit }" /proc/timer_list > /tmp/rx.a; dd of=/dev/null bs=64k iflag=fullblock 2>/tmp/rx.dd; awk "/^now at/ { printf \"%.6f\n\", \$3 / 1e9; exit }" /proc/timer_list > /tmp/rx.b' &
+nl=$!
+sleep 0.2
+echo "DOMU-LISTEN"
+wait $nl
+if [ -s /tmp/rx.b ]; then
+    blocks=$(sed -n 's/^\([0-9]*\)+.*records in/\1/p' /tmp/rx.dd)
+    a=$(cat /tmp/rx.a); b=$(cat /tmp/rx.b)
+    kv "net_dom0_to_domu_rx_mb=$((blocks / 16))"
+    kv "net_dom0_to_domu_rx_s=$(secs $a $b)"
+    kv "net_dom0_to_domu_mbps=$(rate $((blocks / 16)) $a $b)"
+else
+    echo "DOMU-ERR received nothing from Dom0"
+fi
+for c in rx_packets tx_packets rx_dropped tx_dropped rx_errors; do kv "eth0_$c=$(cat /sys/class/net/eth0/statistics/$c)"; done
+echo "DOMU-DONE"
+while :; do sleep 3600; done
+IODOMU
+sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
+
+# ---------------------------------------------------------------- the runs (bench.sh)
+log "output: $OUT ($RUNS run(s) per hypervisor, disk $IO_MB MiB, network $NET_MB MiB each way)"
+BENCH_KINDS="" BENCH_XL_KINDS=icount BENCH_RUNS=$RUNS BENCH_OUT=$OUT \
+BENCH_XL_TIMEOUT=${BENCH_IO_TIMEOUT:-1500} BENCH_SILENCE=${BENCH_SILENCE:-300} \
+BENCH_XL_DOM0_INIT=$OUT/io/bench-io-dom0 BENCH_XL_DOMU_INIT=$OUT/io/bench-io-domu \
+BENCH_XL_CFG="disk = [ 'format=raw, vdev=xvda, access=rw, target=/run/io.img' ]
+vif = [ 'mac=00:16:3e:00:00:02, bridge=xenbr0' ]" \
+    bash "$HERE/bench.sh" > "$OUT/bench-sh.md" || die "qemu/bench.sh failed (see $OUT)"
+
+# ---------------------------------------------------------------- the table
+HYPS=${BENCH_HYPS:-oxen xen}
+vals() { cat "$OUT/$1-xlicount-"*.txt 2>/dev/null | sed -n "s/^$2=//p"; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+cell() { # hyp key -> median (min-max) or why not
+    local v
+    case " $HYPS " in *" $1 "*) ;; *) echo "not run"; return ;; esac
+    v=$(vals "$1" "$2" | sort -g | awk '{ v[NR] = $1 } END { if (!NR) exit
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        if (NR == 1 || v[1] == v[NR]) print m; else printf "%s (%s–%s)\n", m, v[1], v[NR] }')
+    if [ -n "$v" ]; then echo "$v"
+    else echo "n/a ($(vals "$1" status | head -n 1 | sed 's/ (see .*//; s/|/\\|/g' | cut -c1-120))"; fi
+}
+ratio() { local a b; a=$(vals oxen "$1" | median); b=$(vals xen "$1" | median)
+    [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "–" }' || echo "–"; }
+row() { echo "| $1 | $(cell oxen "$2") | $(cell xen "$2") | $(ratio "$2") |"; }
+XEN_VER=$(sed -n 's/.*(XEN) Xen version \([^ ]*\) .*/\1/p' "$OUT"/xen-*.log 2>/dev/null | head -1)
+{
+    echo "## oxen vs Xen ${XEN_VER:-4.17}: DomU PV disk and network (icount guest time)"
+    echo
+    echo "QEMU $(${QEMU:-qemu-system-aarch64} --version | sed -n '1s/.*version \([^ ]*\).*/\1/p'), virt GICv${BENCH_GIC:-3}, cortex-a72, 2 vCPUs, 2048 MiB, Dom0 512 MiB, \`-icount shift=0,sleep=off\`;" \
+         "DomU PVH 1 vCPU 256 MiB, same kernel $(cat "$CACHE/dom0/kver" 2>/dev/null); $RUNS run(s) per hypervisor; cells: median (min–max)."
+    echo
+    echo "| figure | oxen | Xen 4.17 | oxen/Xen |"
+    echo "| --- | --- | --- | --- |"
+    row "xvda sequential write, $IO_MB MiB, 1 MiB O_DIRECT (MB/s)" disk_write_mbps
+    row "xvda sequential read, $IO_MB MiB, 1 MiB O_DIRECT (MB/s)" disk_read_mbps
+    row "TCP DomU → Dom0, $NET_MB MiB, at Dom0's receiver (MB/s)" net_domu_to_dom0_mbps
+    row "TCP Dom0 → DomU, $NET_MB MiB, at the DomU's receiver (MB/s)" net_dom0_to_domu_mbps
+    row "ping DomU → Dom0, average of 10 (µs)" ping_rtt_us
+    row "ping replies received (of 10)" ping_received
+    row "\`xl create\` with the disk and vif (s)" xl_create_s
+    row "\`xl destroy\` (s)" xl_destroy_s
+    echo
+    echo "Method: qemu/bench-io.sh (see its --help): the Xen reference harness's \`io\` scenario (disk image /run/io.img on Dom0's tmpfs behind a loop device, blkback; vif on the bridge xenbr0, netback; busybox dd and nc with 64 KiB blocks) on both hypervisors, Xen with Debian's toolstack and hotplug scripts, oxen with ours. Per-run figures and consoles: \`$OUT/\`."
+} | tee "$OUT/summary.md"
