@@ -216,9 +216,10 @@ fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
 }
 
 /// Per CPU: the vCPU context whose EL1 and FP registers are still live in
-/// the hardware (0 = none). Resuming that vCPU after an idle period skips
-/// the reload, which matters because rewriting SCTLR/TTBR/TCR makes QEMU
-/// (and some hardware) drop its TLBs.
+/// the hardware, and whose trap frame the CPU's frame slot still holds
+/// (0 = none). Resuming that vCPU after an idle period skips the reload,
+/// which matters because rewriting SCTLR/TTBR/TCR makes QEMU (and some
+/// hardware) drop its TLBs.
 static LIVE_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
@@ -229,6 +230,8 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
     CURRENT_CTX[cpu].store(v.ctx_id, Ordering::Relaxed);
     if LIVE_CTX[cpu].swap(v.ctx_id, Ordering::Relaxed) == v.ctx_id {
         // Registers untouched since save(), except the timer it stopped.
+        // So is `frame`, this CPU's own slot, which save() copied from
+        // (whoever rewrites a saved frame gives the vCPU a new ctx_id).
         // SAFETY: re-arming this vCPU's own virtual timer.
         unsafe { sysreg::set_cntv_ctl_el0(v.el1.cntv_ctl) };
     } else {
@@ -239,9 +242,9 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
             arch::load_stage2(dom.vttbr);
         }
         v.fp.restore();
+        *frame = v.frame;
     }
     v.vif.restore();
-    *frame = v.frame;
 }
 
 fn runnable(dom: &Domain, vcpu: usize) -> bool {
