@@ -18,8 +18,11 @@
 //!   secondaries up, the guest runs and its power-off ends QEMU with 0.
 //! * Debian's Linux as Dom0 (`oxen.dom0=check`): 4 vCPUs, Xen found, event channels ping,
 //!   Dom0's `poweroff` ends QEMU with 0.
+//! * Debian's Linux as Dom0 to its shell prompt, with Debian's Linux as a boot-time
+//!   (dom0less) DomU beside it on its emulated UART: the DomU reaches its `/init`, typed
+//!   input reaches Dom0's shell, and `poweroff` there ends QEMU with 0.
 
-use oxen_tests::dom0shell::{self, Budget};
+use oxen_tests::dom0shell::{self, Budget, SHELL_ARGS};
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, re};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,11 +73,45 @@ fn fdtput(dtb: &Path, args: &[&str]) {
     assert!(st.success(), "fdtput {args:?} failed");
 }
 
-/// A module to describe under `/chosen`: its file, load address and `compatible`.
+/// A module to describe under `/chosen` (or under `/chosen/<domain>`): its file, load
+/// address and `compatible`.
 struct Module<'a> {
     file: &'a Path,
     addr: u64,
     kind: &'a str,
+    /// The boot-time domain node it belongs to (`None`: Dom0's).
+    domain: Option<&'a BootDomain<'a>>,
+}
+
+/// A dom0less domain node `/chosen/<name>` (Xen's binding): RAM, vCPUs, emulated UART,
+/// its kernel's command line.
+struct BootDomain<'a> {
+    name: &'a str,
+    memory_mib: u64,
+    cpus: u32,
+    bootargs: &'a str,
+}
+
+fn add_domain_node(dtb: &Path, d: &BootDomain<'_>) {
+    let node = format!("/chosen/{}", d.name);
+    fdtput(dtb, &["-c", &node]);
+    fdtput(dtb, &["-t", "s", &node, "compatible", "xen,domain"]);
+    fdtput(dtb, &["-t", "x", &node, "#address-cells", "2"]);
+    fdtput(dtb, &["-t", "x", &node, "#size-cells", "2"]);
+    let kib = d.memory_mib * 1024;
+    fdtput(
+        dtb,
+        &[
+            "-t",
+            "x",
+            &node,
+            "memory",
+            &format!("{:x}", kib >> 32),
+            &format!("{:x}", kib & 0xffff_ffff),
+        ],
+    );
+    fdtput(dtb, &["-t", "x", &node, "cpus", &format!("{:x}", d.cpus)]);
+    fdtput(dtb, &[&node, "vpl011"]);
 }
 
 /// Debian's DTB edited for QEMU raspi4b and for booting oxen with `modules`.
@@ -96,10 +133,24 @@ fn rpi4_dtb(name: &str, hyp_args: &str, dom0_args: &str, modules: &[Module<'_>])
         &out,
         &["-t", "s", "/chosen", "xen,dom0-bootargs", dom0_args],
     );
+    let mut domains: Vec<&str> = Vec::new();
     for m in modules {
         let size = std::fs::metadata(m.file).expect("module file").len();
-        let node = format!("/chosen/module@{:x}", m.addr);
+        let parent = match m.domain {
+            None => "/chosen".to_string(),
+            Some(d) => {
+                if !domains.contains(&d.name) {
+                    add_domain_node(&out, d);
+                    domains.push(d.name);
+                }
+                format!("/chosen/{}", d.name)
+            }
+        };
+        let node = format!("{parent}/module@{:x}", m.addr);
         fdtput(&out, &["-c", &node]);
+        if let Some(d) = m.domain.filter(|_| m.kind == "multiboot,kernel") {
+            fdtput(&out, &["-t", "s", &node, "bootargs", d.bootargs]);
+        }
         fdtput(
             &out,
             &["-t", "s", &node, "compatible", m.kind, "multiboot,module"],
@@ -169,6 +220,7 @@ fn raspi4b_test_guest_dom0_four_cpus_by_spin_table_and_pm_watchdog_poweroff() ->
         file: &guest,
         addr: KERNEL_ADDR,
         kind: "multiboot,kernel",
+        domain: None,
     }];
     let dtb = rpi4_dtb(
         "test-guest",
@@ -194,11 +246,13 @@ fn raspi4b_linux_dom0_on_four_vcpus_pings_and_powers_off() -> Result<(), Error> 
             file: &dom0.image,
             addr: KERNEL_ADDR,
             kind: "multiboot,kernel",
+            domain: None,
         },
         Module {
             file: &dom0.initrd,
             addr: oxen_tests::initrd_addr_after(KERNEL_ADDR, kernel_size),
             kind: "multiboot,ramdisk",
+            domain: None,
         },
     ];
     let dtb = rpi4_dtb(
@@ -226,6 +280,91 @@ fn raspi4b_linux_dom0_on_four_vcpus_pings_and_powers_off() -> Result<(), Error> 
     )?;
     q.expect(re("^dom0: evtchn-ping rc=0$"), b.left())?;
     q.expect(re("^dom0: check done$"), b.left())?;
+    q.expect("reboot: Power down", b.left())?;
+    q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
+    q.expect_exit_code(0, b.left())
+}
+
+#[test]
+fn raspi4b_linux_dom0_shell_with_a_boot_time_linux_domu_beside_it() -> Result<(), Error> {
+    let b = Budget::start(BUDGET);
+    let linux = LinuxDom0::from_cache()?;
+    let domu_initrd = linux.initrd.with_file_name("domu-initrd.gz");
+    let kernel_size = std::fs::metadata(&linux.image).expect("Dom0 Image").len();
+    let dom0_initrd = oxen_tests::initrd_addr_after(KERNEL_ADDR, kernel_size);
+    let initrd_size = std::fs::metadata(&linux.initrd).expect("Dom0 initrd").len();
+    let domu_kernel = oxen_tests::initrd_addr_after(dom0_initrd, initrd_size);
+    let domu = BootDomain {
+        name: "domU1",
+        memory_mib: 128,
+        cpus: 1,
+        bootargs: "console=ttyAMA0 rdinit=/init",
+    };
+    let modules = [
+        Module {
+            file: &linux.image,
+            addr: KERNEL_ADDR,
+            kind: "multiboot,kernel",
+            domain: None,
+        },
+        Module {
+            file: &linux.initrd,
+            addr: dom0_initrd,
+            kind: "multiboot,ramdisk",
+            domain: None,
+        },
+        Module {
+            file: &linux.image,
+            addr: domu_kernel,
+            kind: "multiboot,kernel",
+            domain: Some(&domu),
+        },
+        Module {
+            file: &domu_initrd,
+            addr: oxen_tests::initrd_addr_after(domu_kernel, kernel_size),
+            kind: "multiboot,ramdisk",
+            domain: Some(&domu),
+        },
+    ];
+    let dtb = rpi4_dtb(
+        "linux-dom0-domu",
+        // 960 MiB minus 83 MiB of modules leave no contiguous 128 MiB beside a 512 MiB
+        // Dom0 (oxen gives each domain one bank, Xen several).
+        "dom0_mem=384M loglvl=all guest_loglvl=all",
+        SHELL_ARGS,
+        &modules,
+    );
+    let mut q = raspi4b(&dtb, &modules)?;
+    for p in dom0shell::linux_forbidden() {
+        q = q.forbid(p);
+    }
+    let mut q = q.spawn()?;
+    expect_oxen_boot(&mut q, &b)?;
+    let built = q.lines().iter().any(|l| {
+        l.text.starts_with("(oxen) d1: 128 MiB RAM at PA ")
+            && l.text.contains("-> IPA 0x40000000, 1 vCPU")
+    });
+    assert!(
+        built,
+        "no '(oxen) d1: 128 MiB RAM ...' line before 'boot done'"
+    );
+    q.expect_all(
+        &[
+            re(r"^\(d1\) .*Booting Linux on physical CPU"),
+            re(r"^\(d1\) DOMU-INIT uptime="),
+            re("^dom0: starting shell"),
+        ],
+        b.left(),
+    )?;
+    // Dom0's console lines are passed on whole while another domain prints too, so its
+    // prompt (no newline) shows only later: wait for the shell's banner instead.
+    q.expect(
+        re(r"^Enter 'help' for a list of built-in commands\.$"),
+        b.left(),
+    )?;
+    q.send("echo oxen-$((40+2))\r")?;
+    q.expect(re(r"oxen-42$"), b.left())?;
+    q.send("poweroff\r")?;
     q.expect("reboot: Power down", b.left())?;
     q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
     q.expect_exit_code(0, b.left())
