@@ -176,14 +176,6 @@ fn hvm_allow_get_param(index: u32, on_self: bool) -> Result<(), Errno> {
     }
 }
 
-/// Set HVM param `index` of `dom` (for the domain builder: console and
-/// xenstore rings and ports of DomUs). Out-of-range indices are ignored.
-pub fn set_hvm_param(dom: &Domain, index: u32, value: u64) {
-    if let Ok(i) = hcall::check_hvm_param(index) {
-        lock(dom).hvm_params[i] = value;
-    }
-}
-
 /// `vm_assist`: Xen/ARM knows only `runstate_update_flag`.
 pub(crate) fn vm_assist(
     dom: &Arc<Domain>,

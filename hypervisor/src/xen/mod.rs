@@ -75,7 +75,6 @@ use crate::mem::HostTables;
 #[allow(unused_imports)]
 pub use evtchn::{dump as dump_evtchn, has_pending_upcall, raise_virq};
 #[allow(unused_imports)]
-pub use misc::set_hvm_param;
 
 /// Per-domain Xen ABI state (shared_info, vcpu_info, event channels, grants).
 pub struct DomainXen {
