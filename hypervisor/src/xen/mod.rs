@@ -71,10 +71,8 @@ use crate::domain::Domain;
 use crate::guest_mem;
 use crate::mem::HostTables;
 
-// Entry points for the rest of the hypervisor (some not wired yet).
-#[allow(unused_imports)]
+// Entry points for the rest of the hypervisor.
 pub use evtchn::{dump as dump_evtchn, has_pending_upcall, raise_virq};
-#[allow(unused_imports)]
 
 /// Per-domain Xen ABI state (shared_info, vcpu_info, event channels, grants).
 pub struct DomainXen {
