@@ -21,6 +21,9 @@
 //! * Debian's Linux as Dom0 to its shell prompt, with Debian's Linux as a boot-time
 //!   (dom0less) DomU beside it on its emulated UART: the DomU reaches its `/init`, typed
 //!   input reaches Dom0's shell, and `poweroff` there ends QEMU with 0.
+//! * The real board's path: Debian's U-Boot reads `boot.scr` from an SD-card image, loads
+//!   oxen (at 0x20_0000 by `booti`) and Dom0 from it and boots; with the test guest, and with
+//!   Linux reaching userspace (about a minute: QEMU's SD card reads about 1 MB/s).
 
 use oxen_tests::dom0shell::{self, Budget, SHELL_ARGS};
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, re};
@@ -366,6 +369,86 @@ fn raspi4b_linux_dom0_shell_with_a_boot_time_linux_domu_beside_it() -> Result<()
     q.expect(re(r"oxen-42$"), b.left())?;
     q.send("poweroff\r")?;
     q.expect("reboot: Power down", b.left())?;
+    q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
+    q.expect_exit_code(0, b.left())
+}
+
+/// The real board's boot path, in QEMU: Debian's U-Boot (`u-boot-rpi`, `rpi_arm64`) as the
+/// `-kernel`, given the DT the Pi firmware would give it, finds `boot.scr` on an SD-card image
+/// (`qemu/build-rpi4-sd.sh`), which loads oxen, Dom0's kernel and initrd from the card, adds
+/// the `/chosen` module nodes with U-Boot's `fdt` commands and `booti`s oxen.
+fn uboot_sd(name: &str, hyp_args: &str, dom0_args: &str, initrd: bool) -> Result<Qemu, Error> {
+    let dir = oxen_tests::target_dir().join("rpi4").join(name);
+    let dom0 = LinuxDom0::from_cache()?;
+    let guest = oxen_tests::test_guest_bin()?;
+    let oxen = oxen_tests::oxen_bin()?;
+    let mut cmd = Command::new("bash");
+    cmd.arg(oxen_tests::workspace_root().join("qemu/build-rpi4-sd.sh"))
+        .arg(&dir)
+        .arg(&oxen)
+        .env("OXEN_ARGS", hyp_args)
+        .env("DOM0_ARGS", dom0_args);
+    if initrd {
+        cmd.arg(&dom0.image).arg(&dom0.initrd);
+    } else {
+        cmd.arg(&guest);
+    }
+    let st = cmd.status().expect("running qemu/build-rpi4-sd.sh");
+    assert!(st.success(), "qemu/build-rpi4-sd.sh failed");
+    Ok(Qemu::new()
+        .machine_type("raspi4b")
+        .smp(4)
+        .memory_mib(2048)
+        .kernel(dir.join("u-boot.bin"))
+        .dtb(dir.join("rpi4.dtb"))
+        .arg("-drive")
+        .arg(&format!(
+            "if=sd,format=raw,file={}",
+            dir.join("sd.img").display()
+        ))
+        .allow(re(
+            r"^qemu-system-aarch64: warning: bcm2711 dtc: .* has been disabled!$",
+        )))
+}
+
+#[test]
+fn raspi4b_uboot_boot_scr_from_sd_card_boots_oxen_with_the_test_guest() -> Result<(), Error> {
+    let b = Budget::start(BUDGET);
+    let mut q = uboot_sd(
+        "uboot-test-guest",
+        "dom0_mem=128M loglvl=all",
+        "oxen.test=hello",
+        false,
+    )?
+    .spawn()?;
+    q.expect(re(r"^U-Boot 20\d\d\.\d\d"), b.left())?;
+    expect_oxen_boot(&mut q, &b)?;
+    q.expect(re("^hello from test guest$"), b.left())?;
+    q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
+    q.expect_exit_code(0, b.left())
+}
+
+#[test]
+fn raspi4b_uboot_boot_scr_from_sd_card_boots_oxen_and_linux_dom0_to_userspace() -> Result<(), Error>
+{
+    let b = Budget::start(BUDGET);
+    let mut q = uboot_sd(
+        "uboot-linux",
+        "dom0_mem=512M loglvl=all",
+        "console=hvc0 rdinit=/init oxen.dom0=check oxen.ping=1000",
+        true,
+    )?;
+    for p in dom0shell::linux_forbidden() {
+        q = q.forbid(p);
+    }
+    let mut q = q.spawn()?;
+    q.expect(re(r"^U-Boot 20\d\d\.\d\d"), b.left())?;
+    expect_oxen_boot(&mut q, &b)?;
+    q.expect("smp: Brought up 1 node, 4 CPUs", b.left())?;
+    q.expect(re("^OXEN-DOM0-INIT$"), b.left())?;
+    q.expect(re("^dom0: capabilities=control_d$"), b.left())?;
+    q.expect(re("^dom0: evtchn-ping rc=0$"), b.left())?;
+    q.expect(re("^dom0: check done$"), b.left())?;
     q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
     q.expect_exit_code(0, b.left())
 }
