@@ -3,6 +3,8 @@
 # the same QEMU command under `-icount shift=0,sleep=off` (guest time = instructions).
 #
 #   qemu/bench-io.sh            # BENCH_IO_RUNS runs per hypervisor, Markdown table on stdout
+#   qemu/bench-io.sh --profile disk|net  # oxen only: EL2 instructions per guest exit while
+#                               # the DomU writes and reads xvda / Dom0 sends to the DomU
 #   qemu/bench-io.sh --help
 #
 # What runs: qemu/bench.sh's toolstack (xl) runs, with its machinery (QEMU command, Xen 4.17
@@ -26,6 +28,12 @@
 # same on both hypervisors); under icount Dom0's and the DomU's clocks are the same virtual
 # clock. MB = MiB here, as dd and the reference harness count.
 #
+# --profile runs qemu/profile.sh (its QEMU command and exit analysis) on oxen's Dom0 image with
+# this scenario (BENCH_IO_NET_MB [512] then, so that the transfer outlasts the tracing):
+# tracing starts when the DomU begins its disk test (disk) or Dom0 starts sending (net), for
+# PROFILE_EXITS guest exits; the report says which exits (hypercalls, interrupts, WFI, ...)
+# and functions the hypervisor's instructions go to.
+#
 # Raw logs and per-run figures: BENCH_OUT [.cache/bench/io-<date>]/ (bench.sh's layout; its own
 # table, mostly "not run", in bench-sh.md).
 #
@@ -38,17 +46,19 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 CACHE=${OXEN_CACHE:-$REPO/.cache}
 
+die() { echo "bench-io: error: $*" >&2; exit 1; }
+log() { echo "bench-io: $*" >&2; }
+PROFILE=
 case "${1:-}" in
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    --profile) PROFILE=${2:-}; case $PROFILE in disk|net) ;; *) die "--profile disk or --profile net" ;; esac ;;
     "") ;;
     *) echo "bench-io: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
-die() { echo "bench-io: error: $*" >&2; exit 1; }
-log() { echo "bench-io: $*" >&2; }
 
 RUNS=${BENCH_IO_RUNS:-3}
 IO_MB=${BENCH_IO_MB:-64}
-NET_MB=${BENCH_IO_NET_MB:-64}
+NET_MB=${BENCH_IO_NET_MB:-$([ -n "$PROFILE" ] && echo 512 || echo 64)}
 for v in RUNS IO_MB NET_MB; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_IO_$v=${!v} is not a positive integer"; done
 OUT=${BENCH_OUT:-$CACHE/bench/io-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/io" || die "cannot create $OUT"
@@ -129,10 +139,15 @@ say "xl_create_rc=$rc"
 [ $rc = 0 ] || { show /tmp/create.out; off; }
 say "xl_create_s=$(sub "$T0" "$T1")"
 wait_for DOMU-INIT 600 || { say "error=no DOMU-INIT in $CONLOG"; off; }
+# markers for qemu/profile.sh (bench-io.sh --profile)
+wait_for DOMU-DISK 600 && echo "bench-io: the DomU writes and reads its disk"
+wait_for DOMU-NET 1200 && echo "bench-io: the DomU is done with its disk"
 if wait_for DOMU-LISTEN 1200; then
+    echo "bench-io: Dom0 sends to the DomU"
     stamp; a=$STAMP
     nc 192.0.2.2 5002 -e dd if=/dev/zero bs=64k count=$((NET_MB * 16)) 2>/dev/null
     stamp; say "net_dom0_to_domu_sender_s=$(sub "$a" "$STAMP")"
+    echo "bench-io: Dom0 has sent"
 else
     say "error=the DomU did not listen"
 fi
@@ -185,12 +200,14 @@ i=0; while { [ ! -b /dev/xvda ] || [ ! -e /sys/class/net/eth0 ]; } && [ $i -lt 3
 ip link set lo up
 ip addr add 192.0.2.2/24 dev eth0 && ip link set eth0 up || echo "DOMU-ERR no eth0"
 # disk: sequential direct write, then read (the reference harness's dd lines)
+echo "DOMU-DISK"
 a=$(t); dd if=/dev/zero of=/dev/xvda bs=1M count=$IO_MB oflag=direct 2>/tmp/ddw; rc=$?; b=$(t)
 if [ $rc = 0 ]; then kv "disk_write_s=$(secs $a $b)"; kv "disk_write_mbps=$(rate $IO_MB $a $b)"
 else echo "DOMU-ERR disk write: $(tail -n 1 /tmp/ddw)"; fi
 a=$(t); dd if=/dev/xvda of=/dev/null bs=1M count=$IO_MB iflag=direct 2>/tmp/ddr; rc=$?; b=$(t)
 if [ $rc = 0 ]; then kv "disk_read_s=$(secs $a $b)"; kv "disk_read_mbps=$(rate $IO_MB $a $b)"
 else echo "DOMU-ERR disk read: $(tail -n 1 /tmp/ddr)"; fi
+echo "DOMU-NET"
 # ping: one to learn the ARP entry and the bridge port, then 10
 ping -c 1 -W 10 192.0.2.1 > /dev/null 2>&1
 out=$(ping -c 10 -W 5 192.0.2.1 2>&1)
@@ -220,6 +237,32 @@ echo "DOMU-DONE"
 while :; do sleep 3600; done
 IODOMU
 sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
+
+# ---------------------------------------------------------------- --profile (oxen only)
+if [ -n "$PROFILE" ]; then
+    # oxen's Dom0 initramfs + the scenario, as bench.sh's toolstack runs assemble it
+    w=$OUT/io/overlay
+    mkdir -p "$w/domu" "$w/dom0/etc/bench" "$w/dom0/opt/bench" || die "mkdir failed in $w"
+    install -m 0755 "$OUT/io/bench-io-domu" "$w/domu/bench-xl-domu"
+    install -m 0755 "$OUT/io/bench-io-dom0" "$w/dom0/bench-xl-init"
+    mkcpio() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 -n > "$2"; }
+    mkcpio "$w/domu" "$w/domu-overlay.gz"
+    cat "$CACHE/dom0/domu-initrd.gz" "$w/domu-overlay.gz" > "$w/dom0/opt/bench/domu-initrd.gz"
+    printf '%s\n' 'name = "domu"' 'type = "pvh"' 'kernel = "/opt/domu/Image"' \
+        'ramdisk = "/opt/bench/domu-initrd.gz"' 'extra = "console=hvc0 rdinit=/bench-xl-domu"' \
+        'memory = 256' 'vcpus = 1' "disk = [ 'format=raw, vdev=xvda, access=rw, target=/run/io.img' ]" \
+        "vif = [ 'mac=00:16:3e:00:00:02, bridge=xenbr0' ]" > "$w/dom0/etc/bench/domu.cfg"
+    mkcpio "$w/dom0" "$w/dom0-overlay.gz"
+    cat "$CACHE/dom0/dom0-initrd.gz" "$w/dom0-overlay.gz" > "$OUT/io/oxen-dom0-initrd.gz"
+    case $PROFILE in
+        disk) arm="bench-io: the DomU writes and reads its disk*"; end="bench-io: the DomU is done with its disk*" ;;
+        net) arm="bench-io: Dom0 sends to the DomU*"; end="bench-io: Dom0 has sent*" ;;
+    esac
+    log "profiling oxen: $PROFILE ($OUT)"
+    PROFILE_INITRD=$OUT/io/oxen-dom0-initrd.gz PROFILE_DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/bench-xl-init" \
+    PROFILE_ARM=$arm PROFILE_END=$end PROFILE_OUT=${PROFILE_OUT:-$OUT/profile-$PROFILE} \
+        exec bash "$HERE/profile.sh"
+fi
 
 # ---------------------------------------------------------------- the runs (bench.sh)
 log "output: $OUT ($RUNS run(s) per hypervisor, disk $IO_MB MiB, network $NET_MB MiB each way)"

@@ -25,6 +25,10 @@
 #   PROFILE_DETAIL [] per-address counts of the functions whose name contains this
 #   PROFILE_LOAD [0x40200000] (where QEMU virt loads the image)  PROFILE_TIMEOUT [600]  PROFILE_OUT [.cache/profile/<date>] (console log, report)
 #   QEMU [qemu-system-aarch64]  NM [aarch64-linux-gnu-nm]  OXEN_CACHE [.cache]
+#   Another Dom0 workload (qemu/bench-io.sh --profile): PROFILE_INITRD (Dom0's initramfs),
+#   PROFILE_DOM0_ARGS (its command line), PROFILE_ARM and PROFILE_END (shell patterns of the
+#   console lines after which the next second of console silence starts the tracing, and
+#   that mean the workload ended)
 # Run time: Dom0's boot (~30 s on an idle host) plus the traced exits.
 set -euo pipefail
 
@@ -48,7 +52,9 @@ TIMEOUT=${PROFILE_TIMEOUT:-600}
 QEMU_BIN=${QEMU:-qemu-system-aarch64}
 NM=${NM:-aarch64-linux-gnu-nm}
 IMAGE=$CACHE/dom0/Image
-INITRD=$CACHE/dom0/dom0-initrd.gz
+INITRD=${PROFILE_INITRD:-$CACHE/dom0/dom0-initrd.gz}
+ARM=${PROFILE_ARM:-"dom0: dev-xen="*}
+END=${PROFILE_END:-*"evtchn-ping: "*" round trips"*}
 OUT=${PROFILE_OUT:-$CACHE/profile/$(date +%Y%m%d-%H%M%S)}
 
 die() { echo "profile: error: $*" >&2; exit 1; }
@@ -80,7 +86,7 @@ cmp -s "$OUT/image.bin" "$OXEN_BIN" ||
 
 # The bench's QEMU command (qemu/bench.sh), icount, its monitor on the console mux.
 HYP_ARGS="dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all"
-DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/init oxen.dom0=check oxen.ping=$PING"
+DOM0_ARGS=${PROFILE_DOM0_ARGS:-"console=hvc0 earlycon=xen rdinit=/init oxen.dom0=check oxen.ping=$PING"}
 KADDR=$((0x50000000))
 IADDR=$(( (KADDR + $(stat -c %s "$IMAGE") + 0x200000 + 0x1fffff) & ~0x1fffff ))
 FIFO=$OUT/trace.fifo
@@ -143,9 +149,9 @@ while :; do
     line=${line//$'\r'/}
     printf '%s\n' "$line" >> "$OUT/console.log"
     case $line in
-    "dom0: dev-xen="*)
+    $ARM)
         ARMED=1 ;;
-    *"evtchn-ping: "*" round trips"*)
+    $END)
         [ $TRACING = 1 ] && { monitor "log none"; log "the ping-pong ended before $EXITS exits were traced"; }
         TRACING=2
         log "$line" ;;
