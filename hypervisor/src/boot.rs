@@ -233,8 +233,16 @@ fn setup_frames(info: &BootInfo, dtb: u64, dtb_len: u64) {
         }
     }
     let (s, e) = head::image_range();
+    let image = PhysRange::new(PhysAddr(s), e - s);
+    for m in info.modules.iter().filter(|m| m.overlaps(&image)) {
+        // The entry code zeroed .bss over it: the module is gone.
+        log::error!(
+            "boot module {m} overlaps the hypervisor image {image} (image_size incl. .bss): \
+             load modules above {e:#x}"
+        );
+    }
     let mut reserve = Vec::new();
-    reserve.push(("hypervisor", PhysRange::new(PhysAddr(s), e - s)));
+    reserve.push(("hypervisor", image));
     reserve.push(("device tree", PhysRange::new(PhysAddr(dtb), dtb_len)));
     for m in &info.modules {
         reserve.push(("boot module", *m));
