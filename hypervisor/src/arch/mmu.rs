@@ -227,7 +227,9 @@ pub unsafe fn enable() {
         SCTLR_EL2::M::Enable
             + SCTLR_EL2::C::Cacheable
             + SCTLR_EL2::I::Cacheable
-            + SCTLR_EL2::SA::Enable,
+            + SCTLR_EL2::SA::Enable
+            // Unaligned accesses to Normal memory allowed (copy_phys_unaligned).
+            + SCTLR_EL2::A::Disable,
     );
     sysreg::isb();
 }
