@@ -242,6 +242,13 @@ fn gicv3_hostile_xenstore_client_in_a_domu_gets_errors_and_others_are_served() -
 
     // Destroy both: nothing left.
     ok(&mut sh, "xl destroy evil && xl destroy good", &b)?;
+    // A destroyed domain stays listed as dying (`--ps-d`, as on Xen) until Dom0's daemons
+    // have unmapped its rings, which they do on @releaseDomain: allow 30 s for it to go.
+    ok(
+        &mut sh,
+        "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done",
+        &b,
+    )?;
     let rows = xl_list(&mut sh, &b)?;
     assert_eq!(rows.len(), 1, "domains left over: {rows:?}");
     let out = ok(&mut sh, "xenstore-ls /local/domain", &b)?;
