@@ -159,3 +159,30 @@ pub fn domu_cfg(sh: &mut Shell<'_>, name: &str, args: &str, b: &Budget) -> Resul
     )?;
     Ok(path)
 }
+
+/// Wait up to 30 s until `xl list` shows Domain-0 only: a destroyed domain stays listed as
+/// dying until its last pages are unmapped, and `xl shutdown -w` returns before the
+/// domain's monitor destroys it, as on Xen. Returns nothing; callers check the list.
+pub fn wait_only_dom0_listed(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+    ok(
+        sh,
+        "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done",
+        b,
+    )
+    .map(drop)
+}
+
+/// Assert that `xl info`'s free_memory comes back to `free` MiB within 30 s (a destroyed
+/// domain's pages return once its last references go).
+pub fn assert_free_memory_back(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> {
+    let mut now = free_memory(sh, b)?;
+    for _ in 0..30 {
+        if now == free {
+            break;
+        }
+        ok(sh, "sleep 1", b)?;
+        now = free_memory(sh, b)?;
+    }
+    assert_eq!(now, free, "free memory changed");
+    Ok(())
+}

@@ -25,7 +25,9 @@
 //!
 //! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
-use oxen_tests::dom0shell::{Budget, HYP_ARGS, PROMPT, free_memory, ok, shell_forbidden};
+use oxen_tests::dom0shell::{
+    Budget, HYP_ARGS, PROMPT, assert_free_memory_back, free_memory, ok, shell_forbidden,
+};
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, Shell, re};
 use std::time::Duration;
 
@@ -61,15 +63,7 @@ fn nothing_left(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> 
         "loop devices or vifs left over:\n{out}"
     );
     // A destroyed domain's pages come back once Dom0's last grant mappings go.
-    let mut now = free_memory(sh, b)?;
-    for _ in 0..30 {
-        if now == free {
-            break;
-        }
-        ok(sh, "sleep 1", b)?;
-        now = free_memory(sh, b)?;
-    }
-    assert_eq!(now, free, "free memory changed");
+    assert_free_memory_back(sh, free, b)?;
     Ok(())
 }
 

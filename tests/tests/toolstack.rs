@@ -30,7 +30,8 @@
 //! oxen only. Timeouts: [`BUDGET`] per test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
 use oxen_tests::dom0shell::{
-    Budget, CONSOLE_LOG_DIR, DOMU_PROMPT, PROMPT, boot, domu_cfg, free_memory, ok, xl_list,
+    Budget, CONSOLE_LOG_DIR, DOMU_PROMPT, PROMPT, assert_free_memory_back, boot, domu_cfg,
+    free_memory, ok, wait_only_dom0_listed, xl_list,
 };
 use oxen_tests::{Error, Running, Shell, re, scaled};
 use std::time::Duration;
@@ -43,25 +44,12 @@ const BUDGET: Duration = Duration::from_secs(1500);
 fn nothing_left(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> {
     // As with Xen, `xl shutdown -w` returns once the domain has shut down; its monitor
     // destroys it a moment later: allow 30 s for the last row to go.
-    ok(
-        sh,
-        "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done",
-        b,
-    )?;
+    wait_only_dom0_listed(sh, b)?;
     let rows = xl_list(sh, b)?;
     assert_eq!(rows.len(), 1, "domains left over: {rows:?}");
     let out = ok(sh, "xenstore-list /local/domain", b)?;
     assert_eq!(out.lines, ["0"], "xenstore nodes left over:\n{out}");
-    // A destroyed domain's pages come back once its last references go: allow a moment.
-    let mut now = free_memory(sh, b)?;
-    for _ in 0..30 {
-        if now == free {
-            break;
-        }
-        ok(sh, "sleep 1", b)?;
-        now = free_memory(sh, b)?;
-    }
-    assert_eq!(now, free, "free memory changed");
+    assert_free_memory_back(sh, free, b)?;
     Ok(())
 }
 

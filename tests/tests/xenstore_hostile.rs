@@ -21,7 +21,8 @@
 //! wall-clock figure is asserted.
 
 use oxen_tests::dom0shell::{
-    Budget, CONSOLE_LOG_DIR, PROMPT, boot, domu_cfg, free_memory, ok, xl_list,
+    Budget, CONSOLE_LOG_DIR, PROMPT, assert_free_memory_back, boot, domu_cfg, free_memory, ok,
+    wait_only_dom0_listed, xl_list,
 };
 use oxen_tests::{Error, Shell, re};
 use std::time::Duration;
@@ -244,11 +245,7 @@ fn gicv3_hostile_xenstore_client_in_a_domu_gets_errors_and_others_are_served() -
     ok(&mut sh, "xl destroy evil && xl destroy good", &b)?;
     // A destroyed domain stays listed as dying (`--ps-d`, as on Xen) until Dom0's daemons
     // have unmapped its rings, which they do on @releaseDomain: allow 30 s for it to go.
-    ok(
-        &mut sh,
-        "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done",
-        &b,
-    )?;
+    wait_only_dom0_listed(&mut sh, &b)?;
     let rows = xl_list(&mut sh, &b)?;
     assert_eq!(rows.len(), 1, "domains left over: {rows:?}");
     let out = ok(&mut sh, "xenstore-ls /local/domain", &b)?;
@@ -260,15 +257,7 @@ fn gicv3_hostile_xenstore_client_in_a_domu_gets_errors_and_others_are_served() -
     );
     let out = ok(&mut sh, "xenstore-list /local/domain", &b)?;
     assert_eq!(out.lines, ["0"], "xenstore nodes left over:\n{out}");
-    let mut now = free_memory(&mut sh, &b)?;
-    for _ in 0..30 {
-        if now == free {
-            break;
-        }
-        ok(&mut sh, "sleep 1", &b)?;
-        now = free_memory(&mut sh, &b)?;
-    }
-    assert_eq!(now, free, "free memory changed");
+    assert_free_memory_back(&mut sh, free, &b)?;
     let out = ok(
         &mut sh,
         "xenstore-ls -f /local/domain/0/backend 2>/dev/null; true",
