@@ -158,6 +158,7 @@ TOOLS="oxl oxl /usr/sbin/xl
 xenstore xenstored /usr/sbin/xenstored
 xenstore xenstore /usr/bin/xenstore
 xenstore xs-hostile /usr/bin/xs-hostile
+front-hostile front-hostile /usr/bin/front-hostile
 xenconsoled xenconsoled /usr/sbin/xenconsoled"
 # Links to /usr/bin/xenstore (it acts by argv[0]), in Dom0 and in the DomU.
 XS_LINKS="xenstore-read xenstore-write xenstore-ls xenstore-rm xenstore-exists xenstore-list
@@ -287,6 +288,9 @@ XS_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xenstore" {print $1}')
 # xs-hostile: the hostile xenstore client the DomU's `hostile` scenario runs
 XSH_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xs-hostile" {print $1}')
 [ -z "$XSH_SRC" ] || install_bin "$XSH_SRC" "$U/usr/bin/xs-hostile"
+# front-hostile: a hostile blkif/netif frontend (dom0-backend/front-hostile), DomU only
+FH_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/front-hostile" {print $1}')
+[ -z "$FH_SRC" ] || install_bin "$FH_SRC" "$U/usr/bin/front-hostile"
 xenstore_links "$U"
 # copy_modules ROOT FILES...: the module files (paths relative to $MODDIR) and a fresh depmod
 copy_modules() {
