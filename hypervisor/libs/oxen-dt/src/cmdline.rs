@@ -27,6 +27,8 @@ pub struct BootOptions {
     pub loglvl: Option<LogLevel>,
     /// `console_timestamps=<none|date|datems|boot|raw>`.
     pub console_timestamps: Option<Timestamps>,
+    /// `noreboot[=<bool>]`: after a fatal error, halt instead of rebooting.
+    pub noreboot: bool,
     /// Known Xen options oxen does not act on (whole tokens).
     pub ignored: Vec<String>,
     /// Unrecognised options (whole tokens), worth a warning.
@@ -117,7 +119,6 @@ const IGNORED: &[&str] = &[
     "xsm",
     "flask",
     "iommu",
-    "noreboot",
     "reboot",
     "watchdog",
     "watchdog_timeout",
@@ -149,6 +150,16 @@ const IGNORED: &[&str] = &[
     "ucode",
     "trace_buf_size",
 ];
+
+/// A Xen boolean value (`parse_bool`): `1`/`yes`/`on`/`true`/`enable` or
+/// `0`/`no`/`off`/`false`/`disable`.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "yes" | "on" | "true" | "enable" => Some(true),
+        "0" | "no" | "off" | "false" | "disable" => Some(false),
+        _ => None,
+    }
+}
 
 /// Parse a Xen size: a decimal, `0x` hex or `0` octal number followed by an
 /// optional unit `T`, `G`, `M`, `K` or `B` (either case); **no unit means KiB**
@@ -247,6 +258,11 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
             ("console_timestamps", v) => {
                 Timestamps::parse(v.unwrap_or("")).map(|t| o.console_timestamps = Some(t))
             }
+            ("noreboot", v) => parse_bool(v.unwrap_or("1")).map(|b| o.noreboot = b),
+            ("no_noreboot", None) => {
+                o.noreboot = false;
+                Some(())
+            }
             ("no_console_timestamps", None) => {
                 o.console_timestamps = Some(Timestamps::None);
                 Some(())
@@ -286,6 +302,22 @@ mod tests {
         let o = parse_cmdline("console_timestamps=sometimes");
         assert_eq!(o.invalid, ["console_timestamps=sometimes"]);
         assert_eq!(o.console_timestamps, None);
+    }
+
+    #[test]
+    fn noreboot_is_a_xen_boolean() {
+        let n = |s: &str| parse_cmdline(s).noreboot;
+        assert!(!n("dom0_mem=512M"));
+        assert!(n("noreboot"));
+        assert!(n("dom0_mem=1G noreboot loglvl=all"));
+        assert!(n("noreboot=yes") && n("noreboot=1") && n("noreboot=on"));
+        assert!(!n("noreboot=no") && !n("noreboot=0") && !n("noreboot=false"));
+        assert!(!n("noreboot no-noreboot"), "the last one wins");
+        let o = parse_cmdline("noreboot=maybe reboot=warm");
+        assert!(!o.noreboot);
+        assert_eq!(o.invalid, ["noreboot=maybe"]);
+        assert_eq!(o.ignored, ["reboot=warm"]);
+        assert!(o.unknown.is_empty());
     }
 
     #[test]
