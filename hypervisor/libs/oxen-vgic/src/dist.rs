@@ -7,6 +7,53 @@
 //! GICv3 affinity routing always on, the distributor's SGI/PPI fields
 //! (IGROUPR0, ISENABLER0, …, IPRIORITYR0-7, ICFGR0-1), ITARGETSR, SGIR and
 //! C/SPENDSGIR are RES0 and handled as RAZ/WI without a note.
+//!
+//! # Compared with Xen 4.17 (`vgic-v2.c`, `vgic-v3.c`, `vgic.c`)
+//!
+//! Guests written for Xen see the same reset values and write behaviour
+//! for: GICD_TYPER (ITLinesNumber, CPUNumber = min(vCPUs, 8) - 1, v3
+//! IDbits = 9, no LPIs/MBIs/security), GICD_IIDR (v2 0x43b, v3 0x34c),
+//! GICD_PIDR2 (v3 0x30; every other ID register RAZ/WI), TYPER2/STATUSR/
+//! NSACR/IGRPMODR and the reserved ranges (RAZ/WI), ISENABLER/ICENABLER,
+//! IPRIORITYR (byte or word), ICFGR of SPIs, ITARGETSR of SGIs/PPIs (the
+//! reader's own bit, write-ignored), ICFGR0/1 write-ignored on v2 (SGIs
+//! read-only; PPIs read-only by Xen's implementation-defined choice), v3
+//! IROUTER reset 0 (vCPU 0), v3 SGIR/C/SPENDSGIR RAZ/WI. The redistributor
+//! is compared in `redist.rs`. oxen differs where listed here, on purpose
+//! (each is architecturally allowed, and harmless to guests that program
+//! what they use, as Linux does; the two reset defaults marked below are
+//! not harmless to a guest that relies on Xen's); the `xen_regs` tests
+//! pin both lists:
+//!
+//! * Groups. oxen models interrupt groups: IGROUPR is read/write (reset
+//!   0, group 0) and GICD_CTLR has EnableGrp0 (bit 0) and EnableGrp1
+//!   (bit 1); v3 presents a single security state (`DS` and `ARE` read
+//!   as 1, so CTLR reads 0x50 out of reset). Xen makes IGROUPR RAZ/WI,
+//!   keeps only bit 0 of v2 CTLR and only EnableGrp1A (bit 1) of v3 CTLR
+//!   (reset ARE_NS = 0x10), and lists every v3 interrupt as Group 1. Linux
+//!   and the test guest program IGROUPR, so both work; a v3 guest that
+//!   never writes IGROUPR gets Group 0 interrupts on oxen (it would need
+//!   EnableGrp0 and `ICC_IGRPEN0_EL1`). *Reset default:* the fix is v3
+//!   interrupts resetting to Group 1 in `Vgic::new`.
+//! * Pending/active state. ISPENDR/ICPENDR/ISACTIVER/ICACTIVER read the
+//!   real state and ISACTIVER/ICACTIVER writes work; Xen reads them as 0
+//!   and injects a data abort for a non-zero ISACTIVER write. On v2,
+//!   CPENDSGIR/SPENDSGIR work too (Xen: RAZ, abort on write).
+//! * Priorities keep [`crate::PRIORITY_BITS`] bits (0xff reads back 0xf8),
+//!   what the list registers can carry; Xen stores all 8 bits.
+//! * ICFGR: SGIs read as edge (0b10 per field, as the architecture
+//!   says) where Xen reads 0; only Int_config\[1\] is stored (Xen keeps
+//!   whatever is written).
+//! * v2 ITARGETSR of SPIs resets to 0 (no CPU; Xen: vCPU 0). *Reset
+//!   default:* a v2 guest enabling an SPI without targeting it gets it on
+//!   Xen, not here (the fix: `targets: 1` in `Vgic::new`). Writes keep
+//!   every valid target bit (Xen keeps the lowest, and ignores a write
+//!   naming no existing vCPU). v3 IROUTER keeps the written fields (Xen
+//!   reads back the target vCPU's affinity: IRM reads 0).
+//! * GICD_SGIR reads 0 (Xen 0xdeadbeef: the register is write-only);
+//!   v2 ICPIDR2 reads 0x2b (Xen injects a data abort).
+//! * v3 distributor SGI/PPI registers are RES0 (affinity routing); Xen
+//!   lets them reach the reader's banked state.
 
 use alloc::vec::Vec;
 
@@ -21,9 +68,12 @@ const CTLR_ENABLE_MASK: u32 = 0b11;
 const CTLR_ARE: u32 = 1 << 4;
 /// GICv3 GICD_CTLR.DS (single security state, RAO/WI here).
 const CTLR_DS: u32 = 1 << 6;
-/// GICD_IIDR / GICR_IIDR: Implementer = Arm (JEP106 0x43B), ProductID 'O'.
-/// Chosen so none of Linux's IIDR-keyed GIC quirks match.
-pub(crate) const IIDR: u32 = (0x4f << 24) | 0x43b;
+/// GICv2 GICD_IIDR: Xen 4.17's value (Implementer 0x43B, everything else 0).
+pub(crate) const IIDR_V2: u32 = 0x0000_043b;
+/// GICv3 GICD_IIDR and GICR_IIDR: Xen 4.17's value (Implementer field
+/// 0x34C, revision/variant/product 0). No IIDR-keyed GIC quirk of Linux
+/// matches it (Linux's Cavium erratum entry also needs ProductID 0xa0).
+pub(crate) const IIDR_V3: u32 = 0x0000_034c;
 /// GICD_TYPER.IDbits for 10 INTID bits (no LPIs).
 const TYPER_IDBITS_10: u32 = 9 << 19;
 /// Writable bits of GICD_IROUTER: Aff3, IRM, Aff2, Aff1, Aff0.
@@ -110,43 +160,23 @@ enum DReg {
     Id,
 }
 
-/// Value of the CoreSight-style ID register at `k` bytes past the ID
-/// block base (PIDR4 at 0). Only PIDR2.ArchRev matters to Linux.
-pub(crate) fn id_reg(k: u64, arch_rev: u32, pidr0: u32) -> u32 {
-    match k {
-        0x00 => 0x04,                  // PIDR4
-        0x10 => pidr0,                 // PIDR0
-        0x14 => 0xb4,                  // PIDR1
-        0x18 => (arch_rev << 4) | 0xb, // PIDR2: ArchRev, JEDEC, JEP106 id
-        0x20 => 0x0d,                  // CIDR0
-        0x24 => 0xf0,                  // CIDR1
-        0x28 => 0x05,                  // CIDR2
-        0x2c => 0xb1,                  // CIDR3
-        _ => 0,
-    }
-}
+/// Offset of GICD_PIDR2 / GICR_PIDR2 in a 64 KiB GICv3 frame.
+pub(crate) const V3_PIDR2: u64 = 0xffe8;
+/// GICv3 GICD_PIDR2 / GICR_PIDR2: ArchRev = 3 and nothing else, as Xen
+/// 4.17 (the other bits are implementation defined, RES0 there).
+pub(crate) const V3_PIDR2_VAL: u32 = 0x30;
+/// Offset of GICD_ICPIDR2 in the 4 KiB GICv2 distributor.
+const V2_PIDR2: u64 = 0xfe8;
+/// GICv2 GICD_ICPIDR2: ArchRev = 2 plus the JEP106 bits of an Arm GIC.
+/// Xen 4.17 has no value (its read injects a data abort).
+const V2_PIDR2_VAL: u32 = 0x2b;
 
 impl Vgic {
-    /// Arch revision for PIDR2.
-    pub(crate) fn arch_rev(&self) -> u32 {
-        match self.version {
-            GicVersion::V2 => 2,
-            GicVersion::V3 => 3,
-        }
-    }
-
-    fn dist_size(&self) -> u64 {
-        match self.version {
-            GicVersion::V2 => crate::GICV2_DIST_SIZE,
-            GicVersion::V3 => crate::GICV3_DIST_SIZE,
-        }
-    }
-
     fn decode_dist(&self, offset: u64) -> Option<(DReg, Access)> {
         use Access::*;
         let v3 = self.version == GicVersion::V3;
         let word = offset & !3;
-        let id_base = self.dist_size() - 0x30;
+        let pidr2 = if v3 { V3_PIDR2 } else { V2_PIDR2 };
         Some(match word {
             0x000 => (DReg::Ctlr, Word),
             0x004 => (DReg::Typer, Word),
@@ -175,7 +205,9 @@ impl Vgic {
             0xf10..0xf20 => (DReg::SgiPending { set: false }, ByteOrWord),
             0xf20..0xf30 => (DReg::SgiPending { set: true }, ByteOrWord),
             IROUTER_BASE..IROUTER_END if v3 => (DReg::Irouter, WordOrDword),
-            w if w >= id_base && w < self.dist_size() => (DReg::Id, Word),
+            // The other ID registers are implementation defined: RAZ/WI
+            // at any width (Unhandled), as on Xen.
+            w if w == pidr2 => (DReg::Id, Word),
             _ => return None,
         })
     }
@@ -202,7 +234,7 @@ impl Vgic {
                 self.ctlr
             }),
             DReg::Typer => u64::from(self.gicd_typer()),
-            DReg::Iidr => u64::from(IIDR),
+            DReg::Iidr => u64::from(if v3 { IIDR_V3 } else { IIDR_V2 }),
             DReg::RazWi => 0,
             DReg::Bits(kind, first) => u64::from(self.bitreg_read(vcpu, kind, first)),
             DReg::Priority => self.read_bytes(offset, width, |s, o| {
@@ -228,11 +260,7 @@ impl Vgic {
                     _ => r & 0xffff_ffff,
                 }
             }
-            DReg::Id => u64::from(id_reg(
-                (offset & !3) - (self.dist_size() - 0x30),
-                self.arch_rev(),
-                0x92,
-            )),
+            DReg::Id => u64::from(if v3 { V3_PIDR2_VAL } else { V2_PIDR2_VAL }),
         };
         Ok(val & width.mask())
     }
@@ -511,8 +539,12 @@ impl Vgic {
         val
     }
 
+    /// Distributor ICFGR store. Ignored for INTIDs 0..31: on GICv3 they
+    /// are RES0 with affinity routing; on GICv2 the SGI fields are
+    /// read-only and the PPI fields (ICFGR1) are not writable either
+    /// (implementation defined; Xen 4.17 chose read-only too).
     pub(crate) fn icfgr_write(&mut self, vcpu: usize, first: u32, val: u32) {
-        if self.version == GicVersion::V3 && first < NR_PRIVATE {
+        if first < NR_PRIVATE {
             return;
         }
         self.icfgr_write_banked(vcpu, first, val);

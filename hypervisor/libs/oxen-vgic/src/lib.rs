@@ -85,6 +85,7 @@ mod dist;
 mod lr;
 mod redist;
 mod sgi;
+mod xen_regs;
 
 use alloc::vec::Vec;
 use core::fmt;

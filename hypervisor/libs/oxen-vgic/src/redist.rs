@@ -10,8 +10,26 @@
 //!
 //! No LPIs: `GICR_TYPER.PLPIS = 0`, `GICR_CTLR` is RAZ/WI, and the LPI
 //! registers (PROPBASER, PENDBASER, SETLPIR, …) are reserved here.
+//!
+//! # Compared with Xen 4.17 (`vgic-v3.c`, no ITS)
+//!
+//! As on Xen: `GICR_WAKER` is RAZ/WI (no power management: the
+//! redistributor is awake from reset, so the guest's ChildrenAsleep poll
+//! ends whether or not it wrote ProcessorSleep first); `GICR_CTLR`,
+//! `GICR_STATUSR`, `GICR_IGRPMODR0`, `GICR_NSACR`, PROPBASER/PENDBASER
+//! RAZ/WI; `GICR_IIDR` 0x34c; `GICR_PIDR2` 0x30 and every other ID
+//! register RAZ/WI; `GICR_TYPER` = affinity of the vCPU in \[63:32\],
+//! Processor_Number = vCPU id, Last on the last vCPU's frame, nothing
+//! else; the SGI_base registers as the distributor's (see `dist.rs`,
+//! including its list of differences: groups, pending/active reads,
+//! priority bits, SGI ICFGR reading as edge).
+//!
+//! Different on purpose: the write-only LPI registers (SETLPIR, CLRLPIR,
+//! INVLPIR, INVALLR) read 0 (Xen: 0xdeadbeaf pattern) and `GICR_SYNCR`
+//! reads 0, not busy (Xen returns 1, which architecturally means busy);
+//! frames past the last vCPU read as zero (Xen: data abort).
 
-use crate::dist::{Access, BitReg, IIDR, id_reg};
+use crate::dist::{Access, BitReg, IIDR_V3, V3_PIDR2, V3_PIDR2_VAL};
 use alloc::vec::Vec;
 
 use crate::{GicVersion, NR_PRIVATE, Vgic, VgicError, Width, WriteEffect, vcpu_affinity32};
@@ -23,8 +41,6 @@ pub const SGI_BASE: u64 = 0x1_0000;
 const TYPER_LAST: u64 = 1 << 4;
 /// GICR_WAKER.ProcessorSleep.
 const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
-/// GICR_WAKER.ChildrenAsleep.
-const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RReg {
@@ -48,7 +64,9 @@ fn decode_redist(offset: u64) -> Option<(RReg, Access)> {
         0x0008 | 0x000c => (RReg::Typer, WordOrDword),
         0x0010 => (RReg::RazWi, Word), // GICR_STATUSR
         0x0014 => (RReg::Waker, Word),
-        0xffd0..0x10000 => (RReg::Id, Word),
+        // The other ID registers are implementation defined: RAZ/WI at
+        // any width (Unhandled), as on Xen.
+        V3_PIDR2 => (RReg::Id, Word),
         // SGI_base frame: only the registers for INTIDs 0..31 exist.
         0x10080..0x10400 => {
             let (kind, first) = BitReg::decode(word - SGI_BASE)?;
@@ -86,8 +104,11 @@ impl Vgic {
         let (reg, access) = decode_redist(offset).ok_or(unhandled)?;
         access.check(offset, width)?;
         let val = match reg {
-            RReg::Ctlr | RReg::RazWi => 0,
-            RReg::Iidr => u64::from(IIDR),
+            // GICR_WAKER is RAZ/WI like Xen's (no power management): the
+            // redistributor is awake from reset, so a guest that polls
+            // ChildrenAsleep without writing ProcessorSleep gets through.
+            RReg::Ctlr | RReg::RazWi | RReg::Waker => 0,
+            RReg::Iidr => u64::from(IIDR_V3),
             RReg::Typer => {
                 let t = self.gicr_typer(v);
                 match width {
@@ -96,14 +117,7 @@ impl Vgic {
                     _ => t & 0xffff_ffff,
                 }
             }
-            RReg::Waker => {
-                if self.vcpus[v].sleep {
-                    u64::from(WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP)
-                } else {
-                    0
-                }
-            }
-            RReg::Id => u64::from(id_reg((offset & !3) - 0xffd0, self.arch_rev(), 0x93)),
+            RReg::Id => u64::from(V3_PIDR2_VAL),
             RReg::Bits(kind) => u64::from(self.bitreg_read(v, kind, 0)),
             RReg::Priority => (0..width.bytes()).fold(0, |acc, i| {
                 let intid = (offset + i - SGI_BASE - 0x400) as u32;
@@ -138,8 +152,8 @@ impl Vgic {
         let value = value & width.mask();
         match reg {
             RReg::Ctlr | RReg::RazWi | RReg::Iidr | RReg::Typer | RReg::Id => {}
-            // ChildrenAsleep follows ProcessorSleep at once: there is no
-            // real interface to quiesce.
+            // Write-ignored (the register reads 0); only noted for
+            // `redist_awake`.
             RReg::Waker => self.vcpus[v].sleep = value as u32 & WAKER_PROCESSOR_SLEEP != 0,
             RReg::Bits(kind) => self.bitreg_write(v, kind, 0, value as u32),
             RReg::Priority => {
@@ -167,9 +181,11 @@ impl Vgic {
         t
     }
 
-    /// Whether the redistributor of `vcpu` has been woken
-    /// (`GICR_WAKER.ProcessorSleep == 0`). Informational only: delivery
-    /// does not depend on it.
+    /// Whether the guest has not asked the redistributor of `vcpu` to sleep:
+    /// false until it first writes `GICR_WAKER` with ProcessorSleep = 0,
+    /// then the ProcessorSleep value it last wrote, inverted. Informational
+    /// only: the register itself reads 0 (awake) whatever was written, and
+    /// delivery does not depend on it.
     pub fn redist_awake(&self, vcpu: usize) -> bool {
         self.vcpus.get(vcpu).is_some_and(|v| !v.sleep)
     }
