@@ -24,6 +24,9 @@ mod rt;
 mod run;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 mod scenario;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[allow(unsafe_code)]
+mod vgic;
 
 /// Host stub: the guest only runs bare-metal.
 #[cfg(not(target_os = "none"))]

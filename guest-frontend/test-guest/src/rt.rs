@@ -94,7 +94,8 @@ _start:
     // EL1 exception vectors: 16 entries of 0x80 bytes. Every exception is
     // fatal (x0 = entry index, and the handler runs on a fresh stack),
     // except an UNDEFINED instruction (EC 0) at EL1h while `UNDEF_ARMED`
-    // is set: see `expect_undef`.
+    // is set (see `try_insn`) and an IRQ at EL1h while `IRQ_ARMED` is set
+    // (see `wait_irq`).
     .section .text.vectors, "ax"
     .balign 2048
     .global __vectors
@@ -108,13 +109,37 @@ __vectors:
     .endr
     .balign 0x80                    // 4: sync, current EL with SP_ELx
     b       7f
-    .set    .Lvec_index, 5
-    .rept   11
+    .balign 0x80                    // 5: irq, current EL with SP_ELx
+    b       11f
+    .set    .Lvec_index, 6
+    .rept   10
     .balign 0x80
     mov     x0, #.Lvec_index
     b       6f
     .set    .Lvec_index, .Lvec_index + 1
     .endr
+
+    // Expected IRQ (see `wait_irq`): note it, disarm, and return with
+    // PSTATE.I set, so the interrupt stays unacknowledged in the CPU
+    // interface for the scenario to acknowledge; x0/x1 preserved.
+11: stp     x0, x1, [sp, #-16]!
+    adrp    x0, {irq_armed}
+    add     x0, x0, :lo12:{irq_armed}
+    ldr     x1, [x0]
+    cbz     x1, 12f
+    str     xzr, [x0]
+    adrp    x0, {irq_taken}
+    add     x0, x0, :lo12:{irq_taken}
+    mov     x1, #1
+    str     x1, [x0]
+    mrs     x1, spsr_el1
+    orr     x1, x1, #0x80
+    msr     spsr_el1, x1
+    ldp     x0, x1, [sp], #16
+    eret
+12: ldp     x0, x1, [sp], #16
+    mov     x0, #5
+    b       6f
 
     // Recoverable UNDEF: record ESR/ELR, disarm, resume after the HVC the
     // test issued if ELR points at it, or after the instruction at
@@ -171,6 +196,8 @@ __vectors:
     seen_esr = sym UNDEF_ESR,
     seen_elr = sym UNDEF_ELR,
     skip = sym UNDEF_SKIP,
+    irq_armed = sym IRQ_ARMED,
+    irq_taken = sym IRQ_TAKEN,
     hvc_lo = const HVC_BAD_IMM_INSN & 0xffff,
     hvc_hi = const HVC_BAD_IMM_INSN >> 16,
 );
@@ -189,6 +216,90 @@ static UNDEF_ESR: AtomicU64 = AtomicU64::new(0);
 static UNDEF_SKIP: AtomicU64 = AtomicU64::new(0);
 /// ELR_EL1 of the last expected UNDEF.
 static UNDEF_ELR: AtomicU64 = AtomicU64::new(0);
+
+/// Non-zero while an IRQ is expected (see [`wait_irq`]).
+static IRQ_ARMED: AtomicU64 = AtomicU64::new(0);
+/// Set by the IRQ vector when it took an expected IRQ.
+static IRQ_TAKEN: AtomicU64 = AtomicU64::new(0);
+
+/// Unmask IRQs until one is taken or `ticks` of the virtual counter have
+/// passed, then mask them again. Returns whether an IRQ was taken. The
+/// vector leaves the interrupt unacknowledged (the caller reads the
+/// interrupt acknowledge register) and returns with IRQs masked.
+pub fn wait_irq(ticks: u64) -> bool {
+    IRQ_TAKEN.store(0, Ordering::Relaxed);
+    IRQ_ARMED.store(1, Ordering::Relaxed);
+    let start = counter();
+    // SAFETY: unmasking IRQs only lets the armed vector above run, which
+    // preserves every register and the stack below SP it uses. Not `nomem`:
+    // the flags are read after this.
+    unsafe { asm!("msr daifclr, #2", "isb", options(nostack, preserves_flags)) };
+    while IRQ_TAKEN.load(Ordering::Relaxed) == 0 && counter().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+    // SAFETY: masking IRQs has no other effect.
+    unsafe { asm!("msr daifset, #2", "isb", options(nostack, preserves_flags)) };
+    IRQ_ARMED.store(0, Ordering::Relaxed);
+    IRQ_TAKEN.load(Ordering::Relaxed) != 0
+}
+
+/// `MPIDR_EL1`.
+pub fn mpidr() -> u64 {
+    let v: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Enable the GICv3 CPU interface's system registers and Group 1 the way
+/// Linux and XTF do: `ICC_SRE_EL1` = SRE|DFB|DIB, `ICC_PMR_EL1` = 0xf0,
+/// `ICC_BPR1_EL1` = 0, `ICC_CTLR_EL1` = 0 (EOI also deactivates),
+/// `ICC_IGRPEN1_EL1` = 1. Returns `ICC_SRE_EL1` as read back. Generic
+/// `s3_...` encodings need no assembler feature flags.
+pub fn gicv3_cpu_init() -> u64 {
+    let sre: u64;
+    // SAFETY: these writes only configure this CPU's virtual GIC interface
+    // (the scenario's purpose); no memory is touched.
+    unsafe {
+        asm!(
+            "msr s3_0_c12_c12_5, {sre_in}",   // ICC_SRE_EL1
+            "isb",
+            "mrs {sre}, s3_0_c12_c12_5",
+            "msr s3_0_c4_c6_0, {pmr}",        // ICC_PMR_EL1
+            "msr s3_0_c12_c12_3, xzr",        // ICC_BPR1_EL1
+            "msr s3_0_c12_c12_4, xzr",        // ICC_CTLR_EL1
+            "msr s3_0_c12_c12_7, {one}",      // ICC_IGRPEN1_EL1
+            "isb",
+            sre_in = in(reg) 7u64,
+            pmr = in(reg) 0xf0u64,
+            one = in(reg) 1u64,
+            sre = out(reg) sre,
+            options(nomem, nostack)
+        )
+    };
+    sre
+}
+
+/// Write `ICC_SGI1R_EL1` (generate a Group 1 SGI).
+pub fn icc_sgi1r(v: u64) {
+    // SAFETY: generating an SGI has no memory effects.
+    unsafe { asm!("msr s3_0_c12_c11_5, {}", "isb", in(reg) v, options(nomem, nostack)) };
+}
+
+/// Read `ICC_IAR1_EL1` (acknowledge the highest priority Group 1 interrupt).
+pub fn icc_iar1() -> u64 {
+    let v: u64;
+    // SAFETY: acknowledging changes only the GIC's state, which the
+    // scenario then completes with `icc_eoir1`.
+    unsafe { asm!("mrs {}, s3_0_c12_c12_0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Write `ICC_EOIR1_EL1` (end of interrupt `intid`).
+pub fn icc_eoir1(intid: u64) {
+    // SAFETY: completes an interrupt this CPU acknowledged; no memory.
+    unsafe { asm!("msr s3_0_c12_c12_1, {}", "isb", in(reg) intid, options(nomem, nostack)) };
+}
 
 /// What an `hvc #0x1234` led to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ const TICK_MS: u64 = 100;
 const TOUCH_VALUE: u32 = 0x4f58_454e;
 
 /// Print one line through `console_io`.
-fn line(args: fmt::Arguments<'_>) {
+pub(crate) fn line(args: fmt::Arguments<'_>) {
     let mut h = Hvc;
     let mut c = Console::new(&mut h);
     let _ = c.write_fmt(args);
@@ -50,8 +50,8 @@ fn finish(reason: ShutdownReason) -> ! {
     rt::halt()
 }
 
-/// Report a setup error and crash.
-fn fail(what: fmt::Arguments<'_>) -> ! {
+/// Report an error and crash.
+pub(crate) fn fail(what: fmt::Arguments<'_>) -> ! {
     say!("TEST-GUEST error: {what}");
     finish(ShutdownReason::Crash)
 }
@@ -156,6 +156,10 @@ fn run(s: Scenario, dt: &GuestDt<'_>) -> ! {
             finish(ShutdownReason::Poweroff)
         }
         Scenario::Crash => finish(ShutdownReason::Crash),
+        Scenario::Vgic(g) => {
+            crate::vgic::run(g);
+            finish(ShutdownReason::Poweroff)
+        }
         Scenario::CpuFeatures => {
             cpu_features();
             finish(ShutdownReason::Poweroff)

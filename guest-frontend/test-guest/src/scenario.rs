@@ -10,6 +10,30 @@ use xen_guest::bootargs::{self, NumError};
 /// GIC distributor (0x0800_0000 + 4).
 pub const DEFAULT_GICD_TYPER: u64 = 0x0800_0004;
 
+/// Default `oxen.gicd` of the `vgic` scenario: QEMU virt's distributor
+/// (what a Dom0 sees; a DomU's is at 0x0300_1000).
+pub const DEFAULT_GICD: u64 = 0x0800_0000;
+/// Default `oxen.gicr` of the `vgic` scenario: QEMU virt's first
+/// redistributor (a DomU's is at 0x0302_0000).
+pub const DEFAULT_GICR: u64 = 0x080a_0000;
+/// Default `oxen.gicc` of the `vgic` scenario: QEMU virt's GICv2 CPU
+/// interface (a DomU's is at 0x0300_2000).
+pub const DEFAULT_GICC: u64 = 0x0801_0000;
+
+/// Where the `vgic` scenario finds its GIC, from `oxen.gic=2|3` (default
+/// 3), `oxen.gicd=`, `oxen.gicr=` (v3) and `oxen.gicc=` (v2), hex.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct GicSetup {
+    /// GIC architecture version, 2 or 3.
+    pub version: u8,
+    /// Distributor base.
+    pub gicd: u64,
+    /// First redistributor (GICv3).
+    pub gicr: u64,
+    /// CPU interface (GICv2).
+    pub gicc: u64,
+}
+
 /// A scenario and its parameters.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Scenario {
@@ -32,6 +56,10 @@ pub enum Scenario {
     Enosys,
     /// Shut down with reason crash.
     Crash,
+    /// Bring up the GIC the way the Xen Test Framework does (GICv3: find
+    /// the redistributor, poll `GICR_WAKER` until ChildrenAsleep clears
+    /// without writing it first, bounded) and take one SGI sent to self.
+    Vgic(GicSetup),
     /// Print the ID registers that advertise SVE, SME, MTE and pointer
     /// authentication, then try SVE and SME anyway (enabled at EL1) and
     /// print that each was UNDEFINED.
@@ -112,6 +140,26 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError<'_>> {
         "enosys" => Scenario::Enosys,
         "crash" => Scenario::Crash,
         "cpufeatures" => Scenario::CpuFeatures,
+        "vgic" => {
+            let hex = |key| number(cmdline, key, bootargs::parse_hex);
+            let version = number(cmdline, "oxen.gic", bootargs::parse_u64)?.unwrap_or(3);
+            if version != 2 && version != 3 {
+                return Err(ConfigError::OutOfRange("oxen.gic", version));
+            }
+            let aligned = |key, v: u64| {
+                if v.is_multiple_of(0x1000) {
+                    Ok(v)
+                } else {
+                    Err(ConfigError::OutOfRange(key, v))
+                }
+            };
+            Scenario::Vgic(GicSetup {
+                version: version as u8,
+                gicd: aligned("oxen.gicd", hex("oxen.gicd")?.unwrap_or(DEFAULT_GICD))?,
+                gicr: aligned("oxen.gicr", hex("oxen.gicr")?.unwrap_or(DEFAULT_GICR))?,
+                gicc: aligned("oxen.gicc", hex("oxen.gicc")?.unwrap_or(DEFAULT_GICC))?,
+            })
+        }
         "hostile" => {
             let peer = match number(cmdline, "oxen.peer", bootargs::parse_u64)? {
                 None => None,
@@ -189,6 +237,32 @@ mod tests {
         assert_eq!(
             parse("oxen.test=hostile oxen.peer=9"),
             Err(ConfigError::OutOfRange("oxen.peer", 9))
+        );
+        assert_eq!(
+            parse("oxen.test=vgic"),
+            Ok(Scenario::Vgic(GicSetup {
+                version: 3,
+                gicd: DEFAULT_GICD,
+                gicr: DEFAULT_GICR,
+                gicc: DEFAULT_GICC,
+            }))
+        );
+        assert_eq!(
+            parse("oxen.test=vgic oxen.gic=2 oxen.gicd=0x3001000 oxen.gicc=3002000"),
+            Ok(Scenario::Vgic(GicSetup {
+                version: 2,
+                gicd: 0x300_1000,
+                gicr: DEFAULT_GICR,
+                gicc: 0x300_2000,
+            }))
+        );
+        assert_eq!(
+            parse("oxen.test=vgic oxen.gic=4"),
+            Err(ConfigError::OutOfRange("oxen.gic", 4))
+        );
+        assert_eq!(
+            parse("oxen.test=vgic oxen.gicr=0x3020004"),
+            Err(ConfigError::OutOfRange("oxen.gicr", 0x302_0004))
         );
     }
 
