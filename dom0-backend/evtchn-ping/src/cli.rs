@@ -1,4 +1,4 @@
-//! Command line of `evtchn-ping` (hand-parsed: four options do not need a parser crate).
+//! Command line of `evtchn-ping` (hand-parsed: a few options do not need a parser crate).
 
 use std::time::Duration;
 
@@ -6,11 +6,38 @@ use crate::abi::DOMID_DOM0;
 
 /// Usage text printed by `--help` and after a usage error.
 pub const USAGE: &str = "usage: evtchn-ping [ROUNDS] [--domid ID] [--timeout-ms MS] [--device PATH]
-  ROUNDS          round trips to measure (default 1000)
+       evtchn-ping [ROUNDS] --serve DOMID [--wait-ms MS] ...
+       evtchn-ping [ROUNDS] --connect DOMID:PORT ...
+  ROUNDS          round trips to measure (or answer, with --serve; default 1000)
   --domid ID      our own domain id, used as the remote domain of the loopback
                   channel (default 0 = Dom0; 0x7ff0 = DOMID_SELF)
+  --serve DOMID   between domains, server side: bind a port DOMID may connect to,
+                  print `evtchn-ping: serving port P for domain DOMID`, answer ROUNDS
+                  events on it, close it
+  --connect DOMID:PORT  between domains, client side: bind to PORT of domain DOMID
+                  (a server's), measure ROUNDS round trips
+  --wait-ms MS    with --serve: how long the first event may take (default 600000)
   --timeout-ms MS give up when one event takes longer (default 5000)
   --device PATH   event-channel device (default /dev/xen/evtchn)";
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Two handles of this domain joined by a loopback channel.
+    Loopback,
+    /// Between domains, server side: answer the events of `remote_domain`.
+    Serve {
+        /// The client's domain.
+        remote_domain: u32,
+    },
+    /// Between domains, client side: bind to a server's port and measure.
+    Connect {
+        /// The server's domain.
+        remote_domain: u32,
+        /// The server's port.
+        remote_port: u32,
+    },
+}
 
 /// Parsed arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +50,10 @@ pub struct Args {
     pub timeout: Duration,
     /// Device path.
     pub device: String,
+    /// Loopback or between domains.
+    pub mode: Mode,
+    /// `--serve`: how long the first event may take.
+    pub first_wait: Duration,
 }
 
 impl Default for Args {
@@ -32,6 +63,8 @@ impl Default for Args {
             domid: DOMID_DOM0,
             timeout: Duration::from_millis(5000),
             device: "/dev/xen/evtchn".to_string(),
+            mode: Mode::Loopback,
+            first_wait: Duration::from_secs(600),
         }
     }
 }
@@ -53,6 +86,14 @@ fn parse_num(s: &str) -> Option<u64> {
     }
 }
 
+/// A domain id (at most 0xffff).
+fn parse_domid(v: &str) -> Result<u32, String> {
+    parse_num(v)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n <= 0xFFFF)
+        .ok_or_else(|| format!("bad domain id {v:?}"))
+}
+
 /// Parses the arguments after the program name; errors are one-line messages.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
     let mut out = Args::default();
@@ -64,10 +105,39 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             "-h" | "--help" => return Ok(Command::Help),
             "--domid" => {
                 let v = value("--domid")?;
-                out.domid = parse_num(&v)
-                    .and_then(|n| u32::try_from(n).ok())
-                    .filter(|&n| n <= 0xFFFF)
-                    .ok_or_else(|| format!("bad domain id {v:?}"))?;
+                out.domid = parse_domid(&v)?;
+            }
+            "--serve" => {
+                let v = value("--serve")?;
+                if out.mode != Mode::Loopback {
+                    return Err("--serve and --connect exclude each other".into());
+                }
+                out.mode = Mode::Serve {
+                    remote_domain: parse_domid(&v)?,
+                };
+            }
+            "--connect" => {
+                let v = value("--connect")?;
+                if out.mode != Mode::Loopback {
+                    return Err("--serve and --connect exclude each other".into());
+                }
+                let (d, p) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("--connect wants DOMID:PORT, not {v:?}"))?;
+                out.mode = Mode::Connect {
+                    remote_domain: parse_domid(d)?,
+                    remote_port: parse_num(p)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("bad port {p:?}"))?,
+                };
+            }
+            "--wait-ms" => {
+                let v = value("--wait-ms")?;
+                let ms = parse_num(&v)
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("bad wait {v:?}"))?;
+                out.first_wait = Duration::from_millis(ms);
             }
             "--timeout-ms" => {
                 let v = value("--timeout-ms")?;
@@ -121,6 +191,30 @@ mod tests {
         assert_eq!(a.domid, 0x7FF0);
         assert_eq!(a.timeout, Duration::from_millis(250));
         assert_eq!(a.device, "/tmp/x");
+    }
+
+    #[test]
+    fn serve_and_connect() {
+        let Ok(Command::Run(a)) = p(&["50", "--serve", "0", "--wait-ms", "1000"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(a.mode, Mode::Serve { remote_domain: 0 });
+        assert_eq!((a.rounds, a.first_wait), (50, Duration::from_millis(1000)));
+        let Ok(Command::Run(a)) = p(&["--connect", "3:0x11"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(
+            a.mode,
+            Mode::Connect {
+                remote_domain: 3,
+                remote_port: 17
+            }
+        );
+        assert!(p(&["--connect", "3"]).is_err());
+        assert!(p(&["--connect", "3:0"]).is_err());
+        assert!(p(&["--connect", "0x10000:5"]).is_err());
+        assert!(p(&["--serve", "0", "--connect", "0:5"]).is_err());
+        assert!(p(&["--wait-ms", "0"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! `evtchn-ping`: event-channel ping-pong check for Dom0 (see the library docs).
+//! `evtchn-ping`: event-channel ping-pong check for Dom0, or between two domains (see the
+//! library docs).
 //!
-//! Prints `evtchn-ping: <N> round trips, median <x> us, mean <y> us, ...` and exits 0, or
-//! one `evtchn-ping: error: ...` line saying what failed and what to check, and exits 1.
+//! Prints `evtchn-ping: <N> round trips, median <x> us, mean <y> us, ...` and exits 0
+//! (`--serve`: `evtchn-ping: serving port P for domain D` when the port is bound, then
+//! `evtchn-ping: answered N events` at the end), or one `evtchn-ping: error: ...` line
+//! saying what failed and what to check, and exits 1.
 
 use std::process::ExitCode;
 
@@ -10,6 +13,7 @@ use evtchn_ping::pingpong::{self, Config, PingError};
 
 #[cfg(target_os = "linux")]
 fn run(args: &cli::Args) -> Result<(), PingError> {
+    use evtchn_ping::cli::Mode;
     use evtchn_ping::device::MonotonicClock;
     use evtchn_ping::linux::LinuxEvtchn;
 
@@ -20,6 +24,41 @@ fn run(args: &cli::Args) -> Result<(), PingError> {
         })
     };
     let mut a = open(&args.device)?;
+    match args.mode {
+        Mode::Loopback => {}
+        Mode::Serve { remote_domain } => {
+            let port = pingpong::listen(&mut a, remote_domain)?;
+            println!("evtchn-ping: serving port {port} for domain {remote_domain}");
+            pingpong::answer(
+                &mut a,
+                port,
+                args.rounds,
+                args.first_wait,
+                args.timeout,
+                &mut MonotonicClock::new(),
+            )?;
+            println!("evtchn-ping: answered {} events", args.rounds);
+            return Ok(());
+        }
+        Mode::Connect {
+            remote_domain,
+            remote_port,
+        } => {
+            let (port, stats) = pingpong::ping_remote(
+                &mut a,
+                remote_domain,
+                remote_port,
+                args.rounds,
+                args.timeout,
+                &mut MonotonicClock::new(),
+            )?;
+            println!(
+                "evtchn-ping: interdomain channel port {port} <-> domain {remote_domain} port {remote_port}"
+            );
+            println!("{}", stats.summary_line());
+            return Ok(());
+        }
+    }
     let mut b = open(&args.device)?;
     let cfg = Config {
         rounds: args.rounds,

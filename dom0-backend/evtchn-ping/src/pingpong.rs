@@ -1,10 +1,16 @@
-//! Event-channel ping-pong between two handles of the same device, and its statistics.
+//! Event-channel ping-pong and its statistics: between two handles of the same device
+//! (loopback), or between two domains (a server in one, a client in the other).
 //!
-//! Handle A allocates an unbound port for the remote domain (Dom0 itself), handle B binds
-//! an interdomain channel to it, so A's port and B's port are the two ends of one loopback
-//! channel. One round trip: A notifies, B waits for its port and unmasks it, B notifies
-//! back, A waits for its port and unmasks it. Every wait has a timeout, so a lost event
-//! ends the run with an error instead of a hang.
+//! Loopback: handle A allocates an unbound port for the remote domain (Dom0 itself), handle
+//! B binds an interdomain channel to it, so A's port and B's port are the two ends of one
+//! loopback channel. One round trip: A notifies, B waits for its port and unmasks it, B
+//! notifies back, A waits for its port and unmasks it.
+//!
+//! Between domains ([`listen`] + [`answer`] in one, [`ping_remote`] in the other): the
+//! server allocates an unbound port for the client's domain and publishes its number (the
+//! caller prints it); the client binds an interdomain channel to it, and each round trip is
+//! the client notifying and waiting for the server's answer. Every wait has a timeout, so a
+//! lost event ends the run with an error instead of a hang.
 
 use std::fmt;
 use std::io;
@@ -354,6 +360,102 @@ pub fn run<D: EvtchnDevice, C: Clock>(
     Ok((ports, Stats::from_samples(&samples)))
 }
 
+/// Server side between domains: allocates a port `remote_domain` may bind to.
+pub fn listen<D: EvtchnDevice>(dev: &mut D, remote_domain: u32) -> Result<u32, PingError> {
+    dev.bind_unbound_port(remote_domain)
+        .map_err(|source| PingError::BindUnbound {
+            remote_domain,
+            source,
+        })
+}
+
+/// Server side: answers `rounds` events on `port` (wait, unmask, notify back), then closes
+/// the port. The first event may take up to `first_wait` (the client binds and starts
+/// when it has learnt the port number); later ones `timeout` each.
+pub fn answer<D: EvtchnDevice, C: Clock>(
+    dev: &mut D,
+    port: u32,
+    rounds: usize,
+    first_wait: Duration,
+    timeout: Duration,
+    clock: &mut C,
+) -> Result<(), PingError> {
+    let res = (|| {
+        for round in 0..rounds {
+            if round == 0 {
+                let start = clock.now_ns();
+                loop {
+                    match wait_and_unmask(dev, Side::A, port, round, timeout) {
+                        Err(PingError::Wait { source, .. })
+                            if source.kind() == io::ErrorKind::TimedOut
+                                && u128::from(clock.now_ns().saturating_sub(start))
+                                    < first_wait.as_nanos() => {}
+                        other => break other,
+                    }
+                }?;
+            } else {
+                wait_and_unmask(dev, Side::A, port, round, timeout)?;
+            }
+            dev.notify(port).map_err(|source| PingError::Notify {
+                side: Side::A,
+                port,
+                round,
+                source,
+            })?;
+        }
+        Ok(())
+    })();
+    let closed = dev.unbind(port).map_err(|source| PingError::Unbind {
+        side: Side::A,
+        port,
+        source,
+    });
+    res.and(closed)
+}
+
+/// Client side between domains: binds to `remote_port` of `remote_domain`, runs `rounds`
+/// round trips (notify, wait for the answer), closes its port. Returns the local port and
+/// the statistics.
+pub fn ping_remote<D: EvtchnDevice, C: Clock>(
+    dev: &mut D,
+    remote_domain: u32,
+    remote_port: u32,
+    rounds: usize,
+    timeout: Duration,
+    clock: &mut C,
+) -> Result<(u32, Stats), PingError> {
+    let port = dev
+        .bind_interdomain(remote_domain, remote_port)
+        .map_err(|source| PingError::BindInterdomain {
+            remote_domain,
+            remote_port,
+            source,
+        })?;
+    let res = (|| {
+        let mut samples = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let t0 = clock.now_ns();
+            dev.notify(port).map_err(|source| PingError::Notify {
+                side: Side::B,
+                port,
+                round,
+                source,
+            })?;
+            wait_and_unmask(dev, Side::B, port, round, timeout)?;
+            samples.push(clock.now_ns().saturating_sub(t0));
+        }
+        Ok(samples)
+    })();
+    let closed = dev.unbind(port).map_err(|source| PingError::Unbind {
+        side: Side::B,
+        port,
+        source,
+    });
+    let samples = res?;
+    closed?;
+    Ok((port, Stats::from_samples(&samples)))
+}
+
 /// Round-trip statistics, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Stats {
@@ -529,6 +631,114 @@ mod tests {
         };
         let s = ping_pong(&mut a, &mut b, ports, 4, Duration::ZERO, &mut clk).unwrap();
         assert_eq!(s, vec![2000, 4000, 2000, 4000]);
+    }
+
+    #[test]
+    fn server_answers_each_client_event_then_closes_its_port() {
+        let (mut server, mut client, hv) = pair(0, Faults::default());
+        let port = listen(&mut server, 0).unwrap();
+        let local = client.bind_interdomain(0, port).unwrap();
+        // The fake cannot block, so the rounds are interleaved by hand: the client
+        // notifies, the server answers one round, the client reads the answer.
+        let mut buf = [0u32; 8];
+        for round in 0..5 {
+            client.notify(local).unwrap();
+            assert!(client.read_ports(&mut buf, Duration::ZERO).is_err());
+            wait_and_unmask(&mut server, Side::A, port, round, Duration::ZERO).unwrap();
+            server.notify(port).unwrap();
+            assert_eq!(client.read_ports(&mut buf, Duration::ZERO).unwrap(), 1);
+            assert_eq!(buf[0], local);
+            client.unmask(&[local]).unwrap();
+        }
+        // answer(): one round, then the server's port is closed
+        client.notify(local).unwrap();
+        let one_ms = Duration::from_millis(1);
+        answer(&mut server, port, 1, one_ms, Duration::ZERO, &mut clock()).unwrap();
+        assert_eq!(client.read_ports(&mut buf, Duration::ZERO).unwrap(), 1);
+        assert!(!hv.borrow().ports.contains_key(&port), "server port closed");
+        assert_eq!(hv.borrow().sends, 12);
+    }
+
+    #[test]
+    fn server_waits_up_to_first_wait_then_reports_the_lost_event() {
+        let (mut server, _client, hv) = pair(0, Faults::default());
+        let port = listen(&mut server, 0).unwrap();
+        // each clock read advances 1 ms: ten reads fit in a 10 ms first wait
+        let mut clk = ScriptClock {
+            now: 0,
+            steps: vec![1_000_000],
+            i: 0,
+        };
+        let e = answer(
+            &mut server,
+            port,
+            3,
+            Duration::from_millis(10),
+            Duration::ZERO,
+            &mut clk,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PingError::Wait {
+                    side: Side::A,
+                    round: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            clk.i >= 10,
+            "the server gave up after {} clock reads",
+            clk.i
+        );
+        assert!(hv.borrow().ports.is_empty(), "port closed after the error");
+    }
+
+    #[test]
+    fn client_without_server_fails_to_bind_or_times_out() {
+        let (mut server, mut client, hv) = pair(0, Faults::default());
+        let e = ping_remote(&mut client, 0, 77, 3, Duration::ZERO, &mut clock()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PingError::BindInterdomain {
+                    remote_port: 77,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // bound, but nobody answers: round 0's wait times out and the port is closed
+        let port = listen(&mut server, 0).unwrap();
+        let e = ping_remote(&mut client, 0, port, 3, Duration::ZERO, &mut clock()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PingError::Wait {
+                    side: Side::B,
+                    round: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(hv.borrow().ports.len(), 1, "only the server's port is left");
+    }
+
+    #[test]
+    fn client_event_reaches_the_server_port() {
+        // Without a concurrent server the client's first round times out, but its event
+        // fired the server's port, once.
+        let (mut server, mut client, hv) = pair(0, Faults::default());
+        let port = listen(&mut server, 0).unwrap();
+        assert!(ping_remote(&mut client, 0, port, 1, Duration::ZERO, &mut clock()).is_err());
+        let mut buf = [0u32; 8];
+        assert_eq!(server.read_ports(&mut buf, Duration::ZERO).unwrap(), 1);
+        assert_eq!(buf[0], port);
+        assert_eq!(hv.borrow().sends, 1);
     }
 
     #[test]
