@@ -8,7 +8,10 @@
 #   Image           Debian's arm64 Linux kernel (its "vmlinuz" is a raw arm64 Image)
 #   dom0-initrd.gz  initramfs (newc cpio, root-owned, gzip): busybox, /init
 #                   (qemu/dom0/init.sh), /usr/bin/evtchn-ping, the Xen backend and virtio
-#                   modules with their dependencies and a fresh depmod, and the toolstack
+#                   modules with their dependencies and a fresh depmod, Debian's e2fsprogs
+#                   mke2fs (also as mkfs.ext4/mkfs.ext2) and e2fsck under /usr/sbin with
+#                   the glibc libraries they need (busybox's mke2fs makes ext2 only), and
+#                   the toolstack
 #                   under Xen's names: /usr/sbin/{xl,xenstored,xenconsoled}, /usr/bin/xenstore
 #                   and its xenstore-* links, /etc/init.d/xencommons (qemu/dom0/xencommons),
 #                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg), /etc/xen/domu-io.cfg
@@ -16,8 +19,9 @@
 #                   ready DomU under /opt/domu/:
 #                   the same kernel Image and domu-initrd.gz
 #   domu-initrd.gz  the DomU's initramfs (also inside dom0-initrd.gz): busybox, /init
-#                   (qemu/domu/init.sh), the xen-blkfront and xen-netfront modules,
-#                   /usr/bin/xenstore and its xenstore-* links,
+#                   (qemu/domu/init.sh), the xen-blkfront, xen-netfront, ext4 (with
+#                   crc32c_generic, for metadata checksums) and xen-evtchn modules,
+#                   /usr/bin/evtchn-ping, /usr/bin/xenstore and its xenstore-* links,
 #                   /usr/bin/xs-hostile (a hostile xenstore client; Dom0 has it too)
 #   kver            kernel ABI version, e.g. 6.1.0-56-arm64
 #   modules.txt     the module files put in the initramfs (dependency closure)
@@ -54,8 +58,9 @@ MUSL=aarch64-unknown-linux-musl
 # (CONFIG_...=y in Debian's config, listed in modules.builtin) need nothing and are skipped.
 MODULES="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback
          virtio_mmio virtio_pci virtio_blk virtio_net virtio_console loop bridge crc32c_generic ext4"
-# The DomU's PV disk and network frontends (Debian builds them as modules).
-DOMU_MODULES="xen-blkfront xen-netfront"
+# The DomU's PV disk and network frontends (Debian builds them as modules), ext4 for an
+# ext4 xvda, xen-evtchn for /dev/xen/evtchn (evtchn-ping's DomU end).
+DOMU_MODULES="xen-blkfront xen-netfront ext4 crc32c_generic xen-evtchn"
 
 FORCE=0
 case "${1:-}" in
@@ -78,7 +83,10 @@ done
 # 6.1 ABI that linux-image-arm64 depends on (old ABIs leave the archive).
 KERNEL_PKG=${OXEN_DOM0_KERNEL_PKG:-linux-image-6.1.0-56-arm64}
 apt_info() { apt-cache show --no-all-versions "${@/%/:arm64}" 2>/dev/null || true; }
-INFO=$(apt_info busybox-static "$KERNEL_PKG" linux-image-arm64)
+# Debian's mke2fs and e2fsck (ext4; busybox's mke2fs makes ext2 only) and their libraries
+E2FS_PKGS="e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 libc6"
+# shellcheck disable=SC2086
+INFO=$(apt_info busybox-static "$KERNEL_PKG" linux-image-arm64 $E2FS_PKGS)
 field() { # package field: that field of the package's record in $INFO
     awk -v p="$1" -v f="$2: " '/^Package: /{cur=$2} cur == p && index($0, f) == 1 {print substr($0, length(f) + 1); exit}' <<<"$INFO"
 }
@@ -92,7 +100,8 @@ if [ -z "$(field "$KERNEL_PKG" Version)" ]; then
     INFO+=$'\n'$(apt_info "$KERNEL_PKG")
 fi
 KVER=${KERNEL_PKG#linux-image-}
-PKGS=("$KERNEL_PKG" busybox-static)
+# shellcheck disable=SC2206
+PKGS=("$KERNEL_PKG" busybox-static $E2FS_PKGS)
 
 # the .deb of PKG at VERSION in $DEBS, if present
 have_deb() {
@@ -133,6 +142,7 @@ done
 MODDIR=$ROOT/lib/modules/$KVER
 [ -f "$ROOT/boot/vmlinuz-$KVER" ] || die "$ROOT/boot/vmlinuz-$KVER missing after unpacking $KERNEL_PKG"
 [ -x "$ROOT/bin/busybox" ] || die "$ROOT/bin/busybox missing after unpacking busybox-static"
+[ -x "$ROOT/sbin/mke2fs" ] || die "$ROOT/sbin/mke2fs missing after unpacking e2fsprogs"
 if [ $NEW_DEBS = 1 ] || [ ! -s "$MODDIR/modules.dep" ]; then
     log "depmod $KVER (unpacked tree)"
     depmod -b "$ROOT" "$KVER"
@@ -292,6 +302,8 @@ XSH_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/xs-hostile" {print $1}
 FH_SRC=$(printf '%s' "$TOOL_LIST" | awk '$2 == "/usr/bin/front-hostile" {print $1}')
 [ -z "$FH_SRC" ] || install_bin "$FH_SRC" "$U/usr/bin/front-hostile"
 xenstore_links "$U"
+# evtchn-ping: the DomU end of the Dom0<->DomU event-channel round trip (--serve)
+install_bin "$PING" "$U/usr/bin/evtchn-ping"
 # copy_modules ROOT FILES...: the module files (paths relative to $MODDIR) and a fresh depmod
 copy_modules() {
     local r=$1 path
@@ -313,6 +325,29 @@ cpio_gz "$U" "$WORK/domu-initrd.gz"
 D=$WORK/root
 busybox_root "$D" "$INIT"
 install_bin "$PING" "$D/usr/bin/evtchn-ping"
+# Debian's mke2fs/e2fsck (dynamic, glibc) with their libraries and the loader; glibc finds
+# them in its default /lib/aarch64-linux-gnu without an ld.so.cache. /usr/sbin comes before
+# busybox's /sbin applets in both PATHs.
+for b in mke2fs e2fsck; do cp -a "$ROOT/sbin/$b" "$D/usr/sbin/$b"; done
+ln -s mke2fs "$D/usr/sbin/mkfs.ext4"
+ln -s mke2fs "$D/usr/sbin/mkfs.ext2"
+[ -e "$ROOT/etc/mke2fs.conf" ] && cp "$ROOT/etc/mke2fs.conf" "$D/etc/mke2fs.conf"
+mkdir -p "$D/lib/aarch64-linux-gnu"
+for l in ld-linux-aarch64.so.1 libc.so.6 libext2fs.so.2 libe2p.so.2 libcom_err.so.2 \
+         libblkid.so.1 libuuid.so.1; do
+    f=$ROOT/lib/aarch64-linux-gnu/$l
+    [ -e "$f" ] || f=$ROOT/usr/lib/aarch64-linux-gnu/$l
+    [ -e "$f" ] || die "$l not found in the unpacked e2fsprogs/libc6 packages"
+    cp -L "$f" "$D/lib/aarch64-linux-gnu/$l"
+done
+ln -s aarch64-linux-gnu/ld-linux-aarch64.so.1 "$D/lib/ld-linux-aarch64.so.1"
+if command -v aarch64-linux-gnu-objdump >/dev/null 2>&1; then
+    for b in mke2fs e2fsck; do
+        for n in $(aarch64-linux-gnu-objdump -p "$D/usr/sbin/$b" | awk '$1 == "NEEDED" {print $2}'); do
+            [ -e "$D/lib/aarch64-linux-gnu/$n" ] || die "$b needs $n, which build-dom0.sh does not copy: add it to the library list"
+        done
+    done
+fi
 printf '%s' "$TOOL_LIST" | while read -r src dest; do install_bin "$src" "$D$dest"; done
 xenstore_links "$D"
 mkdir -p "$D"/etc/{init.d,xen} "$D"/var/lib/xen "$D"/var/log/xen/console "$D"/opt/domu
