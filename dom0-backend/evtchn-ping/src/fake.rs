@@ -38,6 +38,8 @@ pub struct Faults {
     pub drop_send: Option<usize>,
     /// Deliver this port number instead of the real one at this send index.
     pub wrong_port_at: Option<(usize, u32)>,
+    /// Raise an event on the port `bind_interdomain` makes, as Xen does.
+    pub event_on_bind: bool,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +159,9 @@ impl EvtchnDevice for FakeHandle {
         let local = hv.alloc(self.id, PortState::Connected { peer: remote_port });
         if let Some(p) = hv.ports.get_mut(&remote_port) {
             p.state = PortState::Connected { peer: local };
+        }
+        if hv.faults.event_on_bind {
+            hv.deliver(local);
         }
         Ok(local)
     }

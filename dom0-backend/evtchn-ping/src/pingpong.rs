@@ -342,6 +342,7 @@ pub fn ping_pong<D: EvtchnDevice, C: Clock>(
 }
 
 /// Connects, runs the round trips, disconnects. Ports are closed even when a round fails.
+/// B's port fires once when it is bound: that event is taken first ([`take_bind_event`]).
 pub fn run<D: EvtchnDevice, C: Clock>(
     a: &mut D,
     b: &mut D,
@@ -349,7 +350,9 @@ pub fn run<D: EvtchnDevice, C: Clock>(
     clock: &mut C,
 ) -> Result<(Ports, Stats), PingError> {
     let ports = connect(a, b, cfg.remote_domain)?;
-    let samples = match ping_pong(a, b, ports, cfg.rounds, cfg.timeout, clock) {
+    let samples = match take_bind_event(b, Side::B, ports.b)
+        .and_then(|()| ping_pong(a, b, ports, cfg.rounds, cfg.timeout, clock))
+    {
         Ok(s) => s,
         Err(e) => {
             let _ = disconnect(a, b, ports);
@@ -413,9 +416,42 @@ pub fn answer<D: EvtchnDevice, C: Clock>(
     res.and(closed)
 }
 
+/// How long to wait for the event a fresh interdomain binding may raise.
+pub const BIND_EVENT_WAIT: Duration = Duration::from_millis(100);
+
+/// Xen's `EVTCHNOP_bind_interdomain` sets the new local port pending (notifications sent
+/// to the unbound port might otherwise be lost), so a freshly bound port fires once with
+/// nothing sent: take that event (waiting up to [`BIND_EVENT_WAIT`]) before the first
+/// round, or the bound side would run one event ahead of its peer and every round trip
+/// would skip one wake-up.
+fn take_bind_event<D: EvtchnDevice>(dev: &mut D, side: Side, port: u32) -> Result<(), PingError> {
+    let mut buf = [0u32; 8];
+    match dev.read_ports(&mut buf, BIND_EVENT_WAIT) {
+        Ok(n) => match buf.iter().take(n).copied().find(|&p| p != port) {
+            None => dev
+                .unmask(&[port])
+                .map_err(|source| PingError::Unmask { side, port, source }),
+            Some(got) => Err(PingError::UnexpectedPort {
+                side,
+                expected: port,
+                got,
+                round: 0,
+            }),
+        },
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(()),
+        Err(source) => Err(PingError::Wait {
+            side,
+            port,
+            round: 0,
+            source,
+        }),
+    }
+}
+
 /// Client side between domains: binds to `remote_port` of `remote_domain`, runs `rounds`
 /// round trips (notify, wait for the answer), closes its port. Returns the local port and
 /// the statistics.
+/// The event of the fresh binding is taken first (see [`take_bind_event`]).
 pub fn ping_remote<D: EvtchnDevice, C: Clock>(
     dev: &mut D,
     remote_domain: u32,
@@ -432,6 +468,7 @@ pub fn ping_remote<D: EvtchnDevice, C: Clock>(
             source,
         })?;
     let res = (|| {
+        take_bind_event(dev, Side::B, port)?;
         let mut samples = Vec::with_capacity(rounds);
         for round in 0..rounds {
             let t0 = clock.now_ns();
@@ -540,6 +577,20 @@ mod tests {
         assert_eq!(hv.sends, 200);
         assert_eq!(hv.unmasks, 200);
         assert!(hv.ports.is_empty(), "both ports closed: {:?}", hv.ports);
+    }
+
+    #[test]
+    fn loopback_takes_b_s_binding_event_so_b_never_runs_ahead() {
+        let faults = Faults {
+            event_on_bind: true,
+            ..Faults::default()
+        };
+        let (mut a, mut b, hv) = pair(0, faults);
+        let (_, stats) = run(&mut a, &mut b, &cfg(10, 0), &mut clock()).unwrap();
+        assert_eq!(stats.count, 10);
+        let hv = hv.borrow();
+        assert_eq!((hv.sends, hv.unmasks), (20, 21));
+        assert!(hv.rings.iter().all(|r| r.is_empty()), "no event left over");
     }
 
     #[test]
@@ -726,6 +777,31 @@ mod tests {
             "{e:?}"
         );
         assert_eq!(hv.borrow().ports.len(), 1, "only the server's port is left");
+    }
+
+    #[test]
+    fn client_takes_the_event_of_its_fresh_binding_before_the_first_round() {
+        // As on Xen, binding raises an event on the new port; the client must not count
+        // it as the server's answer: with no server its first round still times out.
+        let faults = Faults {
+            event_on_bind: true,
+            ..Faults::default()
+        };
+        let (mut server, mut client, hv) = pair(0, faults);
+        let port = listen(&mut server, 0).unwrap();
+        let e = ping_remote(&mut client, 0, port, 2, Duration::ZERO, &mut clock()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PingError::Wait {
+                    side: Side::B,
+                    round: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(hv.borrow().unmasks, 1, "the binding's event was unmasked");
     }
 
     #[test]
