@@ -186,3 +186,60 @@ pub fn assert_free_memory_back(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Res
     assert_eq!(now, free, "free memory changed");
     Ok(())
 }
+
+/// Assert that no DomU and nothing of one is left in Dom0: only Domain-0 listed (after up
+/// to 30 s), no `/local/domain/<n>` but 0, no vbd/vif nodes, no loop device bound to a file
+/// (blkback lets go a moment after its backend closed: up to 20 s), no `vif*` interface,
+/// and `xl info`'s free_memory back to `free` MiB.
+pub fn assert_nothing_left(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> {
+    wait_only_dom0_listed(sh, b)?;
+    let out = ok(sh, "xl list | tail -n +2 | cut -d' ' -f1", b)?;
+    assert_eq!(out.lines, ["Domain-0"], "domains left over:\n{out}");
+    let out = ok(sh, "xenstore-list /local/domain", b)?;
+    assert_eq!(out.lines, ["0"], "xenstore nodes left over:\n{out}");
+    let out = ok(sh, "xenstore-ls -f / | grep -E '/(vbd|vif)( |/)'; true", b)?;
+    assert!(out.lines.is_empty(), "device nodes left over:\n{out}");
+    let out = ok(
+        sh,
+        "i=0; while [ -n \"$(cat /sys/block/loop*/loop/backing_file 2>/dev/null)\" ] && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done; cat /sys/block/loop*/loop/backing_file 2>/dev/null; losetup -a; ls /sys/class/net | grep '^vif'; true",
+        b,
+    )?;
+    assert!(
+        out.lines.is_empty(),
+        "loop devices or vifs left over:\n{out}"
+    );
+    assert_free_memory_back(sh, free, b)
+}
+
+/// Wait (polling every second, up to `secs` guest seconds) until the DomU console log `log`
+/// has a line containing `pattern` (a fixed string); return the log's `DOMU-INIT`,
+/// `domu: ...` and `evtchn-ping: ...` lines (carriage returns removed). Fails the test when
+/// the pattern did not come.
+pub fn wait_domu_log(
+    sh: &mut Shell<'_>,
+    log: &str,
+    pattern: &str,
+    secs: u32,
+    b: &Budget,
+) -> Result<Vec<String>, Error> {
+    let out = sh.run(
+        &format!(
+            "i=0; while ! grep -aqF '{pattern}' {log} 2>/dev/null && [ $i -lt {secs} ]; do sleep 1; i=$((i+1)); done; grep -aE '^(DOMU-INIT|domu: |evtchn-ping: )' {log} | tr -d '\\r'; grep -aqF '{pattern}' {log}"
+        ),
+        b.left(),
+    )?;
+    assert_eq!(
+        out.status, 0,
+        "no '{pattern}' in {log} after {secs} s:\n{out}"
+    );
+    Ok(out.lines)
+}
+
+/// The value of the first `domu: <key>=<value>` line of `lines`; fails the test without one.
+pub fn domu_value<'a>(lines: &'a [String], key: &str) -> &'a str {
+    let prefix = format!("domu: {key}=");
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} line in the DomU's console: {lines:?}"))
+}
