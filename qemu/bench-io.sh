@@ -23,7 +23,15 @@
 #          Dom0 (after one warm-up ping; average round trip); BENCH_IO_NET_MB MiB to Dom0 with
 #          `nc 192.0.2.1 5001 -e dd if=/dev/zero bs=64k` (Dom0's receiver times it); then it
 #          listens on 5002 and Dom0 sends it BENCH_IO_NET_MB MiB the same way (DomU's
-#          receiver times it); `xl destroy`.
+#          receiver times it); then the event-channel round trip between a DomU process and
+#          a Dom0 process: the DomU runs `evtchn-ping BENCH_IO_EVTCHN --serve 0` (an unbound
+#          port for Dom0, printed on its console), Dom0 `evtchn-ping BENCH_IO_EVTCHN
+#          --connect <domid>:<port>` (median and mean of the round trips it times); `xl
+#          destroy`. Before `xl create` Dom0 also times its loopback channel (`evtchn-ping
+#          BENCH_IO_EVTCHN`, as bench.sh) for the ratio beside it.
+#          evtchn-ping (dom0-backend/evtchn-ping, built here) and the kernel's xen-evtchn.ko
+#          (for a DomU without the module, as the Xen side's) ride in both scripts as
+#          base64 payloads, so both hypervisors run the same binary.
 # Times: the guests' monotonic clocks in ns (/proc/timer_list, one awk fork per stamp, the
 # same on both hypervisors); under icount Dom0's and the DomU's clocks are the same virtual
 # clock. MB = MiB here, as dd and the reference harness count.
@@ -38,6 +46,7 @@
 # table, mostly "not run", in bench-sh.md).
 #
 # Environment (defaults in brackets): BENCH_IO_RUNS [3]  BENCH_IO_MB [64]  BENCH_IO_NET_MB [64]
+#   BENCH_IO_EVTCHN [1000] (event-channel round trips)
 #   BENCH_IO_TIMEOUT [1500] (s per run)  BENCH_HYPS [oxen xen]  BENCH_GIC [3]  BENCH_OUT
 #   and the rest of qemu/bench.sh's (BENCH_OXEN, BENCH_XEN, BENCH_VERBOSE, QEMU, ...).
 set -uo pipefail
@@ -59,7 +68,8 @@ esac
 RUNS=${BENCH_IO_RUNS:-3}
 IO_MB=${BENCH_IO_MB:-64}
 NET_MB=${BENCH_IO_NET_MB:-$([ -n "$PROFILE" ] && echo 512 || echo 64)}
-for v in RUNS IO_MB NET_MB; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_IO_$v=${!v} is not a positive integer"; done
+EVTCHN=${BENCH_IO_EVTCHN:-1000}
+for v in RUNS IO_MB NET_MB EVTCHN; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_IO_$v=${!v} is not a positive integer"; done
 OUT=${BENCH_OUT:-$CACHE/bench/io-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/io" || die "cannot create $OUT"
 
@@ -71,7 +81,7 @@ cat > "$OUT/io/bench-io-dom0" <<'IODOM0'
 # bench-io.sh scenario (Dom0, rdinit=/bench-xl-init)
 export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TERM=dumb LANG=C
-IO_MB=@IO_MB@ NET_MB=@NET_MB@
+IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@
 /bin/busybox mount -t proc proc /proc
 echo "OXEN-DOM0-INIT"
 read -r UP _ < /proc/uptime
@@ -112,6 +122,18 @@ brctl addbr xenbr0 && echo 0 > /sys/class/net/xenbr0/bridge/forward_delay &&
     ip addr add 192.0.2.1/24 dev xenbr0 && ip link set xenbr0 up || say "error=bridge xenbr0 failed"
 dd if=/dev/zero of=/run/io.img bs=1M count=0 seek=$((IO_MB * 2)) 2>/dev/null
 # receiver of the DomU -> Dom0 transfer: nc -e hands the socket to dd (64 KiB reads)
+payload() { # NAME DEST: the payload NAME appended to this script (base64 of gzip)
+    sed -n "/^__PAYLOAD_$1__\$/,/^__END_$1__\$/p" "$0" | sed '1d;$d' | base64 -d | gunzip > "$2"
+}
+mkdir -p /run/evp
+payload evtchn-ping /run/evp/evtchn-ping && chmod 0755 /run/evp/evtchn-ping || say "error=evtchn-ping payload failed"
+# Dom0's loopback channel, beside the Dom0 <-> DomU one below
+if /run/evp/evtchn-ping "$EVTCHN" > /run/evp/loop.out 2>&1; then
+    sed -n 's/^evtchn-ping: [0-9]* round trips, median \([0-9.]*\) us, mean \([0-9.]*\) us.*/evtchn_loopback_median_us=\1 evtchn_loopback_mean_us=\2/p' /run/evp/loop.out |
+        tr ' ' '\n' | while read -r kv; do say "$kv"; done
+else
+    say "error=evtchn-ping loopback: $(tail -n 1 /run/evp/loop.out)"
+fi
 nc -l -p 5001 -e sh -c 'awk "/^now at/ { printf \"%.6f\n\", \$3 / 1e9; exit }" /proc/timer_list > /run/rx.a; dd of=/dev/null bs=64k iflag=fullblock 2>/run/rx.dd; awk "/^now at/ { printf \"%.6f\n\", \$3 / 1e9; exit }" /proc/timer_list > /run/rx.b' &
 CONLOG=/var/log/xen/console/guest-domu.log
 LOGFD=
@@ -151,6 +173,17 @@ if wait_for DOMU-LISTEN 1200; then
 else
     say "error=the DomU did not listen"
 fi
+if wait_for "evtchn-ping: serving port" 1200; then
+    port=${WAIT_LINE#*serving port }; port=${port%% *}
+    if /run/evp/evtchn-ping "$EVTCHN" --connect "$(xl domid domu):$port" > /run/evp/inter.out 2>&1; then
+        sed -n 's/^evtchn-ping: [0-9]* round trips, median \([0-9.]*\) us, mean \([0-9.]*\) us.*/evtchn_dom0_domu_median_us=\1 evtchn_dom0_domu_mean_us=\2/p' /run/evp/inter.out |
+            tr ' ' '\n' | while read -r kv; do say "$kv"; done
+    else
+        say "error=evtchn-ping --connect: $(tail -n 1 /run/evp/inter.out)"
+    fi
+else
+    say "error=the DomU's evtchn-ping did not serve"
+fi
 wait_for DOMU-DONE 1200 || say "error=the DomU did not finish"
 # the DomU's figures, relayed
 grep -a '^DOMU-KV ' "$CONLOG" | tr -d '\r' | while read -r _ kv; do say "$kv"; done
@@ -174,6 +207,7 @@ stamp; T1=$STAMP
 say "xl_destroy_rc=$rc"
 if [ $rc = 0 ]; then say "xl_destroy_s=$(sub "$T0" "$T1")"; else show /tmp/destroy.out; fi
 off
+exit 0
 IODOM0
 
 # ---------------------------------------------------------------- DomU scenario
@@ -181,7 +215,7 @@ IODOM0
 cat > "$OUT/io/bench-io-domu" <<'IODOMU'
 #!/bin/busybox sh
 # bench-io.sh scenario (DomU, rdinit=/bench-xl-domu)
-IO_MB=@IO_MB@ NET_MB=@NET_MB@
+IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@
 /bin/busybox mount -t proc proc /proc
 read UP IDLE < /proc/uptime
 echo "DOMU-INIT uptime=$UP"
@@ -233,10 +267,41 @@ else
     echo "DOMU-ERR received nothing from Dom0"
 fi
 for c in rx_packets tx_packets rx_dropped tx_dropped rx_errors; do kv "eth0_$c=$(cat /sys/class/net/eth0/statistics/$c)"; done
+# event channel: this process answers Dom0's evtchn-ping (see the top)
+payload() { # NAME DEST: the payload NAME appended to this script (base64 of gzip)
+    sed -n "/^__PAYLOAD_$1__\$/,/^__END_$1__\$/p" "$0" | sed '1d;$d' | base64 -d | gunzip > "$2"
+}
+mkdir -p /tmp/evp
+payload evtchn-ping /tmp/evp/evtchn-ping && chmod 0755 /tmp/evp/evtchn-ping || echo "DOMU-ERR evtchn-ping payload failed"
+if [ ! -e /dev/xen/evtchn ]; then
+    modprobe xen-evtchn 2>/dev/null || { payload xen-evtchn /tmp/evp/xen-evtchn.ko && insmod /tmp/evp/xen-evtchn.ko; }
+fi
+i=0; while [ ! -e /dev/xen/evtchn ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+/tmp/evp/evtchn-ping "$EVTCHN" --serve 0 --wait-ms 1200000 2>&1 || echo "DOMU-ERR evtchn-ping --serve failed"
 echo "DOMU-DONE"
 while :; do sleep 3600; done
+exit 0
 IODOMU
-sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
+sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/; s/@EVTCHN@/$EVTCHN/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
+
+# ---------------------------------------------------------------- payloads
+# evtchn-ping (static musl, stripped when binutils-aarch64-linux-gnu is there) and the
+# kernel's xen-evtchn.ko from build-dom0.sh's unpacked tree, appended to both scripts
+log "cargo build -p evtchn-ping --release --target aarch64-unknown-linux-musl"
+(cd "$REPO" && cargo build -q -p evtchn-ping --release --target aarch64-unknown-linux-musl) ||
+    die "building evtchn-ping failed (is the aarch64-unknown-linux-musl target installed? run 'make setup')"
+PING_BIN=${CARGO_TARGET_DIR:-$REPO/target}/aarch64-unknown-linux-musl/release/evtchn-ping
+KO=$(find "$CACHE/dom0-root/lib/modules/$(cat "$CACHE/dom0/kver" 2>/dev/null)" -name 'xen-evtchn.ko*' 2>/dev/null | head -n 1)
+[ -n "$KO" ] || die "no xen-evtchn.ko under $CACHE/dom0-root: run qemu/build-dom0.sh"
+cp "$PING_BIN" "$OUT/io/evtchn-ping" || die "no $PING_BIN"
+command -v aarch64-linux-gnu-strip >/dev/null 2>&1 && aarch64-linux-gnu-strip "$OUT/io/evtchn-ping"
+append_payload() { # NAME FILE SCRIPT
+    { echo "__PAYLOAD_$1__"; gzip -9 -n -c "$2" | base64; echo "__END_$1__"; } >> "$3"
+}
+for f in "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"; do
+    append_payload evtchn-ping "$OUT/io/evtchn-ping" "$f"
+done
+append_payload xen-evtchn "$KO" "$OUT/io/bench-io-domu"
 
 # ---------------------------------------------------------------- --profile (oxen only)
 if [ -n "$PROFILE" ]; then
@@ -304,8 +369,11 @@ XEN_VER=$(sed -n 's/.*(XEN) Xen version \([^ ]*\) .*/\1/p' "$OUT"/xen-*.log 2>/d
     row "TCP Dom0 → DomU, $NET_MB MiB, at the DomU's receiver (MB/s)" net_dom0_to_domu_mbps
     row "ping DomU → Dom0, average of 10 (µs)" ping_rtt_us
     row "ping replies received (of 10)" ping_received
+    row "event-channel round trip Dom0 process ↔ DomU process, median of $EVTCHN (µs)" evtchn_dom0_domu_median_us
+    row "… mean (µs)" evtchn_dom0_domu_mean_us
+    row "event-channel round trip in Dom0 (loopback), median of $EVTCHN (µs)" evtchn_loopback_median_us
     row "\`xl create\` with the disk and vif (s)" xl_create_s
     row "\`xl destroy\` (s)" xl_destroy_s
     echo
-    echo "Method: qemu/bench-io.sh (see its --help): the Xen reference harness's \`io\` scenario (disk image /run/io.img on Dom0's tmpfs behind a loop device, blkback; vif on the bridge xenbr0, netback; busybox dd and nc with 64 KiB blocks) on both hypervisors, Xen with Debian's toolstack and hotplug scripts, oxen with ours. Per-run figures and consoles: \`$OUT/\`."
+    echo "Method: qemu/bench-io.sh (see its --help): the Xen reference harness's \`io\` scenario (disk image /run/io.img on Dom0's tmpfs behind a loop device, blkback; vif on the bridge xenbr0, netback; busybox dd and nc with 64 KiB blocks; event channels: \`evtchn-ping $EVTCHN --serve 0\` in the DomU, \`evtchn-ping $EVTCHN --connect <domid>:<port>\` in Dom0, which times the round trips, and \`evtchn-ping $EVTCHN\` (loopback) in Dom0 before \`xl create\`) on both hypervisors, Xen with Debian's toolstack and hotplug scripts, oxen with ours. Per-run figures and consoles: \`$OUT/\`."
 } | tee "$OUT/summary.md"
