@@ -26,7 +26,7 @@
 //! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
 use oxen_tests::dom0shell::{
-    Budget, HYP_ARGS, PROMPT, assert_free_memory_back, free_memory, ok, shell_forbidden,
+    Budget, HYP_ARGS, PROMPT, assert_nothing_left, free_memory, ok, shell_forbidden,
 };
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, Shell, re};
 use std::time::Duration;
@@ -39,33 +39,6 @@ const BUDGET: Duration = Duration::from_secs(1200);
 const LOG: &str = "/var/log/xen/console/guest-domu.log";
 const DISK_LINE: &str = "oxen-dom0-wrote-this";
 const MAC: &str = "00:16:3e:00:00:02";
-
-/// No DomU, no device nodes, no bound loop device, no vif interface.
-fn nothing_left(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> {
-    let out = ok(
-        sh,
-        "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done; xl list | tail -n +2 | cut -d' ' -f1",
-        b,
-    )?;
-    assert_eq!(out.lines, ["Domain-0"], "domains left over:\n{out}");
-    let out = ok(sh, "xenstore-list /local/domain", b)?;
-    assert_eq!(out.lines, ["0"], "xenstore nodes left over:\n{out}");
-    let out = ok(sh, "xenstore-ls -f / | grep -E '/(vbd|vif)( |/)'; true", b)?;
-    assert!(out.lines.is_empty(), "device nodes left over:\n{out}");
-    // blkback lets go of the loop device a moment after its backend closed.
-    let out = ok(
-        sh,
-        "i=0; while [ -n \"$(cat /sys/block/loop*/loop/backing_file 2>/dev/null)\" ] && [ $i -lt 20 ]; do sleep 1; i=$((i+1)); done; cat /sys/block/loop*/loop/backing_file 2>/dev/null; ls /sys/class/net | grep '^vif'; true",
-        b,
-    )?;
-    assert!(
-        out.lines.is_empty(),
-        "loop devices or vifs left over:\n{out}"
-    );
-    // A destroyed domain's pages come back once Dom0's last grant mappings go.
-    assert_free_memory_back(sh, free, b)?;
-    Ok(())
-}
 
 /// Writes `/tmp/<file>`: domu.cfg with `args` on the kernel command line and `devices` lines.
 fn cfg(
@@ -165,7 +138,7 @@ fn pv_io(gic: u8) -> Result<(), Error> {
             out.lines[0].contains(word),
             "{what}: the error does not name {word}:\n{out}"
         );
-        nothing_left(&mut sh, free, &b)?;
+        assert_nothing_left(&mut sh, free, &b)?;
     }
 
     // The DomU with a disk and a vif.
@@ -328,7 +301,7 @@ fn pv_io(gic: u8) -> Result<(), Error> {
     ok(&mut sh, "losetup -d /dev/loop7", &b)?;
 
     ok(&mut sh, "xl destroy domu", &b)?;
-    nothing_left(&mut sh, free, &b)?;
+    assert_nothing_left(&mut sh, free, &b)?;
 
     // A DomU that checks itself and powers off with both devices connected: its monitor's
     // destroy releases them too. The disk still holds what the first DomU wrote.
@@ -341,7 +314,7 @@ fn pv_io(gic: u8) -> Result<(), Error> {
         ),
         &b,
     )?;
-    nothing_left(&mut sh, free, &b)?;
+    assert_nothing_left(&mut sh, free, &b)?;
     let out = ok(
         &mut sh,
         "dd if=/tmp/disk.img bs=1M skip=1 count=4 2>/dev/null | sha256sum | cut -d' ' -f1",

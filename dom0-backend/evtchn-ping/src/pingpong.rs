@@ -422,8 +422,9 @@ pub const BIND_EVENT_WAIT: Duration = Duration::from_millis(100);
 /// Xen's `EVTCHNOP_bind_interdomain` sets the new local port pending (notifications sent
 /// to the unbound port might otherwise be lost), so a freshly bound port fires once with
 /// nothing sent: take that event (waiting up to [`BIND_EVENT_WAIT`]) before the first
-/// round, or the bound side would run one event ahead of its peer and every round trip
-/// would skip one wake-up.
+/// round, or the bound side runs one event ahead of its peer (between domains the server
+/// then saw 999 of 1000 events). Loopback takes it too, so both modes start alike (its
+/// figure did not move: 47.0 -> 46.7 us on oxen, 47.8 us on Xen, icount).
 fn take_bind_event<D: EvtchnDevice>(dev: &mut D, side: Side, port: u32) -> Result<(), PingError> {
     let mut buf = [0u32; 8];
     match dev.read_ports(&mut buf, BIND_EVENT_WAIT) {
