@@ -396,3 +396,47 @@ fn pi4_root_cells_2_1_for_memory_and_hypervisor() {
     assert!(dt.find("/soc/serial@7e201000").is_none());
     assert!(dt.find("/soc/serial@7e215040").is_some());
 }
+
+/// Dom0's RAM in several banks (1:1, when one block is not free) is one
+/// `/memory` node named after the first bank with every bank in `reg`, in
+/// order, as Xen writes it; no host memory node is left.
+#[test]
+fn dom0_ram_in_banks_is_one_memory_node() {
+    let mut cfg = reference_cfg();
+    cfg.ram = vec![ipa(0x4820_0000, 0x10a0_0000), ipa(0x85a0_0000, 0x3a60_0000)];
+    let out = build_dom0_dt(GICV3, &cfg).unwrap();
+    let dt = DeviceTree::parse(&out).unwrap();
+    let mems: Vec<String> = dt
+        .ids()
+        .filter(|&id| dt.prop_str(id, "device_type") == Some("memory"))
+        .map(|id| dt.path(id))
+        .collect();
+    assert_eq!(mems, ["/memory@48200000"]);
+    let mem = dt.find("/memory@48200000").unwrap();
+    assert_eq!(
+        cells(dt.prop(mem, "reg").unwrap()),
+        [
+            0,
+            0x4820_0000,
+            0,
+            0x10a0_0000,
+            0,
+            0x85a0_0000,
+            0,
+            0x3a60_0000
+        ]
+    );
+    // The same on the Pi's 2/1-cell root, a bank above 4 GiB included.
+    cfg.ram = vec![
+        ipa(0x4c0_0000, 0x36c0_0000),
+        ipa(0x1_0000_0000, 0x4000_0000),
+    ];
+    cfg.hidden_paths = vec!["/soc/serial@7e201000".into()];
+    let out = build_dom0_dt(RPI4, &cfg).unwrap();
+    let dt = DeviceTree::parse(&out).unwrap();
+    let mem = dt.find("/memory@4c00000").unwrap();
+    assert_eq!(
+        cells(dt.prop(mem, "reg").unwrap()),
+        [0, 0x4c0_0000, 0x36c0_0000, 1, 0, 0x4000_0000]
+    );
+}
