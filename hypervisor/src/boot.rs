@@ -11,6 +11,7 @@ use oxen_mm::Stage2Config;
 use oxen_types::{PhysAddr, PhysRange};
 
 use crate::arch::{self, gic, head, mmu, smc, spintable, sysreg, timer};
+use crate::shutdown::{self, fatal};
 use crate::{console, domain_build, irq, mem, sched};
 
 /// oxen's version, from Cargo.
@@ -107,6 +108,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     for u in &opts.unknown {
         log::warn!("unknown option '{u}' ignored");
     }
+    shutdown::set_noreboot(opts.noreboot);
     if let Err(e) = &board {
         log::warn!("board description not used ({e}): generic board");
     }
@@ -200,6 +202,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
     sched::set_cpus(if mpidrs.is_empty() { &[0] } else { &mpidrs });
     crate::idregs::init();
     cpu_init(0);
+    shutdown::timer_irq_ready();
 
     domain_build::build_domains(&info, &opts, dtb_bytes);
     release_boot_modules(&info);
@@ -234,12 +237,21 @@ fn setup_frames(info: &BootInfo, dtb: u64, dtb_len: u64) {
     }
     let (s, e) = head::image_range();
     let image = PhysRange::new(PhysAddr(s), e - s);
-    for m in info.modules.iter().filter(|m| m.overlaps(&image)) {
-        // The entry code zeroed .bss over it: the module is gone.
-        log::error!(
-            "boot module {m} overlaps the hypervisor image {image} (image_size incl. .bss): \
-             load modules above {e:#x}"
-        );
+    for m in &info.modules {
+        if m.overlaps(&image) {
+            // The entry code zeroed .bss over it: the module is gone.
+            drop(f);
+            fatal(format_args!(
+                "boot module {m} overlaps the hypervisor image {image} (image_size incl. .bss): \
+                 load modules above {e:#x}"
+            ));
+        }
+        if !info.ram.iter().any(|r| r.contains_range(m.start, m.size)) {
+            drop(f);
+            fatal(format_args!(
+                "boot module {m} is not in RAM: load it inside a /memory range"
+            ));
+        }
     }
     let mut reserve = Vec::new();
     reserve.push(("hypervisor", image));

@@ -19,13 +19,14 @@ use alloc::vec::Vec;
 use oxen_dt::{
     BootInfo, BootOptions, Dom0DtConfig, DomainSpec, Gic, GuestDtConfig, GuestGic, HypervisorNode,
 };
-use oxen_mm::{MemType, S2Attrs, Stage2, Stage2Config};
+use oxen_mm::{BankError, BankRequest, MemType, PhysAllocator, S2Attrs, Stage2, Stage2Config};
 use oxen_types::{DomId, Ipa, IpaRange, PhysAddr, PhysRange, align_up};
 use oxen_vgic::{GICV3_REDIST_STRIDE, GicVersion};
 
 use crate::arch::{self, gic, head, sysreg};
 use crate::domain::{self, Domain, MemBank};
 use crate::mem::{FRAMES, HostTables};
+use crate::shutdown::fatal;
 use crate::vgic::VgicLayout;
 use crate::{irq, sched};
 
@@ -61,15 +62,25 @@ const DOM0_MMIO: S2Attrs = S2Attrs {
 /// SPIs a DomU's vGIC has (one bank, for emulated devices).
 const DOMU_SPIS: u32 = 32;
 
-/// Why a domain could not be built (logged; the domain is skipped).
+/// Xen's `NR_MEM_BANKS` (4.17): most RAM banks Dom0 may get.
+const NR_MEM_BANKS: usize = 256;
+
+/// Why a domain could not be built. Each is fatal for the boot, as in Xen
+/// (`panic()` for Dom0 and for dom0less domains); the text says why and
+/// what to do.
 #[derive(Debug)]
 pub enum BuildError {
-    /// Not enough free host RAM.
-    NoMemory(u64),
+    /// Not enough free host RAM: `size` asked, `free` free (bytes).
+    NoMemory { size: u64, free: u64 },
+    /// Enough free RAM for Dom0, but not in few enough banks, or not with
+    /// a first bank that holds its kernel, initrd and device tree.
+    Banks(BankError, u64),
     /// Stage-2 tables could not be built.
     Stage2(oxen_mm::MmError),
-    /// The kernel, initrd and DTB do not fit in the domain's RAM.
+    /// The kernel, initrd and DTB do not fit in the domain's (first) RAM bank.
     TooBig(&'static str),
+    /// The kernel module is not an arm64 `Image` (why).
+    NotImage(&'static str),
     /// The device tree could not be written.
     Dt,
     /// The virtual GIC could not be set up.
@@ -79,11 +90,51 @@ pub enum BuildError {
 impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::NoMemory(n) => write!(f, "not enough free RAM for {} MiB", n >> 20),
+            Self::NoMemory { size, free } => write!(
+                f,
+                "{} MiB of RAM asked for, only {} MiB free",
+                size >> 20,
+                free >> 20
+            ),
+            Self::Banks(BankError::NoMemory { free }, size) => write!(
+                f,
+                "{} MiB of RAM asked for, only {} MiB free in 2 MiB blocks",
+                size >> 20,
+                free >> 20
+            ),
+            Self::Banks(BankError::TooManyBanks { .. }, size) => write!(
+                f,
+                "{} MiB of RAM would take more than {NR_MEM_BANKS} banks",
+                size >> 20
+            ),
+            Self::Banks(BankError::FirstBankTooSmall { largest }, _) => write!(
+                f,
+                "no free RAM block holds its kernel, initrd and device tree \
+                 with its other banks (largest free block {} MiB)",
+                largest >> 20
+            ),
+            Self::Banks(BankError::Alloc(e), _) => write!(f, "RAM banks: {e:?}"),
             Self::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
             Self::TooBig(what) => write!(f, "the {what} does not fit in the domain's RAM"),
+            Self::NotImage(why) => write!(f, "its kernel module {why}"),
             Self::Dt => write!(f, "its device tree could not be written"),
             Self::Vgic => write!(f, "its virtual GIC could not be set up"),
+        }
+    }
+}
+
+impl BuildError {
+    /// What the user can do about it (the end of the fatal line).
+    fn advice(&self, is_dom0: bool) -> &'static str {
+        match self {
+            Self::NoMemory { .. } | Self::Banks(..) if is_dom0 => "lower dom0_mem",
+            Self::NoMemory { .. } | Self::Banks(..) => {
+                "lower the domain's memory or dom0_mem, or give the machine more RAM"
+            }
+            Self::TooBig(_) if is_dom0 => "raise dom0_mem",
+            Self::TooBig(_) => "raise the domain's memory",
+            Self::NotImage(_) => "give an uncompressed arm64 Linux Image (zcat vmlinuz > Image)",
+            Self::Stage2(_) | Self::Dt | Self::Vgic => "report this as a bug in oxen",
         }
     }
 }
@@ -131,14 +182,23 @@ fn guest_vgic_layout(gic: &Gic, vcpus: u32) -> VgicLayout {
 
 /// Dom0's `/hypervisor` regions: the grant-table window first — host
 /// memory the hypervisor image occupies, which Dom0 never maps (as Xen
-/// does with its own text) — then extended regions: host RAM above Dom0's
-/// own, in whole 128 MiB sections, for foreign and grant mappings.
-fn dom0_hypervisor_regions(info: &BootInfo, dom0_ram: PhysRange) -> Vec<IpaRange> {
+/// does with its own text) — then extended regions: host RAM that is not
+/// Dom0's (nor the image), in whole 128 MiB sections, for foreign and grant
+/// mappings (free guest-physical space in Dom0's 1:1 layout).
+fn dom0_hypervisor_regions(info: &BootInfo, dom0_ram: &[MemBank]) -> Vec<IpaRange> {
     let (s, e) = head::image_range();
+    let image = PhysRange::new(PhysAddr(s), e - s);
     let mut v = vec![IpaRange::new(Ipa(s), e - s)];
+    // Set arithmetic with an allocator: host RAM minus Dom0's and the image.
+    let mut rest = PhysAllocator::new();
     for r in &info.ram {
-        let lo = r.start.as_u64().max(dom0_ram.end());
-        let Some(lo) = align_up(lo, SECTION) else {
+        let _ = rest.add(*r);
+    }
+    for r in dom0_ram.iter().map(|b| b.phys).chain([image]) {
+        let _ = rest.reserve(r);
+    }
+    for r in rest.ranges() {
+        let Some(lo) = align_up(r.start.as_u64(), SECTION) else {
             continue;
         };
         let hi = r.end() & !(SECTION - 1);
@@ -238,8 +298,24 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
         let vcpus = opts.dom0_max_vcpus.unwrap_or(sched::nr_cpus() as u32);
         match build(info, spec, DomId::DOM0, true, size, vcpus, host_dtb) {
             Ok(d) => register(d),
-            Err(e) => log::error!("Dom0 not built: {e}"),
+            Err(
+                BuildError::NoMemory { free, .. }
+                | BuildError::Banks(BankError::NoMemory { free }, _),
+            ) => fatal(format_args!(
+                "dom0_mem={} is more than the {} MiB of free RAM: lower dom0_mem",
+                size_arg(size),
+                free >> 20
+            )),
+            Err(e) => fatal(format_args!(
+                "Dom0 cannot be built: {e}: {}",
+                e.advice(true)
+            )),
         }
+    } else if info.domus.is_empty() {
+        fatal(format_args!(
+            "no Dom0 kernel module and no boot-time domain: add a multiboot,kernel module \
+             under /chosen (QEMU: -device guest-loader,addr=...,kernel=<Image>)"
+        ))
     } else {
         log::info!("no Dom0 kernel module: running boot-time domains only");
     }
@@ -249,8 +325,21 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
         let vcpus = spec.vcpus.unwrap_or(1);
         match build(info, spec, id, false, size, vcpus, host_dtb) {
             Ok(d) => register(d),
-            Err(e) => log::error!("{id} '{}' not built: {e}", spec.name),
+            Err(e) => fatal(format_args!(
+                "{id} '{}' cannot be built: {e}: {}",
+                spec.name,
+                e.advice(false)
+            )),
         }
+    }
+}
+
+/// A size as Xen's command line writes it (`512M`, `1G`, else KiB).
+fn size_arg(bytes: u64) -> String {
+    match bytes {
+        b if b != 0 && b % (1 << 30) == 0 => format!("{}G", b >> 30),
+        b if b % MIB == 0 => format!("{}M", b >> 20),
+        b => format!("{}K", b >> 10),
     }
 }
 
@@ -260,21 +349,71 @@ fn register(d: Arc<Domain>) {
     sched::enqueue(&d, 0);
 }
 
-/// Text offset and size of an arm64 `Image` at `pa` (Linux booting.rst).
-fn image_layout(kernel: &PhysRange) -> (u64, u64) {
+/// Text offset and size of the arm64 `Image` in `kernel` (Linux's
+/// booting.rst header), or why it is not one (Xen refuses such a kernel
+/// too: "Could not set up DOM0 guest OS").
+fn image_layout(kernel: &PhysRange) -> Result<(u64, u64), BuildError> {
+    if kernel.size < 64 {
+        return Err(BuildError::NotImage(if kernel.size == 0 {
+            "is empty"
+        } else {
+            "is too small for an arm64 Image header"
+        }));
+    }
     let mut hdr = [0u8; 64];
-    if kernel.size >= 64 {
-        // SAFETY: the module is reserved RAM that nothing writes.
-        unsafe { arch::copy_phys(hdr.as_mut_ptr() as u64, kernel.start.as_u64(), 64) };
-    }
+    // SAFETY: the module is reserved RAM (checked at boot) that nothing writes.
+    unsafe { arch::copy_phys(hdr.as_mut_ptr() as u64, kernel.start.as_u64(), 64) };
     let rd = |o: usize| u64::from_le_bytes(hdr[o..o + 8].try_into().unwrap_or([0; 8]));
-    let magic = &hdr[0x38..0x3c];
-    let image_size = rd(16);
-    if magic == b"ARM\x64" && image_size != 0 {
-        (rd(8), image_size.max(kernel.size))
-    } else {
-        (DEFAULT_TEXT_OFFSET, kernel.size)
+    if hdr[..2] == [0x1f, 0x8b] {
+        return Err(BuildError::NotImage("is gzip-compressed"));
     }
+    if &hdr[0x38..0x3c] != b"ARM\x64" {
+        return Err(BuildError::NotImage(
+            "is not an arm64 Image (no ARM\\x64 magic at offset 0x38)",
+        ));
+    }
+    let image_size = rd(16);
+    if image_size != 0 {
+        Ok((rd(8), image_size.max(kernel.size)))
+    } else {
+        // Before Linux 3.17 image_size was 0 and text_offset unreliable.
+        Ok((DEFAULT_TEXT_OFFSET, kernel.size))
+    }
+}
+
+/// Take RAM for a domain: Dom0's 1:1 in banks (below the board's DMA
+/// limit first; the first bank holds `first_min` bytes), another domain's
+/// one block from the top of RAM, at Xen's guest RAM base.
+fn alloc_ram(is_dom0: bool, size: u64, first_min: u64) -> Result<Vec<MemBank>, BuildError> {
+    let mut f = FRAMES.lock();
+    if !is_dom0 {
+        let free = f.free_bytes();
+        let phys = f
+            .alloc_top(size, MIB2)
+            .map_err(|_| BuildError::NoMemory { size, free })?;
+        return Ok(vec![MemBank {
+            ipa: Ipa(GUEST_RAM0_BASE),
+            phys: PhysRange::new(phys, size),
+        }]);
+    }
+    let req = BankRequest {
+        size,
+        align: MIB2,
+        first_min,
+        low_limit: crate::board::dma_limit(),
+        max_banks: NR_MEM_BANKS,
+    };
+    let mut out = vec![PhysRange::default(); NR_MEM_BANKS];
+    let n = f
+        .alloc_banks(&req, &mut out)
+        .map_err(|e| BuildError::Banks(e, size))?;
+    Ok(out[..n]
+        .iter()
+        .map(|r| MemBank {
+            ipa: Ipa(r.start.as_u64()),
+            phys: *r,
+        })
+        .collect())
 }
 
 fn build(
@@ -286,58 +425,74 @@ fn build(
     vcpus: u32,
     host_dtb: &[u8],
 ) -> Result<Arc<Domain>, BuildError> {
-    let size = align_up(size.max(MIB2 * 4), MIB2).ok_or(BuildError::NoMemory(size))?;
+    let size = align_up(size.max(MIB2 * 4), MIB2).ok_or(BuildError::NoMemory {
+        size,
+        free: FRAMES.lock().free_bytes(),
+    })?;
     let vcpus = vcpus.clamp(1, 64);
-    let phys = {
-        let mut f = FRAMES.lock();
-        if is_dom0 {
-            f.alloc(size, MIB2)
-        } else {
-            f.alloc_top(size, MIB2)
-        }
-        .map_err(|_| BuildError::NoMemory(size))?
-    };
-    // Dom0's 1:1 RAM comes lowest-first, so below the board's DMA limit
-    // whenever it fits there (the Pi 4's /soc masters reach only 1 GiB).
-    if let Some(limit) = crate::board::dma_limit().filter(|&l| is_dom0 && phys.as_u64() + size > l)
+    // The kernel, then the initrd 2 MiB aligned, then the DTB slot, all in
+    // the first bank (Xen's placement: kernel, initrd and DTB in bank 0).
+    let (text_offset, img_size) = image_layout(&spec.kernel)?;
+    let kernel_end_off = text_offset
+        .checked_add(img_size)
+        .ok_or(BuildError::TooBig("kernel"))?;
+    let initrd_len = spec.initrd.map_or(0, |r| r.size);
+    let first_min = align_up(kernel_end_off, MIB2)
+        .and_then(|k| k.checked_add(align_up(initrd_len, MIB2)?))
+        .and_then(|k| k.checked_add(DTB_SLOT))
+        .ok_or(BuildError::TooBig("kernel"))?;
+    if first_min > size {
+        return Err(BuildError::TooBig(
+            if kernel_end_off.saturating_add(DTB_SLOT) > size {
+                "kernel"
+            } else {
+                "initrd"
+            },
+        ));
+    }
+    let banks = alloc_ram(is_dom0, size, first_min)?;
+    let bank0 = banks[0];
+    let (phys, ram_ipa) = (bank0.phys.start, bank0.ipa);
+    // Dom0's 1:1 RAM comes below the board's DMA limit first (the Pi 4's
+    // /soc masters reach only 1 GiB); say so when some is above it.
+    if let Some(limit) =
+        crate::board::dma_limit().filter(|&l| is_dom0 && banks.iter().any(|b| b.phys.end() > l))
     {
         log::warn!(
             "d0: RAM ends above the board's DMA limit {limit:#x}: devices may not reach all of it"
         );
     }
-    let ram_ipa = if is_dom0 {
-        Ipa(phys.as_u64())
-    } else {
-        Ipa(GUEST_RAM0_BASE)
-    };
-    let bank = MemBank {
-        ipa: ram_ipa,
-        phys: PhysRange::new(phys, size),
-    };
     let give_back = |e: BuildError| {
-        let _ = FRAMES.lock().free(bank.phys);
+        let mut f = FRAMES.lock();
+        for b in &banks {
+            let _ = f.free(b.phys);
+        }
         e
     };
 
     // Stage 2: the domain's RAM, nothing else yet.
     let mut s2 = Stage2::new(stage2_config(), &mut HostTables)
         .map_err(|e| give_back(BuildError::Stage2(e)))?;
-    if let Err(e) = s2.map(&mut HostTables, ram_ipa, phys, size, S2Attrs::RAM) {
-        s2.destroy(&mut HostTables);
-        return Err(give_back(BuildError::Stage2(e)));
+    for b in &banks {
+        if let Err(e) = s2.map(
+            &mut HostTables,
+            b.ipa,
+            b.phys.start,
+            b.phys.size,
+            S2Attrs::RAM,
+        ) {
+            s2.destroy(&mut HostTables);
+            return Err(give_back(BuildError::Stage2(e)));
+        }
     }
     let fail = |s2: Stage2, e: BuildError| {
         s2.destroy(&mut HostTables);
         give_back(e)
     };
 
-    // Kernel.
-    let (text_offset, img_size) = image_layout(&spec.kernel);
+    // Kernel at its text offset in the first bank.
     let kernel_off = text_offset;
-    let ram_end_off = size - DTB_SLOT;
-    if kernel_off + img_size > ram_end_off {
-        return Err(fail(s2, BuildError::TooBig("kernel")));
-    }
+    let ram_end_off = bank0.phys.size - DTB_SLOT;
     // SAFETY: destination is the new domain's RAM (not yet running), source
     // the reserved boot module; they do not overlap.
     unsafe {
@@ -347,17 +502,11 @@ fn build(
             spec.kernel.size as usize,
         )
     };
-    let kernel_end_off = kernel_off + img_size;
 
-    // Initrd just below the DTB slot, 2 MiB aligned.
+    // Initrd just below the DTB slot, 2 MiB aligned (first_min made room).
     let mut initrd = None;
     if let Some(rd) = &spec.initrd {
-        let Some(start) = ram_end_off.checked_sub(rd.size).map(|s| s & !(MIB2 - 1)) else {
-            return Err(fail(s2, BuildError::TooBig("initrd")));
-        };
-        if start < align_up(kernel_end_off, MIB2).unwrap_or(u64::MAX) {
-            return Err(fail(s2, BuildError::TooBig("initrd")));
-        }
+        let start = (ram_end_off - rd.size) & !(MIB2 - 1);
         // SAFETY: as for the kernel.
         unsafe { arch::copy_phys(phys.as_u64() + start, rd.start.as_u64(), rd.size as usize) };
         initrd = Some(IpaRange::new(ram_ipa.add(start), rd.size));
@@ -392,7 +541,7 @@ fn build(
 
     // Device tree, and for Dom0 the host's devices.
     let hv_regions = if is_dom0 {
-        dom0_hypervisor_regions(info, bank.phys)
+        dom0_hypervisor_regions(info, &banks)
     } else {
         vec![IpaRange::new(Ipa(GUEST_GNTTAB_BASE), GUEST_GNTTAB_SIZE)]
     };
@@ -423,7 +572,10 @@ fn build(
             Err(e) => log::warn!("d0: no device passed through: host DT: {e:?}"),
         }
         let cfg = Dom0DtConfig {
-            ram: vec![IpaRange::new(ram_ipa, size)],
+            ram: banks
+                .iter()
+                .map(|b| IpaRange::new(b.ipa, b.phys.size))
+                .collect(),
             vcpus,
             bootargs,
             initrd,
@@ -485,6 +637,17 @@ fn build(
     // SAFETY: the DTB slot at the top of the new domain's RAM.
     unsafe { arch::copy_phys(phys.as_u64() + dtb_off, dtb.as_ptr() as u64, dtb.len()) };
 
+    if is_dom0 {
+        // Xen's "BANK[i]" lines.
+        for (i, b) in banks.iter().enumerate() {
+            log::info!(
+                "d0: RAM bank {i}: {:#x}-{:#x} ({} MiB)",
+                b.phys.start.as_u64(),
+                b.phys.end(),
+                b.phys.size / MIB
+            );
+        }
+    }
     let name = if spec.name.is_empty() {
         String::from("Domain-0")
     } else {
@@ -503,7 +666,7 @@ fn build(
         id,
         name,
         is_dom0,
-        vec![bank],
+        banks,
         s2,
         vmid,
         vgic,
