@@ -27,7 +27,7 @@ QEMU_VIRT = $(QEMU) -machine virt,virtualization=on,gic-version=$(GIC) -cpu cort
 	    -smp $(SMP) -m $(MEM) -nographic -no-reboot -nic none \
 	    -kernel $(BUILD)/oxen.bin -append "$(OXEN_ARGS)"
 
-.PHONY: all setup build hypervisor test-guest dom0 run run-domu run-test-guest test unit-test integration-test bench profile lint clean
+.PHONY: all setup build hypervisor test-guest dom0 run run-domu run-test-guest sdcard test unit-test integration-test bench profile lint clean
 
 all: build
 
@@ -72,6 +72,13 @@ run-test-guest: setup hypervisor test-guest
 	@echo "run: oxen with the bare-metal test guest as Dom0 (Ctrl-a x quits)"
 	$(QEMU_VIRT) \
 	    -device guest-loader,addr=0x50000000,kernel=$(BUILD)/test-guest.bin,bootargs="$(GUEST_ARGS)"
+
+# A Raspberry Pi 4 SD-card image to flash: build/oxen-rpi4-sd.img (Pi firmware, Debian's U-Boot,
+# boot.scr, oxen, Debian's Linux as Dom0; README "Raspberry Pi 4"). RPI4_CONSOLE=pl011 for the
+# PL011 instead of the mini UART; OXEN_ARGS, DOM0_ARGS as for `make run`.
+sdcard: setup hypervisor dom0
+	OXEN_ARGS="$(OXEN_ARGS)" DOM0_ARGS="$(DOM0_ARGS)" bash qemu/build-rpi4-sd.sh $(BUILD) \
+	    $(BUILD)/oxen.bin $(DOM0)/Image $(DOM0)/dom0-initrd.gz
 
 # oxen and Xen 4.17 side by side on the same QEMU command (not a test): Dom0 boot and
 # toolstack (qemu/bench.sh), then a DomU's PV disk and network (qemu/bench-io.sh)

@@ -1,8 +1,14 @@
 #!/bin/bash
 # run-rpi4.sh - `make run BOARD=rpi4`: oxen (build/oxen.bin, the same image as on virt) with
 # Debian's Linux as Dom0 on QEMU's Raspberry Pi 4 model (-machine raspi4b: 4 Cortex-A72,
-# GIC-400, spin-table CPUs, 960 MiB described), interactive on the PL011 (Ctrl-a x quits;
-# `poweroff` in Dom0 ends QEMU through the PM watchdog).
+# GIC-400, spin-table CPUs, 960 MiB described), interactive on the mini UART, which the DT's
+# stdout-path names as on the real board (QEMU's second serial port; the PL011, the first, is
+# Dom0's and goes nowhere). Ctrl-a x quits; `poweroff` in Dom0 ends QEMU through the PM
+# watchdog.
+#
+# RPI4_SD=<image> boots the SD-card image `make sdcard` built (build/oxen-rpi4-sd.img) the way
+# the board does, through Debian's U-Boot and boot.scr, with the U-Boot and DT it left in
+# <image's dir>/rpi4-qemu (QEMU cannot run the Pi firmware that would load them).
 #
 # The device tree is Debian's own bcm2711-rpi-4-b.dtb (from the Dom0 kernel package that
 # `make dom0` unpacks in .cache/dom0-root) with the edits shared/research/rpi4.md lists:
@@ -21,6 +27,19 @@ image=$cache/dom0/Image
 initrd=$cache/dom0/dom0-initrd.gz
 
 die() { echo "run-rpi4: error: $*" >&2; exit 1; }
+# The mini UART (second serial port) is the console; the PL011 goes nowhere.
+serial=(-serial null -serial mon:stdio)
+
+if [ -n "${RPI4_SD:-}" ]; then
+    q=$(dirname "$RPI4_SD")/rpi4-qemu
+    for f in "$RPI4_SD" "$q/u-boot.bin" "$q/qemu.dtb"; do
+        [ -s "$f" ] || die "$f missing: run make sdcard"
+    done
+    echo "run-rpi4: $RPI4_SD through U-Boot on raspi4b; 'poweroff' in Dom0's shell or Ctrl-a x quits"
+    exec "$QEMU" -machine raspi4b -smp 4 -m 2048 -nographic -no-reboot \
+        -kernel "$q/u-boot.bin" -dtb "$q/qemu.dtb" -drive "if=sd,format=raw,file=$RPI4_SD" \
+        "${serial[@]}"
+fi
 for f in "$oxen" "$image" "$initrd" "$cache/dom0/kver"; do
     [ -s "$f" ] || die "$f missing: run make build"
 done
@@ -57,4 +76,5 @@ echo "run-rpi4: oxen on raspi4b with Debian's Linux as Dom0; 'poweroff' in the s
 exec "$QEMU" -machine raspi4b -smp 4 -m 2048 -nographic -no-reboot \
     -kernel "$oxen" -dtb "$dtb" \
     -device "loader,file=$image,addr=$(printf 0x%x $kernel_addr),force-raw=on" \
-    -device "loader,file=$initrd,addr=$(printf 0x%x $initrd_addr),force-raw=on"
+    -device "loader,file=$initrd,addr=$(printf 0x%x $initrd_addr),force-raw=on" \
+    "${serial[@]}"

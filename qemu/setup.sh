@@ -6,8 +6,12 @@
 # Installs: rustup targets (bare-metal EL2/EL1, musl for Dom0 tools),
 # qemu-system-arm >= 10 from bookworm-backports (for raspi4b and
 # guest-loader), device-tree-compiler, cpio, kmod (depmod), e2fsprogs,
-# and enables the arm64 dpkg architecture so apt can fetch Dom0 packages.
-# The backports mirror is derived from this machine's own apt sources.
+# mtools, dosfstools and fdisk (sfdisk) for the Raspberry Pi 4 SD image,
+# and enables the arm64 dpkg architecture so apt can fetch Dom0 packages,
+# and bookworm's non-free-firmware component (the Pi firmware,
+# raspi-firmware, is downloaded from it with `apt-get download`, never
+# installed). Both extra sources are derived from this machine's own apt
+# sources.
 set -euo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
 
@@ -62,6 +66,17 @@ if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.
     apt_changed=1
 fi
 
+# The Raspberry Pi firmware (raspi-firmware) is in non-free-firmware; `make
+# sdcard` only downloads it.
+if ! grep -rqs '^[^#]*non-free-firmware' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    uri=$(debian_mirror)
+    [ -n "$uri" ] || die "no bookworm entry in /etc/apt/sources.list*: add your Debian mirror there, then rerun 'make setup'"
+    log "adding bookworm non-free-firmware (Raspberry Pi firmware) from $uri"
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm\nComponents: non-free-firmware\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" \
+        | $SUDO tee /etc/apt/sources.list.d/oxen-bookworm-non-free-firmware.sources >/dev/null
+    apt_changed=1
+fi
+
 stamp=/var/lib/apt/lists/.oxen-updated
 if [ $apt_changed = 1 ] || [ ! -e $stamp ] || ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
     log "apt-get update"
@@ -71,6 +86,7 @@ fi
 
 need=()
 for t in cpio:cpio gzip:gzip depmod:kmod dtc:device-tree-compiler mke2fs:e2fsprogs \
+         mcopy:mtools mkfs.vfat:dosfstools sfdisk:fdisk \
          aarch64-linux-gnu-objcopy:binutils-aarch64-linux-gnu; do
     command -v "${t%%:*}" >/dev/null 2>&1 || need+=("${t#*:}")
 done

@@ -49,6 +49,12 @@ pub fn name() -> &'static str {
     BOARD.get().map_or("generic", |b| b.name.as_str())
 }
 
+/// The console UART the board resolved (`None` before [`init`], or when
+/// the board description could not be used).
+pub fn console() -> Option<&'static oxen_dt::Uart> {
+    BOARD.get().and_then(|b| b.setup.console.as_ref())
+}
+
 /// Host DT nodes the hypervisor keeps (besides its console).
 pub fn hidden_paths() -> &'static [String] {
     BOARD.get().map_or(&[], |b| b.setup.hidden_paths.as_slice())

@@ -10,6 +10,11 @@
 //! domains' lines, not Dom0's raw output, as in Xen) is also kept in a
 //! 16 KiB ring, the *console ring*, that Dom0 reads with
 //! `sysctl(readconsole)` (`xl dmesg`).
+//!
+//! The UART is the one the board resolved from `dtuart=` or
+//! `/chosen/stdout-path` (`crate::board::console`): a PL011 or a BCM2835
+//! mini UART ([`Uart`]), hidden from Dom0. Lock order: `UART` before
+//! `CONRING`; `INPUT` is taken alone.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
@@ -20,14 +25,61 @@ use crate::sync::Mutex;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use oxen_dt::Timestamps;
 
+use oxen_dt::UartKind;
+
+use crate::arch::bcm2835_aux_uart::MiniUart;
 use crate::arch::pl011::Pl011;
 
-static UART: Mutex<Option<Pl011>> = Mutex::new(None);
+/// The console UART, of either kind the console drives.
+enum Uart {
+    Pl011(Pl011),
+    Mini(MiniUart),
+}
+
+impl Uart {
+    /// # Safety
+    /// `base` is the identity-mapped register block of a UART of `kind`
+    /// that nothing else drives.
+    unsafe fn new(kind: UartKind, base: usize) -> Self {
+        // SAFETY: per this function's contract.
+        unsafe {
+            match kind {
+                UartKind::Pl011 => Self::Pl011(Pl011::new(base)),
+                UartKind::Bcm2835Aux => Self::Mini(MiniUart::new(base)),
+            }
+        }
+    }
+
+    fn putc(&self, c: u8) {
+        match self {
+            Self::Pl011(u) => u.putc(c),
+            Self::Mini(u) => u.putc(c),
+        }
+    }
+
+    fn getc(&self) -> Option<u8> {
+        match self {
+            Self::Pl011(u) => u.getc(),
+            Self::Mini(u) => u.getc(),
+        }
+    }
+
+    fn enable_rx_interrupt(&self) {
+        match self {
+            Self::Pl011(u) => u.enable_rx_interrupt(),
+            Self::Mini(u) => u.enable_rx_interrupt(),
+        }
+    }
+}
+
+static UART: Mutex<Option<Uart>> = Mutex::new(None);
 /// UART base for the lock-free panic path (0 = none).
 static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+/// Its kind (0: PL011, 1: mini UART).
+static UART_MINI: AtomicBool = AtomicBool::new(false);
 static LOGGER_SET: AtomicBool = AtomicBool::new(false);
 
-struct Out<'a>(&'a Pl011);
+struct Out<'a>(&'a Uart);
 
 impl Write for Out<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -41,12 +93,20 @@ impl Write for Out<'_> {
     }
 }
 
-/// Start the console on the PL011 at `base` (identity-mapped).
+/// Start the console on the UART at `base` (identity-mapped): the board's
+/// console ([`crate::board::console`]), a PL011 unless the board says it
+/// is another kind the console drives.
 pub fn init(base: usize) {
-    // SAFETY: `base` is the PL011 named by /chosen/stdout-path, which oxen
-    // keeps for itself (it is removed from Dom0's device tree).
-    let uart = unsafe { Pl011::new(base) };
+    let kind = crate::board::console()
+        .filter(|u| u.base.as_u64() as usize == base)
+        .and_then(|u| u.kind())
+        .unwrap_or(UartKind::Pl011);
+    // SAFETY: `base` is the console UART the board resolved from dtuart= or
+    // /chosen/stdout-path, of `kind`, which oxen keeps for itself (it is
+    // removed from Dom0's device tree and not mapped to Dom0).
+    let uart = unsafe { Uart::new(kind, base) };
     *UART.lock() = Some(uart);
+    UART_MINI.store(kind == UartKind::Bcm2835Aux, Ordering::Release);
     UART_BASE.store(base, Ordering::Release);
 }
 
@@ -277,9 +337,14 @@ pub fn read_input(out: &mut [u8]) -> usize {
 pub fn emergency_print(args: fmt::Arguments<'_>) {
     let base = UART_BASE.load(Ordering::Acquire);
     if base != 0 {
+        let kind = if UART_MINI.load(Ordering::Acquire) {
+            UartKind::Bcm2835Aux
+        } else {
+            UartKind::Pl011
+        };
         // SAFETY: the console UART, already initialised; concurrent use can
         // only garble output, which is acceptable while dying.
-        let u = unsafe { Pl011::new(base) };
+        let u = unsafe { Uart::new(kind, base) };
         let _ = Out(&u).write_fmt(args);
     }
 }

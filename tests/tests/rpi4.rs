@@ -3,9 +3,11 @@
 //!
 //! Machine: 4 Cortex-A72 entered at EL2, GIC-400 (GICv2 with virtualization extensions),
 //! secondaries in QEMU's spin table (no PSCI), 960 MiB of RAM described from 0, the PL011 as
-//! the first serial port (the DT's `stdout-path` names the mini UART, which oxen does not
-//! drive: the board file makes it take the PL011), reset and power-off through the PM
-//! block's watchdog, which ends QEMU with status 0 under `-no-reboot`.
+//! the first serial port and the mini UART (BCM2835 AUX UART1) as the second, reset and
+//! power-off through the PM block's watchdog, which ends QEMU with status 0 under
+//! `-no-reboot`. The DT's `stdout-path` names the mini UART, as on the real board; the tests
+//! that read the first serial port (QEMU's stdio under `-nographic`) give oxen Xen's
+//! `dtuart=serial0` (the PL011), the mini-UART tests wire the second port to stdio.
 //!
 //! Device tree: Debian's own `bcm2711-rpi-4-b.dtb` from the Dom0 kernel package that
 //! `make dom0` unpacks (`.cache/dom0-root`), with the edits `shared/research/rpi4.md` lists:
@@ -21,9 +23,13 @@
 //! * Debian's Linux as Dom0 to its shell prompt, with Debian's Linux as a boot-time
 //!   (dom0less) DomU beside it on its emulated UART: the DomU reaches its `/init`, typed
 //!   input reaches Dom0's shell, and `poweroff` there ends QEMU with 0.
-//! * The real board's path: Debian's U-Boot reads `boot.scr` from an SD-card image, loads
-//!   oxen (at 0x20_0000 by `booti`) and Dom0 from it and boots; with the test guest, and with
-//!   Linux reaching userspace (about a minute: QEMU's SD card reads about 1 MB/s).
+//! * The mini UART as the console, chosen by `stdout-path`: oxen's and the guest's lines on
+//!   the second serial port, nothing on the PL011.
+//! * The real board's path, with the SD-card image `make sdcard` ships (the same script,
+//!   `qemu/build-rpi4-sd.sh`): Debian's U-Boot reads `boot.scr` from its FAT partition,
+//!   loads oxen (at 0x20_0000 by `booti`) and Dom0 from it and boots; with the test guest on
+//!   the PL011 (`RPI4_CONSOLE=pl011`), and with Linux on the mini UART (the image's default)
+//!   to its shell, typed input reaching it (minutes: QEMU's SD card reads about 1 MB/s).
 
 use oxen_tests::dom0shell::{self, Budget, SHELL_ARGS};
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, re};
@@ -228,7 +234,7 @@ fn raspi4b_test_guest_dom0_four_cpus_by_spin_table_and_pm_watchdog_poweroff() ->
     }];
     let dtb = rpi4_dtb(
         "test-guest",
-        "dom0_mem=128M loglvl=all",
+        "dom0_mem=128M loglvl=all dtuart=serial0",
         "oxen.test=hello",
         &modules,
     );
@@ -261,7 +267,7 @@ fn raspi4b_linux_dom0_on_four_vcpus_pings_and_powers_off() -> Result<(), Error> 
     ];
     let dtb = rpi4_dtb(
         "linux-dom0",
-        "dom0_mem=512M loglvl=all guest_loglvl=all",
+        "dom0_mem=512M loglvl=all guest_loglvl=all dtuart=serial0",
         "console=hvc0 rdinit=/init oxen.dom0=check oxen.ping=1000",
         &modules,
     );
@@ -334,7 +340,7 @@ fn raspi4b_linux_dom0_shell_with_a_boot_time_linux_domu_beside_it() -> Result<()
         "linux-dom0-domu",
         // 960 MiB minus 83 MiB of modules leave no contiguous 128 MiB beside a 512 MiB
         // Dom0 (oxen gives each domain one bank, Xen several).
-        "dom0_mem=384M loglvl=all guest_loglvl=all",
+        "dom0_mem=384M loglvl=all guest_loglvl=all dtuart=serial0",
         SHELL_ARGS,
         &modules,
     );
@@ -376,11 +382,59 @@ fn raspi4b_linux_dom0_shell_with_a_boot_time_linux_domu_beside_it() -> Result<()
     q.expect_exit_code(0, b.left())
 }
 
-/// The real board's boot path, in QEMU: Debian's U-Boot (`u-boot-rpi`, `rpi_arm64`) as the
-/// `-kernel`, given the DT the Pi firmware would give it, finds `boot.scr` on an SD-card image
-/// (`qemu/build-rpi4-sd.sh`), which loads oxen, Dom0's kernel and initrd from the card, adds
-/// the `/chosen` module nodes with U-Boot's `fdt` commands and `booti`s oxen.
-fn uboot_sd(name: &str, hyp_args: &str, dom0_args: &str, initrd: bool) -> Result<Qemu, Error> {
+/// QEMU's second serial port (the mini UART) on stdio, the first (the PL011) into `pl011`.
+fn mini_uart_on_stdio(q: Qemu, pl011: &Path) -> Qemu {
+    q.arg("-serial")
+        .arg(&format!("file:{}", pl011.display()))
+        .arg("-serial")
+        .arg("mon:stdio")
+}
+
+#[test]
+fn raspi4b_mini_uart_console_from_stdout_path() -> Result<(), Error> {
+    let b = Budget::start(BUDGET);
+    let guest = oxen_tests::test_guest_bin()?;
+    let modules = [Module {
+        file: &guest,
+        addr: KERNEL_ADDR,
+        kind: "multiboot,kernel",
+        domain: None,
+    }];
+    // No dtuart=: Debian's DT's stdout-path ("serial1:115200n8") names the mini UART.
+    let dtb = rpi4_dtb(
+        "mini-uart",
+        "dom0_mem=128M loglvl=all",
+        "oxen.test=hello",
+        &modules,
+    );
+    let pl011 = dtb.with_extension("pl011.log");
+    let _ = std::fs::remove_file(&pl011);
+    let mut q = mini_uart_on_stdio(raspi4b(&dtb, &modules)?, &pl011).spawn()?;
+    expect_oxen_boot(&mut q, &b)?;
+    q.expect(re("^hello from test guest$"), b.left())?;
+    q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
+    q.expect_exit_code(0, b.left())?;
+    let on_pl011 = std::fs::read_to_string(&pl011).unwrap_or_default();
+    assert!(
+        on_pl011.is_empty(),
+        "the PL011 got output while the mini UART was the console: {on_pl011:?}"
+    );
+    Ok(())
+}
+
+/// The real board's path, in QEMU: Debian's U-Boot (`u-boot-rpi`, `rpi_arm64`) as the
+/// `-kernel` (QEMU cannot run the VideoCore firmware that loads it from the card), given the
+/// DT the Pi firmware would give it, finds `boot.scr` on the SD-card image `make sdcard`
+/// builds (`qemu/build-rpi4-sd.sh`, `RPI4_CONSOLE` as given), which loads oxen, Dom0's
+/// kernel and initrd from the card's FAT partition, adds the `/chosen` module nodes with
+/// U-Boot's `fdt` commands and `booti`s oxen.
+fn uboot_sd(
+    name: &str,
+    console: &str,
+    hyp_args: &str,
+    dom0_args: &str,
+    initrd: bool,
+) -> Result<Qemu, Error> {
     let dir = oxen_tests::target_dir().join("rpi4").join(name);
     let dom0 = LinuxDom0::from_cache()?;
     let guest = oxen_tests::test_guest_bin()?;
@@ -390,7 +444,8 @@ fn uboot_sd(name: &str, hyp_args: &str, dom0_args: &str, initrd: bool) -> Result
         .arg(&dir)
         .arg(&oxen)
         .env("OXEN_ARGS", hyp_args)
-        .env("DOM0_ARGS", dom0_args);
+        .env("DOM0_ARGS", dom0_args)
+        .env("RPI4_CONSOLE", console);
     if initrd {
         cmd.arg(&dom0.image).arg(&dom0.initrd);
     } else {
@@ -402,12 +457,12 @@ fn uboot_sd(name: &str, hyp_args: &str, dom0_args: &str, initrd: bool) -> Result
         .machine_type("raspi4b")
         .smp(4)
         .memory_mib(2048)
-        .kernel(dir.join("u-boot.bin"))
-        .dtb(dir.join("rpi4.dtb"))
+        .kernel(dir.join("rpi4-qemu/u-boot.bin"))
+        .dtb(dir.join("rpi4-qemu/qemu.dtb"))
         .arg("-drive")
         .arg(&format!(
             "if=sd,format=raw,file={}",
-            dir.join("sd.img").display()
+            dir.join("oxen-rpi4-sd.img").display()
         ))
         .allow(re(
             r"^qemu-system-aarch64: warning: bcm2711 dtc: .* has been disabled!$",
@@ -415,10 +470,11 @@ fn uboot_sd(name: &str, hyp_args: &str, dom0_args: &str, initrd: bool) -> Result
 }
 
 #[test]
-fn raspi4b_uboot_boot_scr_from_sd_card_boots_oxen_with_the_test_guest() -> Result<(), Error> {
+fn raspi4b_uboot_sd_image_boots_oxen_with_the_test_guest_on_the_pl011() -> Result<(), Error> {
     let b = Budget::start(BUDGET);
     let mut q = uboot_sd(
         "uboot-test-guest",
+        "pl011",
         "dom0_mem=128M loglvl=all",
         "oxen.test=hello",
         false,
@@ -432,26 +488,48 @@ fn raspi4b_uboot_boot_scr_from_sd_card_boots_oxen_with_the_test_guest() -> Resul
 }
 
 #[test]
-fn raspi4b_uboot_boot_scr_from_sd_card_boots_oxen_and_linux_dom0_to_userspace() -> Result<(), Error>
-{
+fn raspi4b_uboot_sd_image_boots_oxen_and_linux_dom0_shell_on_the_mini_uart() -> Result<(), Error> {
     let b = Budget::start(BUDGET);
-    let mut q = uboot_sd(
-        "uboot-linux",
-        "dom0_mem=512M loglvl=all",
-        "console=hvc0 rdinit=/init oxen.dom0=check oxen.ping=1000",
-        true,
-    )?;
+    let dir = oxen_tests::target_dir().join("rpi4").join("uboot-linux");
+    std::fs::create_dir_all(&dir).expect("creating the test directory");
+    let pl011 = dir.join("pl011.log");
+    let _ = std::fs::remove_file(&pl011);
+    let mut q = mini_uart_on_stdio(
+        uboot_sd(
+            "uboot-linux",
+            "mini",
+            "dom0_mem=512M loglvl=all",
+            SHELL_ARGS,
+            true,
+        )?,
+        &pl011,
+    );
     for p in dom0shell::linux_forbidden() {
         q = q.forbid(p);
     }
-    let mut q = q.spawn()?;
-    q.expect(re(r"^U-Boot 20\d\d\.\d\d"), b.left())?;
+    // oxen keeps the mini UART: Dom0's 8250 driver must not find it.
+    let mut q = q.forbid(re(r"fe215040\.serial")).spawn()?;
+    // U-Boot's banner goes to the PL011 before it reads the DT; the rest follows stdout-path.
+    q.expect(re(r"^Found U-Boot script /boot\.scr$"), b.left())?;
+    q.expect(re(r"^oxen: loading from mmc 0:1$"), b.left())?;
     expect_oxen_boot(&mut q, &b)?;
     q.expect("smp: Brought up 1 node, 4 CPUs", b.left())?;
-    q.expect(re("^OXEN-DOM0-INIT$"), b.left())?;
-    q.expect(re("^dom0: capabilities=control_d$"), b.left())?;
-    q.expect(re("^dom0: evtchn-ping rc=0$"), b.left())?;
-    q.expect(re("^dom0: check done$"), b.left())?;
+    q.expect(re("^dom0: starting shell"), b.left())?;
+    // The prompt has no newline: wait for the shell's banner, then type.
+    q.expect(
+        re(r"^Enter 'help' for a list of built-in commands\.$"),
+        b.left(),
+    )?;
+    q.send("echo oxen-$((40+2))\r")?;
+    q.expect(re(r"oxen-42$"), b.left())?;
+    q.send("poweroff\r")?;
+    q.expect("reboot: Power down", b.left())?;
     q.expect(re(r"^\(oxen\) powering off$"), b.left())?;
-    q.expect_exit_code(0, b.left())
+    q.expect_exit_code(0, b.left())?;
+    let on_pl011 = std::fs::read_to_string(&pl011).unwrap_or_default();
+    assert!(
+        on_pl011.contains("U-Boot 20") && !on_pl011.contains("(oxen)"),
+        "the PL011 should carry U-Boot's banner only: {on_pl011:?}"
+    );
+    Ok(())
 }

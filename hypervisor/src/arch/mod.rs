@@ -2,6 +2,7 @@
 //! registers or MMIO lives below this module. The rest of the hypervisor
 //! calls these functions and never writes `asm!` itself.
 
+pub mod bcm2835_aux_uart;
 pub mod bcm2835_pm;
 pub mod context;
 pub mod cpuid;

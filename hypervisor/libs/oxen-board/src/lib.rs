@@ -261,8 +261,9 @@ pub fn root_compatible(dtb: &[u8]) -> Result<Vec<String>, DtError> {
 /// What a board means on this machine, resolved against the host DT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setup {
-    /// The console UART: `/chosen/stdout-path` if oxen drives its kind, else
-    /// the first enabled node of a `console` compatible.
+    /// The console UART: the one `dtuart=` or `/chosen/stdout-path` names
+    /// if it is enabled and oxen drives its kind, else the first enabled
+    /// node of a `console` compatible.
     pub console: Option<Uart>,
     /// Nodes hidden from Dom0 (besides the console).
     pub hidden_paths: Vec<String>,
@@ -301,8 +302,9 @@ pub fn resolve(
 ) -> Result<Setup, DtError> {
     let dt = DeviceTree::parse(dtb)?;
     let drives = |u: &Uart| {
-        dt.find(&u.path)
-            .is_some_and(|id| board.console.iter().any(|c| dt.is_compatible(id, c)))
+        dt.find(&u.path).is_some_and(|id| {
+            dt.is_enabled(id) && board.console.iter().any(|c| dt.is_compatible(id, c))
+        })
     };
     let console = match stdout {
         Some(u) if drives(u) => Some(u.clone()),

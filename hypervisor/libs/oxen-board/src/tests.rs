@@ -17,7 +17,7 @@ fn builtin_boards_parse_and_include_virt_rpi4_and_generic() {
     assert_eq!(rpi.reset, PowerMethod::Bcm2835Pm);
     assert_eq!(rpi.power_off, PowerMethod::Bcm2835Pm);
     assert_eq!(rpi.dma_limit, Some(0x4000_0000));
-    assert_eq!(rpi.console, ["arm,pl011"]);
+    assert_eq!(rpi.console, ["brcm,bcm2835-aux-uart", "arm,pl011"]);
     let virt = b.iter().find(|b| b.id == "qemu-virt").unwrap();
     assert_eq!(virt.reset, PowerMethod::Psci);
     assert_eq!(virt.cpu_start, CpuStart::Psci);
@@ -58,22 +58,31 @@ fn root_compatible_is_read_from_the_dtb() {
 }
 
 #[test]
-fn pi4_resolves_pl011_console_pm_watchdog_and_hidden_pm_block() {
+fn pi4_resolves_mini_uart_console_pm_watchdog_and_hidden_pm_and_aux_blocks() {
     let dtb = fixture("bcm2711-rpi-4-b.dtb");
     let info = oxen_dt::parse_boot_info(&dtb).unwrap();
-    // stdout-path names the mini UART, which oxen does not drive.
+    // stdout-path names the mini UART (serial1), which the board drives.
     assert_eq!(info.stdout.as_ref().unwrap().path, "/soc/serial@7e215040");
     let b = boards();
     let board = select(&b, &["raspberrypi,4-model-b", "brcm,bcm2711"]).unwrap();
     let methods: Vec<EnableMethod> = info.cpus.iter().map(|c| c.enable).collect();
     let s = resolve(board, &dtb, info.stdout.as_ref(), &methods).unwrap();
     let c = s.console.unwrap();
-    assert_eq!(c.path, "/soc/serial@7e201000");
-    assert_eq!(c.base.as_u64(), 0xfe20_1000);
-    assert_eq!(c.compatible, "arm,pl011");
+    assert_eq!(c.path, "/soc/serial@7e215040");
+    assert_eq!(c.base.as_u64(), 0xfe21_5040);
+    assert_eq!(c.kind(), Some(oxen_dt::UartKind::Bcm2835Aux));
     assert_eq!(s.power_base, Some(0xfe10_0000));
     assert_eq!(s.reset, PowerMethod::Bcm2835Pm);
-    assert_eq!(s.hidden_paths, ["/soc/watchdog@7e100000"]);
+    // The AUX clock gate and SPI masters share the mini UART's 4 KiB page.
+    assert_eq!(
+        s.hidden_paths,
+        [
+            "/soc/aux@7e215000",
+            "/soc/spi@7e215080",
+            "/soc/spi@7e2150c0",
+            "/soc/watchdog@7e100000"
+        ]
+    );
     assert_eq!(s.cpu_start.len(), 4);
     assert!(
         s.cpu_start
@@ -86,6 +95,28 @@ fn pi4_resolves_pl011_console_pm_watchdog_and_hidden_pm_block() {
             release_addr: PhysAddr(0xe0)
         }
     );
+}
+
+#[test]
+fn pi4_console_follows_dtuart_and_skips_a_disabled_stdout_uart() {
+    let dtb = fixture("bcm2711-rpi-4-b.dtb");
+    let b = boards();
+    let board = select(&b, &["brcm,bcm2711"]).unwrap();
+    let uart = |path: &str, compatible: &str| Uart {
+        base: PhysAddr(0),
+        size: 0,
+        compatible: compatible.into(),
+        path: path.into(),
+    };
+    // dtuart=serial0: the PL011 is kept.
+    let pl011 = uart("/soc/serial@7e201000", "arm,pl011");
+    let s = resolve(board, &dtb, Some(&pl011), &[]).unwrap();
+    assert_eq!(s.console.as_ref(), Some(&pl011));
+    // A disabled PL011 (one of the four extra BCM2711 UARTs): the first
+    // enabled UART of the board's list, the mini UART.
+    let off = uart("/soc/serial@7e201400", "arm,pl011");
+    let s = resolve(board, &dtb, Some(&off), &[]).unwrap();
+    assert_eq!(s.console.unwrap().path, "/soc/serial@7e215040");
 }
 
 #[test]

@@ -45,7 +45,8 @@ pub struct BootInfo {
     /// `reg` of every module (kernels, ramdisks, policies...), to keep them
     /// out of the allocator.
     pub modules: Vec<PhysRange>,
-    /// The UART named by `/chosen/stdout-path`, if any.
+    /// The console UART: the one `dtuart=` names on the hypervisor command
+    /// line (Xen's option), else `/chosen/stdout-path`'s, if any.
     pub stdout: Option<Uart>,
     /// The interrupt controller.
     pub gic: Gic,
@@ -89,6 +90,35 @@ pub struct Uart {
     pub compatible: String,
     /// Full node path (`"/pl011@9000000"`), used to hide it from Dom0.
     pub path: String,
+}
+
+/// The UART kinds the hypervisor's console drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UartKind {
+    /// Arm PL011 (`arm,pl011`) or the SBSA subset of it (`arm,sbsa-uart`).
+    Pl011,
+    /// The BCM2835/BCM2711 AUX "mini UART" (`brcm,bcm2835-aux-uart`), the
+    /// Raspberry Pi's console on GPIO 14/15 by default: 8250-like, 32-bit
+    /// registers.
+    Bcm2835Aux,
+}
+
+impl UartKind {
+    /// The kind a DT `compatible` string names, if the console drives it.
+    pub fn from_compatible(c: &str) -> Option<Self> {
+        match c {
+            "arm,pl011" | "arm,sbsa-uart" => Some(Self::Pl011),
+            "brcm,bcm2835-aux-uart" => Some(Self::Bcm2835Aux),
+            _ => None,
+        }
+    }
+}
+
+impl Uart {
+    /// What driver this UART needs (from its first `compatible`).
+    pub fn kind(&self) -> Option<UartKind> {
+        UartKind::from_compatible(&self.compatible)
+    }
 }
 
 /// The host interrupt controller.
@@ -191,7 +221,7 @@ pub fn parse_boot_info(dtb: &[u8]) -> Result<BootInfo, DtError> {
         Some(c) => parse_modules(&dt, c)?,
         None => Modules::default(),
     };
-    let stdout = chosen.and_then(|c| parse_stdout(&dt, c));
+    let stdout = chosen.and_then(|c| parse_stdout(&dt, c, &mods.cmdline));
     let gic_node = find_gic(&dt).ok_or(DtError::Missing("interrupt-controller"))?;
     let gic = parse_gic(&dt, gic_node)?;
     let timer = parse_timer(&dt);
@@ -439,18 +469,29 @@ fn parse_modules(dt: &DeviceTree<'_>, chosen: NodeId) -> Result<Modules, DtError
     })
 }
 
-fn parse_stdout(dt: &DeviceTree<'_>, chosen: NodeId) -> Option<Uart> {
-    let raw = dt
-        .prop_str(chosen, "stdout-path")
-        .or_else(|| dt.prop_str(chosen, "linux,stdout-path"))?;
-    let path = raw.split(':').next().unwrap_or(raw);
-    let id = dt.find_path_or_alias(path)?;
-    let r = *dt.reg_translated(id).ok()?.first()?;
-    Some(Uart {
-        base: PhysAddr(r.0),
-        size: r.1,
-        compatible: dt.prop_str(id, "compatible").unwrap_or("").to_string(),
-        path: dt.path(id),
+/// The console UART, as Xen's `dt_uart_init` finds it: `dtuart=<path or
+/// alias>` on the hypervisor command line, else `/chosen/stdout-path` (or
+/// `linux,stdout-path`), `:options` dropped. A `dtuart=` that names no node
+/// falls back to `stdout-path` (Xen would have no console at all).
+fn parse_stdout(dt: &DeviceTree<'_>, chosen: NodeId, cmdline: &str) -> Option<Uart> {
+    let named = |path: &str| {
+        let id = dt.find_path_or_alias(path)?;
+        let r = *dt.reg_translated(id).ok()?.first()?;
+        Some(Uart {
+            base: PhysAddr(r.0),
+            size: r.1,
+            compatible: dt.prop_str(id, "compatible").unwrap_or("").to_string(),
+            path: dt.path(id),
+        })
+    };
+    let from_cmdline = crate::cmdline::parse_cmdline(cmdline)
+        .dtuart
+        .and_then(|p| named(&p));
+    from_cmdline.or_else(|| {
+        let raw = dt
+            .prop_str(chosen, "stdout-path")
+            .or_else(|| dt.prop_str(chosen, "linux,stdout-path"))?;
+        named(raw.split(':').next().unwrap_or(raw))
     })
 }
 

@@ -23,6 +23,9 @@ pub struct BootOptions {
     pub dom0_max_vcpus: Option<u32>,
     /// `console=<name>[,<name>...]`, verbatim.
     pub console: Option<String>,
+    /// `dtuart=<path or alias>[:<options>]`: the console UART, instead of
+    /// `/chosen/stdout-path` (the path part; options are the firmware's).
+    pub dtuart: Option<String>,
     /// `loglvl=<level>[/<rate-limited level>]` (the first level).
     pub loglvl: Option<LogLevel>,
     /// `console_timestamps=<none|date|datems|boot|raw>`.
@@ -93,7 +96,6 @@ impl LogLevel {
 
 /// Xen options that oxen accepts and ignores (names normalised with `_`).
 const IGNORED: &[&str] = &[
-    "dtuart",
     "guest_loglvl",
     "sync_console",
     "console_to_ring",
@@ -251,6 +253,10 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
                 o.console = Some(v.to_string());
                 Some(())
             }
+            ("dtuart", Some(v)) => {
+                let path = v.split(':').next().unwrap_or(v);
+                (!path.is_empty()).then(|| o.dtuart = Some(path.to_string()))
+            }
             ("loglvl", Some(v)) => {
                 let first = v.split('/').next().unwrap_or(v);
                 LogLevel::parse(first).map(|l| o.loglvl = Some(l))
@@ -267,7 +273,7 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
                 o.console_timestamps = Some(Timestamps::None);
                 Some(())
             }
-            ("dom0_mem" | "dom0_max_vcpus" | "console" | "loglvl", None) => None,
+            ("dom0_mem" | "dom0_max_vcpus" | "console" | "dtuart" | "loglvl", None) => None,
             (n, _) => {
                 let base = n.strip_prefix("no_").unwrap_or(n);
                 if IGNORED.contains(&n) || IGNORED.contains(&base) {
@@ -347,6 +353,24 @@ mod tests {
     }
 
     #[test]
+    fn dtuart_path_or_alias_without_options() {
+        let d = |s: &str| parse_cmdline(s).dtuart;
+        assert_eq!(d("dtuart=serial0"), Some("serial0".into()));
+        assert_eq!(
+            d("dtuart=/soc/serial@7e201000:115200n8"),
+            Some("/soc/serial@7e201000".into())
+        );
+        assert_eq!(
+            d("dtuart=serial1 dtuart=serial0"),
+            Some("serial0".into()),
+            "the last one wins"
+        );
+        let o = parse_cmdline("dtuart dtuart= dtuart=:115200");
+        assert_eq!(o.dtuart, None);
+        assert_eq!(o.invalid, ["dtuart", "dtuart=", "dtuart=:115200"]);
+    }
+
+    #[test]
     fn reference_cmdline() {
         let o = parse_cmdline(
             "dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all ",
@@ -355,7 +379,8 @@ mod tests {
         assert_eq!(o.console.as_deref(), Some("dtuart"));
         assert_eq!(o.loglvl, Some(LogLevel::All));
         assert_eq!(o.dom0_max_vcpus, None);
-        assert_eq!(o.ignored, ["dtuart=/pl011@9000000", "guest_loglvl=all"]);
+        assert_eq!(o.dtuart.as_deref(), Some("/pl011@9000000"));
+        assert_eq!(o.ignored, ["guest_loglvl=all"]);
         assert!(o.unknown.is_empty());
         assert!(o.invalid.is_empty());
     }

@@ -30,7 +30,7 @@ mod passthrough;
 pub mod tree;
 
 pub use boot::{
-    BootInfo, Conduit, Cpu, DomainSpec, EnableMethod, Gic, Timer, Uart, parse_boot_info,
+    BootInfo, Conduit, Cpu, DomainSpec, EnableMethod, Gic, Timer, Uart, UartKind, parse_boot_info,
 };
 pub use cmdline::{BootOptions, LogLevel, Timestamps, parse_cmdline, parse_size};
 pub use dom0::{Dom0DtConfig, build_dom0_dt};

@@ -455,6 +455,76 @@ fn stdout_alias_with_options_and_ranges() {
     assert_eq!(dt.path(u), "/soc/serial@7e201000");
 }
 
+/// The Raspberry Pi 4's two console candidates under `/soc` (bus addresses
+/// 0x7e.. at 0xfe..): the PL011 (`serial0`) and the mini UART (`serial1`).
+fn pi4_uarts(w: &mut FdtWriter) {
+    let soc = w.begin_node("soc").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 1).unwrap();
+    w.property_array_u32("ranges", &[0x7e00_0000, 0, 0xfe00_0000, 0x180_0000])
+        .unwrap();
+    let u = w.begin_node("serial@7e201000").unwrap();
+    w.property("compatible", &strlist(&["arm,pl011", "arm,primecell"]))
+        .unwrap();
+    w.property_array_u32("reg", &[0x7e20_1000, 0x200]).unwrap();
+    w.end_node(u).unwrap();
+    let u = w.begin_node("serial@7e215040").unwrap();
+    w.property("compatible", &strlist(&["brcm,bcm2835-aux-uart"]))
+        .unwrap();
+    w.property_array_u32("reg", &[0x7e21_5040, 0x40]).unwrap();
+    w.end_node(u).unwrap();
+    w.end_node(soc).unwrap();
+    let al = w.begin_node("aliases").unwrap();
+    w.property_string("serial0", "/soc/serial@7e201000")
+        .unwrap();
+    w.property_string("serial1", "/soc/serial@7e215040")
+        .unwrap();
+    w.end_node(al).unwrap();
+}
+
+#[test]
+fn stdout_path_mini_uart_and_dtuart_override() {
+    let mini = Uart {
+        base: PhysAddr(0xfe21_5040),
+        size: 0x40,
+        compatible: "brcm,bcm2835-aux-uart".into(),
+        path: "/soc/serial@7e215040".into(),
+    };
+    let pl011 = Uart {
+        base: PhysAddr(0xfe20_1000),
+        size: 0x200,
+        compatible: "arm,pl011".into(),
+        path: "/soc/serial@7e201000".into(),
+    };
+    let stdout = |xen_args: Option<&str>| {
+        let c = Chosen {
+            stdout: Some("serial1:115200n8"),
+            xen_bootargs: xen_args,
+            ..Default::default()
+        };
+        parse_boot_info(&synth(&c, pi4_uarts)).unwrap().stdout
+    };
+    // The Pi firmware's default: stdout-path names the mini UART.
+    let s = stdout(None).unwrap();
+    assert_eq!(s, mini);
+    assert_eq!(s.kind(), Some(UartKind::Bcm2835Aux));
+    // Xen's dtuart= wins, by alias or by path (options dropped).
+    let s = stdout(Some("dtuart=serial0 loglvl=all")).unwrap();
+    assert_eq!(s, pl011);
+    assert_eq!(s.kind(), Some(UartKind::Pl011));
+    assert_eq!(
+        stdout(Some("console=dtuart dtuart=/soc/serial@7e201000:115200n8")),
+        Some(pl011)
+    );
+    // A dtuart= naming nothing falls back to stdout-path.
+    assert_eq!(stdout(Some("dtuart=serial7")), Some(mini));
+    assert_eq!(
+        UartKind::from_compatible("arm,sbsa-uart"),
+        Some(UartKind::Pl011)
+    );
+    assert_eq!(UartKind::from_compatible("ns16550a"), None);
+}
+
 #[test]
 fn missing_gic_and_cpus_are_errors() {
     let mut w = FdtWriter::new().unwrap();
