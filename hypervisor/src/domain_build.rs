@@ -302,9 +302,14 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
                 BuildError::NoMemory { free, .. }
                 | BuildError::Banks(BankError::NoMemory { free }, _),
             ) => fatal(format_args!(
-                "dom0_mem={} is more than the {} MiB of free RAM: lower dom0_mem",
-                size_arg(size),
-                free >> 20
+                "{} is more than the {} MiB of free RAM: {} dom0_mem",
+                dom0_mem_arg(&info.cmdline, size),
+                free >> 20,
+                if opts.dom0_mem.is_some() {
+                    "lower"
+                } else {
+                    "give a smaller"
+                }
             )),
             Err(e) => fatal(format_args!(
                 "Dom0 cannot be built: {e}: {}",
@@ -334,13 +339,16 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
     }
 }
 
-/// A size as Xen's command line writes it (`512M`, `1G`, else KiB).
-fn size_arg(bytes: u64) -> String {
-    match bytes {
-        b if b != 0 && b % (1 << 30) == 0 => format!("{}G", b >> 30),
-        b if b % MIB == 0 => format!("{}M", b >> 20),
-        b => format!("{}K", b >> 10),
-    }
+/// How the user asked for Dom0's `size`: the last `dom0_mem=` option as
+/// typed, else "Dom0's default of N MiB".
+fn dom0_mem_arg(cmdline: &str, size: u64) -> String {
+    cmdline
+        .split_ascii_whitespace()
+        .rfind(|t| t.starts_with("dom0_mem=") || t.starts_with("dom0-mem="))
+        .map_or_else(
+            || format!("Dom0's default of {} MiB", size >> 20),
+            String::from,
+        )
 }
 
 fn register(d: Arc<Domain>) {

@@ -19,7 +19,7 @@ const DOM0_ADDR: u64 = 0x5000_0000;
 const BANNER: &str = r"^\(oxen\) oxen \S+ \(Xen ABI 4\.17\) on ";
 /// What a fatal error with `dom0_mem=4096M` on a 2 GiB machine prints.
 const TOO_LARGE: &str =
-    r"^\(oxen\) fatal: dom0_mem=4G is more than the (\d+) MiB of free RAM: lower dom0_mem$";
+    r"^\(oxen\) fatal: dom0_mem=4096M is more than the (\d+) MiB of free RAM: lower dom0_mem$";
 
 /// oxen on QEMU virt (2 GiB) with the test guest as Dom0 and `cmdline`; a domain that
 /// runs, or a boot that completes, fails the test.
