@@ -8,8 +8,12 @@
 //!
 //! Reset and halt are told apart by QEMU's `-action reboot=reset` (given after the
 //! harness's `-no-reboot`, it wins): then a reset boots oxen again, a halt ends the run.
+//! On QEMU's Raspberry Pi 4 model the reset goes through the board's PM watchdog
+//! (`boards/rpi4.board`), which ends the run too.
 
 use oxen_tests::{DEFAULT_TIMEOUT, Error, Pattern, Qemu, Running, re, temp_path, test_guest_bin};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = DEFAULT_TIMEOUT;
@@ -135,5 +139,102 @@ fn dom0_kernel_that_is_not_an_image_ends_the_run() -> Result<(), Error> {
         q.expect_exit_code(0, T)
     })();
     let _ = std::fs::remove_file(&junk);
+    r
+}
+
+fn fdtput(dtb: &Path, args: &[&str]) {
+    let st = Command::new("fdtput")
+        .arg(dtb)
+        .args(args)
+        .status()
+        .expect("fdtput (device-tree-compiler) not found: run `make setup`");
+    assert!(st.success(), "fdtput {args:?} failed");
+}
+
+/// Debian's `bcm2711-rpi-4-b.dtb` (unpacked by `make dom0`) edited for QEMU raspi4b as
+/// `tests/rpi4.rs` does (nodes QEMU does not model disabled) with oxen's command line and
+/// one Dom0 kernel module at `addr` of `size` bytes under `/chosen`.
+fn rpi4_dtb(cmdline: &str, addr: u64, size: u64) -> PathBuf {
+    let cache = std::env::var_os("OXEN_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| oxen_tests::workspace_root().join(".cache"));
+    let kver = std::fs::read_to_string(cache.join("dom0/kver"))
+        .expect(".cache/dom0/kver missing: run `make dom0`");
+    let src = cache.join(format!(
+        "dom0-root/usr/lib/linux-image-{}/broadcom/bcm2711-rpi-4-b.dtb",
+        kver.trim()
+    ));
+    let out = temp_path("rpi4-fatal", "dtb").unwrap();
+    std::fs::copy(&src, &out).unwrap_or_else(|e| panic!("{}: {e}: run `make dom0`", src.display()));
+    for n in [
+        "clock@7ef00000",
+        "interrupt-controller@7ef00100",
+        "hdmi@7ef00700",
+        "i2c@7ef04500",
+        "hdmi@7ef05700",
+        "i2c@7ef09500",
+    ] {
+        fdtput(
+            &out,
+            &["-t", "s", &format!("/soc/{n}"), "status", "disabled"],
+        );
+    }
+    fdtput(&out, &["-t", "x", "/chosen", "#address-cells", "2"]);
+    fdtput(&out, &["-t", "x", "/chosen", "#size-cells", "2"]);
+    fdtput(&out, &["-t", "s", "/chosen", "xen,xen-bootargs", cmdline]);
+    let node = format!("/chosen/module@{addr:x}");
+    fdtput(&out, &["-c", &node]);
+    fdtput(
+        &out,
+        &[
+            "-t",
+            "s",
+            &node,
+            "compatible",
+            "multiboot,kernel",
+            "multiboot,module",
+        ],
+    );
+    let cells = [
+        addr >> 32,
+        addr & 0xffff_ffff,
+        size >> 32,
+        size & 0xffff_ffff,
+    ];
+    let cells: Vec<String> = cells.iter().map(|c| format!("{c:x}")).collect();
+    let mut args = vec!["-t", "x", node.as_str(), "reg"];
+    args.extend(cells.iter().map(String::as_str));
+    fdtput(&out, &args);
+    out
+}
+
+/// On the Raspberry Pi 4 (QEMU raspi4b, 960 MiB) the fatal line is the same and the
+/// board's reset, the PM watchdog, ends the run.
+#[test]
+fn raspi4b_too_large_dom0_mem_resets_through_the_pm_watchdog() -> Result<(), Error> {
+    const ADDR: u64 = 0x1000_0000;
+    let guest = test_guest_bin()?;
+    let size = std::fs::metadata(&guest).unwrap().len();
+    let dtb = rpi4_dtb("dom0_mem=2048M dtuart=serial0", ADDR, size);
+    let q = no_domain_runs(
+        Qemu::oxen()?
+            .machine_type("raspi4b")
+            .smp(4)
+            .memory_mib(2048)
+            .dtb(&dtb)
+            .loader(&guest, ADDR),
+    );
+    let r = (|| {
+        let mut q = q.spawn()?;
+        q.expect(re(r"^\(oxen\) board: Raspberry Pi 4"), T)?;
+        q.expect(
+            re(r"^\(oxen\) fatal: dom0_mem=2048M is more than the \d+ MiB of free RAM: lower dom0_mem$"),
+            T,
+        )?;
+        q.expect(re(r"^\(oxen\) Reboot in five seconds\.\.\.$"), T)?;
+        q.expect_exit_code(0, T)
+    })();
+    let _ = std::fs::remove_file(&dtb);
     r
 }
