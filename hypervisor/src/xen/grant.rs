@@ -5,6 +5,15 @@
 //! Batches report per-element `GNTST_*` status and return 0 (Linux BUGs on
 //! a failing batch hypercall); long batches are continued like Xen's, by
 //! re-issuing the hypercall with the array pointer and count advanced.
+//!
+//! Every page a map or copy touches is checked to be RAM of the domain it
+//! comes from (the granter's for a grant, the caller's for a local frame)
+//! and the grant to allow the access. A copy between a grant and a local
+//! frame (netback's receive path) holds the granter's `xen` lock around
+//! the copy and pins the grant only for that time, without an active-table
+//! entry ([`gt::with_grant_for_copy`]); other copies pin and release.
+//! Lock order: a domain's `xen` lock (two in domid order, `lock_pair`),
+//! then its stage-2 and `extra_mem` locks.
 
 extern crate alloc;
 
@@ -305,6 +314,50 @@ fn copy_one(dom: &Arc<Domain>, op: &GnttabCopy) -> Result<(), GrantError> {
     let Some(c) = CopyOp::parse(op)? else {
         return Ok(());
     };
+    let len = usize::from(c.len);
+    // One grant side and one local side (netback's receive path copies
+    // from Dom0's own pages into a DomU's grants): the grant is pinned
+    // only while the granter's lock is held around the copy.
+    match (c.source, c.dest) {
+        (
+            CopySide::Grant {
+                dom: gid,
+                gref,
+                offset,
+            },
+            CopySide::Local {
+                gfn,
+                offset: local_off,
+            },
+        ) => {
+            let dst = local_page(dom, gfn)?.as_u64() + u64::from(local_off);
+            return with_granted_page(dom, gid, gref, true, |src| {
+                // SAFETY: `dst` is in a page of the caller's RAM and `src`
+                // is the granter's RAM page, pinned while this runs (the
+                // granter's lock is held); offset + len stay within the
+                // pages (CopyOp::parse).
+                unsafe { phys::copy(dst, src.as_u64() + u64::from(offset), len) };
+            });
+        }
+        (
+            CopySide::Local {
+                gfn,
+                offset: local_off,
+            },
+            CopySide::Grant {
+                dom: gid,
+                gref,
+                offset,
+            },
+        ) => {
+            let src = local_page(dom, gfn)?.as_u64() + u64::from(local_off);
+            return with_granted_page(dom, gid, gref, false, |dst| {
+                // SAFETY: as above, in the other direction.
+                unsafe { phys::copy(dst.as_u64() + u64::from(offset), src, len) };
+            });
+        }
+        _ => {}
+    }
     let src = resolve(dom, &c.source, true)?;
     let dst = match resolve(dom, &c.dest, false) {
         Ok(d) => d,
@@ -331,15 +384,52 @@ fn copy_one(dom: &Arc<Domain>, op: &GnttabCopy) -> Result<(), GrantError> {
     Ok(())
 }
 
+/// The host page of the caller's own RAM at `gfn`.
+fn local_page(dom: &Domain, gfn: u64) -> Result<PhysAddr, GrantError> {
+    s2_lookup(dom, gfn)
+        .filter(|&pa| dom.owns_phys(pa, PAGE_SIZE))
+        .ok_or(GrantError::BadPage)
+}
+
+/// Run `f` on the host page of grant `gref` of domain `gid`, pinned for
+/// the caller (read-only or writable) while `f` runs with the granter's
+/// lock held ([`gt::with_grant_for_copy`]): the page must be the granter's
+/// own RAM. Lock order: the granter's `xen` lock, then its stage-2 and
+/// `extra_mem` locks (as `map_one`'s install).
+fn with_granted_page(
+    dom: &Arc<Domain>,
+    gid: oxen_types::DomId,
+    gref: gt::GrantRef,
+    readonly: bool,
+    f: impl FnOnce(PhysAddr),
+) -> Result<(), GrantError> {
+    let g = super::domain_by_id(dom, gid).map_err(|_| GrantError::BadDomain(gid))?;
+    let mut x = lock(&g);
+    let DomainXen {
+        grant,
+        grant_frames,
+        ..
+    } = &mut *x;
+    gt::with_grant_for_copy(
+        grant,
+        &mut phys::FrameEntries(grant_frames),
+        gref,
+        dom.id,
+        readonly,
+        |frame| {
+            let pa = local_page(&g, frame)?;
+            f(pa);
+            Ok(())
+        },
+    )
+}
+
 fn resolve(dom: &Arc<Domain>, side: &CopySide, readonly: bool) -> Result<Side, GrantError> {
     match *side {
-        CopySide::Local { gfn, .. } => {
-            let pa = s2_lookup(dom, gfn).ok_or(GrantError::BadPage)?;
-            if !dom.owns_phys(pa, PAGE_SIZE) {
-                return Err(GrantError::BadPage);
-            }
-            Ok(Side { pa, pin: None })
-        }
+        CopySide::Local { gfn, .. } => Ok(Side {
+            pa: local_page(dom, gfn)?,
+            pin: None,
+        }),
         CopySide::Grant { dom: gid, gref, .. } => {
             let g = super::domain_by_id(dom, gid).map_err(|_| GrantError::BadDomain(gid))?;
             let cg = {

@@ -637,15 +637,16 @@ fn reduce_status<E: GrantEntries + ?Sized>(
     }
 }
 
-/// Acquire a pin of `holder` on `gref` (map or copy). On success the
-/// active entry is updated and the granter's GFN returned.
-fn pin<E: GrantEntries + ?Sized>(
-    g: &mut Granting,
+/// The checks and status update of a new pin of `holder` on `gref`,
+/// without recording it: the active entry as it was (if any) and the
+/// granter's GFN. On error the status bits are as they were.
+fn set_pin_status<E: GrantEntries + ?Sized>(
+    g: &Granting,
     entries: &mut E,
     gref: GrantRef,
     holder: DomId,
     readonly: bool,
-) -> Result<u64, GrantError> {
+) -> Result<(Option<ActiveGrant>, u64), GrantError> {
     if gref >= g.nr_entries() {
         return Err(GrantError::BadGntref(gref));
     }
@@ -676,6 +677,19 @@ fn pin<E: GrantEntries + ?Sized>(
             }
         },
     };
+    Ok((act, frame))
+}
+
+/// Acquire a pin of `holder` on `gref` (map or copy). On success the
+/// active entry is updated and the granter's GFN returned.
+fn pin<E: GrantEntries + ?Sized>(
+    g: &mut Granting,
+    entries: &mut E,
+    gref: GrantRef,
+    holder: DomId,
+    readonly: bool,
+) -> Result<u64, GrantError> {
+    let (_, frame) = set_pin_status(g, entries, gref, holder, readonly)?;
     let a = g.active.entry(gref).or_insert(ActiveGrant {
         holder,
         frame,
@@ -1011,6 +1025,32 @@ pub fn acquire_for_copy<E: GrantEntries + ?Sized>(
         frame,
         readonly,
     })
+}
+
+/// Run `f` on the GFN of `granter`'s grant `gref`, pinned for `caller`
+/// (read-only for a copy's source, writable for its destination) for the
+/// duration of `f` only: the same checks and status bits as
+/// [`acquire_for_copy`] then [`release_for_copy`], but the pin is not
+/// recorded in the active table. That is sound because the caller holds
+/// `granter` (`&mut`, i.e. the granter's lock in the hypervisor) for the
+/// whole call, so no other pin can come or go and nobody can look at the
+/// active table meanwhile; the guest sees the same `GTF_reading`/
+/// `GTF_writing` bits as with a recorded pin. It saves the active table's
+/// insert and remove (an allocation and a free) per copy. `f`'s error is
+/// returned after the status bits are put back.
+pub fn with_grant_for_copy<E: GrantEntries + ?Sized, R>(
+    granter: &mut GrantTable,
+    entries: &mut E,
+    gref: GrantRef,
+    caller: DomId,
+    readonly: bool,
+    f: impl FnOnce(u64) -> Result<R, GrantError>,
+) -> Result<R, GrantError> {
+    let (act, frame) = set_pin_status(&granter.granting, entries, gref, caller, readonly)?;
+    let r = f(frame);
+    // As unpin: the pins left are the ones there were before.
+    reduce_status(entries, gref, act.as_ref(), readonly);
+    r
 }
 
 /// Drop the pin of a [`CopyGrant`] (clears `GTF_reading`/`GTF_writing` if
@@ -1861,6 +1901,83 @@ mod tests {
             release_for_copy(&mut g, &mut e, dst),
             Err(GrantError::BadGntref(8))
         );
+        assert_eq!(g.active_count(), 0);
+    }
+
+    #[test]
+    fn transient_copy_pins() {
+        let (mut g, mut m, mut e) = setup();
+        // Source (read-only grant 9) and destination (grant 8): bits set
+        // during the call, cleared after, nothing recorded.
+        let f = with_grant_for_copy(&mut g, &mut e, 9, D2, true, Ok);
+        assert_eq!(f, Ok(0x4_0124));
+        assert_eq!(e.flags(9), GTF_PERMIT_ACCESS | GTF_READONLY);
+        let mut seen = 0;
+        let r = with_grant_for_copy(&mut g, &mut e, 8, D2, false, |_| {
+            seen += 1;
+            Ok(())
+        });
+        assert_eq!((r, seen), (Ok(()), 1));
+        assert_eq!(e.flags(8), GTF_PERMIT_ACCESS);
+        assert_eq!(g.active_count(), 0);
+        // The same refusals as acquire_for_copy, and f is not called.
+        let never = |_| -> Result<(), GrantError> { panic!("called on a refused grant") };
+        assert_eq!(
+            with_grant_for_copy(&mut g, &mut e, 9, D2, false, never),
+            Err(GrantError::ReadOnlyGrant(9))
+        );
+        assert_eq!(
+            with_grant_for_copy(&mut g, &mut e, 10, D2, true, never),
+            Err(GrantError::NotGranted(10))
+        );
+        assert_eq!(
+            with_grant_for_copy(&mut g, &mut e, 512, D2, true, never),
+            Err(GrantError::BadGntref(512))
+        );
+        assert_eq!(
+            with_grant_for_copy(&mut g, &mut e, 8, D3, true, never),
+            Err(GrantError::NotGranted(8))
+        );
+        // f's error comes back with the bits put back.
+        assert_eq!(
+            with_grant_for_copy(&mut g, &mut e, 8, D2, false, |_| -> Result<(), _> {
+                Err(GrantError::BadPage)
+            }),
+            Err(GrantError::BadPage)
+        );
+        assert_eq!(e.flags(8), GTF_PERMIT_ACCESS);
+        // With a read-only mapping of grant 8 held by D2: a writable copy
+        // adds GTF_writing for its duration only; the mapping's pin and
+        // GTF_reading stay; another domain is refused.
+        let r = map_grant_ref(
+            &mut m,
+            Peer::Other(&mut g),
+            &mut e,
+            &req(8, D1, true),
+            ok_install,
+        )
+        .unwrap();
+        with_grant_for_copy(&mut g, &mut e, 8, D2, false, |frame| {
+            assert_eq!(frame, 0x4_0123);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(e.flags(8), GTF_PERMIT_ACCESS | GTF_READING);
+        assert_eq!(g.active(8).map(|a| (a.pins_ro, a.pins_rw)), Some((1, 0)));
+        assert_eq!(
+            with_grant_for_copy(&mut g, &mut e, 8, D3, true, never),
+            Err(GrantError::HeldByOther(8))
+        );
+        unmap_grant_ref(
+            &mut m,
+            Peer::Other(&mut g),
+            &mut e,
+            r.handle,
+            HOST,
+            ok_remove,
+        )
+        .unwrap();
+        assert_eq!(e.flags(8), GTF_PERMIT_ACCESS);
         assert_eq!(g.active_count(), 0);
     }
 
