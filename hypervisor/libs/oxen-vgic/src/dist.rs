@@ -314,7 +314,7 @@ impl Vgic {
             }
             DReg::Sgir => {
                 let sgis = self.sgir_v2_write(vcpu, w32);
-                let kick = sgis.targets.clone();
+                let kick = sgis.targets.to_vec();
                 return Ok(WriteEffect {
                     sgis: Some(sgis),
                     kick,

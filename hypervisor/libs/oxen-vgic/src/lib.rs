@@ -85,9 +85,13 @@ mod dist;
 mod lr;
 mod redist;
 mod sgi;
+
+#[cfg(test)]
+mod hint_tests;
 mod xen_regs;
 
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::fmt;
 
 pub use lr::{LrEntry, LrState, decode_lr_v2, decode_lr_v3, encode_lr_v2, encode_lr_v3};
@@ -313,6 +317,9 @@ pub(crate) struct Irq {
     pub hw: Option<u32>,
     /// The LR holding this interrupt, if any.
     pub lr: Option<LrRef>,
+    /// Injected by the hypervisor as an edge whatever the guest programmed
+    /// in ICFGR ([`Vgic::force_edge`]).
+    pub forced_edge: bool,
 }
 
 impl Irq {
@@ -327,12 +334,13 @@ impl Irq {
             edge,
             hw: None,
             lr: None,
+            forced_edge: false,
         }
     }
 
     /// Pending latch semantics apply (rather than line level).
     pub(crate) fn latch_style(&self) -> bool {
-        self.edge || self.hw.is_some()
+        self.edge || self.forced_edge || self.hw.is_some()
     }
 
     /// Pending as far as the model knows (excluding v2 SGI sources).
@@ -347,6 +355,14 @@ pub(crate) struct VcpuState {
     pub private: [Irq; NR_PRIVATE as usize],
     /// Enabled private interrupts, bit n = INTID n (mirrors `enabled`).
     pub private_enabled: u32,
+    /// Private interrupts that may be waiting (pending and not listed), bit
+    /// n = INTID n: a superset the scans for deliverable interrupts narrow
+    /// down. Every change to a private interrupt sets its bit (all go
+    /// through [`Vgic::irq_mut`] or [`Vgic::note_maybe_waiting`]); a scan
+    /// clears the bits of those it finds not pending or listed (listing
+    /// and releasing an LR go through `irq_mut` again). GICv2 SGIs, whose
+    /// pending state is `sgi_sources`, are always scanned.
+    pub maybe_waiting: Cell<u32>,
     /// GICv2: per SGI, bit mask of source vCPUs with a pending request.
     pub sgi_sources: [u8; NR_SGIS as usize],
     /// What oxen last put into / read back from each LR slot.
@@ -383,6 +399,12 @@ pub struct Vgic {
     /// Enabled SPIs, one bit each, 32 per word (word 0 = INTIDs 32..63):
     /// the scans for deliverable interrupts visit only these.
     pub(crate) spi_enabled: Vec<u32>,
+    /// SPIs that may be pending and not listed, laid out as `spi_enabled`:
+    /// a superset the scans narrow down, like `VcpuState::maybe_waiting`
+    /// (every change to an SPI goes through [`Vgic::irq_mut`], which sets
+    /// its bit; a scan clears the bits of SPIs it finds not pending or
+    /// listed, whatever their target, so rerouting needs no bit).
+    pub(crate) spi_maybe_waiting: Vec<Cell<u32>>,
     /// Bit w set when word w of `spi_enabled` is not 0 (at most 31 words:
     /// [`MAX_SPIS`]), so a scan skips the words with nothing enabled.
     pub(crate) spi_enabled_words: u32,
@@ -469,6 +491,7 @@ impl Vgic {
         let vcpu = VcpuState {
             private,
             private_enabled: 0,
+            maybe_waiting: Cell::new(u32::MAX),
             sgi_sources: [0; NR_SGIS as usize],
             lrs: Vec::new(),
             lrs_loaded: false,
@@ -491,6 +514,9 @@ impl Vgic {
             vcpus,
             spis,
             spi_enabled: alloc::vec![0; nr_spis.div_ceil(32) as usize],
+            spi_maybe_waiting: (0..nr_spis.div_ceil(32))
+                .map(|_| Cell::new(u32::MAX))
+                .collect(),
             spi_enabled_words: 0,
         })
     }
@@ -506,12 +532,20 @@ impl Vgic {
             return;
         };
         let v2 = self.version == GicVersion::V2;
-        let mut rest = v.private_enabled;
+        let v2_sgis = if v2 { (1 << NR_SGIS) - 1 } else { 0 };
+        let mut rest = v.private_enabled & (v.maybe_waiting.get() | v2_sgis);
+        // Bits of interrupts found not waiting (cleared below, also on an
+        // early return: the bits not visited yet stay set).
+        let mut idle = 0u32;
         while rest != 0 {
             let intid = rest.trailing_zeros() as usize;
             rest &= rest - 1;
             let irq = &v.private[intid];
-            if irq.lr.is_some() || !self.group_enabled(irq.group1) {
+            if irq.lr.is_some() {
+                idle |= 1 << intid;
+                continue;
+            }
+            if !self.group_enabled(irq.group1) {
                 continue;
             }
             let pending = if v2 && intid < NR_SGIS as usize {
@@ -519,36 +553,47 @@ impl Vgic {
             } else {
                 irq.pending()
             };
-            if pending && !f(intid as u32, irq.priority) {
+            if !pending {
+                idle |= 1 << intid;
+            } else if !f(intid as u32, irq.priority) {
+                v.maybe_waiting.set(v.maybe_waiting.get() & !idle);
                 return;
             }
         }
+        v.maybe_waiting.set(v.maybe_waiting.get() & !idle);
         let limit = self.nr_lines();
         let mut words = self.spi_enabled_words;
         while words != 0 {
             let w = words.trailing_zeros() as usize;
             words &= words - 1;
-            let mut rest = self.spi_enabled.get(w).copied().unwrap_or(0);
+            let Some(maybe) = self.spi_maybe_waiting.get(w) else {
+                return;
+            };
+            let mut rest = self.spi_enabled.get(w).copied().unwrap_or(0) & maybe.get();
+            let mut idle = 0u32;
             while rest != 0 {
-                let intid = NR_PRIVATE + 32 * w as u32 + rest.trailing_zeros();
+                let bit = rest.trailing_zeros();
                 rest &= rest - 1;
-                if intid >= limit {
-                    return;
-                }
+                let intid = NR_PRIVATE + 32 * w as u32 + bit;
                 let Some(spi) = self.spis.get((intid - NR_PRIVATE) as usize) else {
-                    return;
+                    break;
                 };
+                if intid >= limit {
+                    break;
+                }
                 let irq = &spi.irq;
-                if irq.enabled
-                    && irq.lr.is_none()
-                    && irq.pending()
+                if irq.lr.is_some() || !irq.pending() {
+                    idle |= 1 << bit;
+                } else if irq.enabled
                     && self.group_enabled(irq.group1)
                     && self.spi_target(intid) == Some(vcpu)
                     && !f(intid, irq.priority)
                 {
+                    maybe.set(maybe.get() & !idle);
                     return;
                 }
             }
+            maybe.set(maybe.get() & !idle);
         }
     }
 
@@ -620,15 +665,28 @@ impl Vgic {
 
     pub(crate) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
         if intid < NR_PRIVATE {
+            self.note_maybe_waiting(vcpu, intid);
             self.vcpus
                 .get_mut(vcpu)
                 .map(|v| &mut v.private[intid as usize])
         } else if intid < self.nr_lines() {
-            self.spis
-                .get_mut((intid - NR_PRIVATE) as usize)
-                .map(|s| &mut s.irq)
+            let spi = intid - NR_PRIVATE;
+            if let Some(w) = self.spi_maybe_waiting.get((spi / 32) as usize) {
+                w.set(w.get() | 1 << (spi % 32));
+            }
+            self.spis.get_mut(spi as usize).map(|s| &mut s.irq)
         } else {
             None
+        }
+    }
+
+    /// Private interrupt `intid` of `vcpu` may have become waiting: the next
+    /// scan looks at it (see `VcpuState::maybe_waiting`).
+    pub(crate) fn note_maybe_waiting(&self, vcpu: usize, intid: u32) {
+        if let Some(v) = self.vcpus.get(vcpu)
+            && intid < NR_PRIVATE
+        {
+            v.maybe_waiting.set(v.maybe_waiting.get() | 1 << intid);
         }
     }
 
@@ -771,6 +829,25 @@ impl Vgic {
         } else {
             None
         })
+    }
+
+    /// Make private interrupt `intid` edge-like on every vCPU whatever the
+    /// guest programs as its trigger: each [`Vgic::inject`] latches one
+    /// delivery, and completing it needs no maintenance interrupt. For the
+    /// hypervisor's own interrupts that Xen injects once per 0 -> 1 change of
+    /// a guest-visible flag (the event-channel upcall and
+    /// `evtchn_upcall_pending`), so a guest that configures them as level
+    /// (Linux does, from the `/hypervisor` node) still sees Xen's behaviour.
+    pub fn force_edge(&mut self, intid: u32) -> Result<(), VgicError> {
+        if !(NR_SGIS..NR_PRIVATE).contains(&intid) {
+            return Err(VgicError::BadIntid(intid));
+        }
+        for v in 0..self.vcpus.len() {
+            if let Some(irq) = self.irq_mut(v, intid) {
+                irq.forced_edge = true;
+            }
+        }
+        Ok(())
     }
 
     /// Map `intid` (banked to `vcpu` for PPIs) to physical interrupt

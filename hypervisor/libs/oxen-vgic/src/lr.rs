@@ -385,7 +385,7 @@ impl Vgic {
             priority: irq.priority,
             group1: irq.group1,
             source_cpu: None,
-            eoi_maintenance: irq.hw.is_none() && !irq.edge,
+            eoi_maintenance: !irq.latch_style(),
         })
     }
 

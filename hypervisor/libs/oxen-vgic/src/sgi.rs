@@ -13,7 +13,7 @@
 //! the hypervisor can kick them. SGIs are delivered whatever their group
 //! (the group checks of `ICC_SGI0R`/`ICC_SGI1R` are not modelled).
 
-use alloc::vec::Vec;
+use smallvec::SmallVec;
 
 use crate::{GicVersion, NR_SGIS, Vgic, affinity_to_vcpu};
 
@@ -25,8 +25,12 @@ pub struct SgiTargets {
     /// Requesting vCPU.
     pub source: usize,
     /// Target vCPUs, ascending, each at most once.
-    pub targets: Vec<usize>,
+    pub targets: Targets,
 }
+
+/// Target vCPUs of one SGI write: inline up to 8 (no allocation on the
+/// usual IPI to one or a few vCPUs), on the heap beyond.
+pub type Targets = SmallVec<[usize; 8]>;
 
 impl SgiTargets {
     /// The deliveries as `(target vcpu, sgi, source vcpu)`.
@@ -53,7 +57,7 @@ const SGI1R_IRM: u64 = 1 << 40;
 /// match no vCPU are dropped.
 pub fn decode_sgi1r(value: u64, from: usize, nr_vcpus: usize) -> SgiTargets {
     let intid = ((value >> 24) & 0xf) as u32;
-    let mut targets = Vec::new();
+    let mut targets = Targets::new();
     if value & SGI1R_IRM != 0 {
         targets.extend((0..nr_vcpus).filter(|&v| v != from));
     } else {
@@ -92,7 +96,7 @@ impl Vgic {
             FILTER_SELF => 1 << from,
             _ => 0,
         };
-        let targets: Vec<usize> = (0..self.nr_vcpus)
+        let targets: Targets = (0..self.nr_vcpus)
             .filter(|&v| mask & (1 << v) != 0)
             .collect();
         for &t in &targets {
@@ -113,13 +117,14 @@ impl Vgic {
             return SgiTargets {
                 intid: ((value >> 24) & 0xf) as u32,
                 source: from,
-                targets: Vec::new(),
+                targets: Targets::new(),
             };
         }
         let t = decode_sgi1r(value, from, self.nr_vcpus);
         debug_assert!(t.intid < NR_SGIS);
         for &v in &t.targets {
             self.vcpus[v].private[t.intid as usize].latch = true;
+            self.note_maybe_waiting(v, t.intid);
         }
         t
     }
