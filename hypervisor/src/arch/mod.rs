@@ -9,6 +9,7 @@ pub mod cpuid;
 pub mod gic;
 pub mod gich;
 pub mod head;
+pub mod mem;
 pub mod mmu;
 pub mod pl011;
 pub mod smc;
