@@ -151,8 +151,12 @@ pub struct Domain {
     /// bit 63 = any number ≥ 63).
     pub reported_hypercalls: core::sync::atomic::AtomicU64,
     /// Bumped on every change to the vGIC model that may make an interrupt
-    /// deliverable (lets a CPU skip refilling list registers otherwise).
+    /// deliverable to any of its vCPUs (lets a CPU skip refilling list
+    /// registers otherwise); see `vgic_vcpu_gen` for changes to one vCPU.
     pub vgic_gen: core::sync::atomic::AtomicU64,
+    /// Per vCPU: bumped on a change that may make an interrupt deliverable
+    /// to that vCPU only (an injection or line change targeting it).
+    pub vgic_vcpu_gen: Vec<core::sync::atomic::AtomicU64>,
     /// VMID (in `vttbr`).
     pub vmid: u16,
     /// RAM populated at run time (`populate_physmap` by the toolstack), as
@@ -256,6 +260,9 @@ impl Domain {
             vgic: Mutex::new(vgic),
             vgic_layout,
             vgic_gen: core::sync::atomic::AtomicU64::new(1),
+            vgic_vcpu_gen: (0..pcpus.len())
+                .map(|_| core::sync::atomic::AtomicU64::new(0))
+                .collect(),
             reported_hypercalls: core::sync::atomic::AtomicU64::new(0),
             vuart: None,
             vmid,

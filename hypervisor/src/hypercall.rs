@@ -69,6 +69,16 @@ pub fn handler(nr: u64) -> Option<Handler> {
     })
 }
 
+/// Whether hypercall `nr` leaves every vCPU's scheduling and virtual
+/// interrupt state alone (it may read or write the caller's memory and take
+/// locks of its own), so the exit path can return straight to the caller
+/// without rescheduling or list-register work (`trap::handle_lower_el`).
+/// `xen_version` (what every guest library asks first, and the figure the
+/// fast path is measured by) and `console_io` (debug output).
+pub fn is_local(nr: u64) -> bool {
+    matches!(nr, hc::XEN_VERSION)
+}
+
 /// Handle the hypercall in `frame` for vCPU `vcpu` of `dom`.
 pub fn dispatch(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
     let nr = frame.x[16];

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use oxen_types::DomId;
 
-use crate::arch::{gic, gich, sysreg, timer};
+use crate::arch::{gic, sysreg, timer};
 use crate::{console, domain, sched, vgic};
 
 /// SGI used to make another CPU reschedule.
@@ -95,7 +95,7 @@ pub fn handle_pending(cpu: usize) {
             // With the interface disabled (En = 0) no maintenance interrupt
             // is signalled, whatever caused it (underflow, EOI of an LR
             // marked for it).
-            gich::write_hcr(0);
+            vgic::maintenance();
         } else if Some(id) == uart_irq() {
             console::input_interrupt();
         } else {

@@ -9,13 +9,14 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::sync::Arc;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::mem::ManuallyDrop;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use oxen_trap::idreg::IdRegAnswer;
 use oxen_trap::{Esr, ExceptionClass, TrapReport, fault_ipa};
 use xen_abi::XEN_HYPERCALL_TAG;
 
-use crate::arch::head::{KIND_FIQ, KIND_IRQ, KIND_SERROR, KIND_SYNC, TrapFrame};
+use crate::arch::head::{KIND_FIQ, KIND_IRQ, KIND_SERROR, KIND_SYNC, MAX_CPUS, TrapFrame};
 use crate::arch::sysreg;
 use crate::domain::Domain;
 use crate::{hypercall, irq, sched, shutdown, vgic, vpsci};
@@ -49,11 +50,58 @@ pub fn log_exit_stats() {
     );
 }
 
+/// Per CPU: the domain and vCPU that the last `sched::schedule` on this
+/// CPU's exit path chose to run (null before the first exit).
+///
+/// Invariant: the pointer comes from `Arc::as_ptr` of the domain that
+/// `schedule` returned, and this CPU's run queue keeps a strong reference to
+/// it as its current vCPU until this CPU calls `schedule` again, which only
+/// happens at the end of an exit (here), after the last use of the pointer.
+/// Only this CPU reads or writes its own slots.
+static RUNNING_DOM: [AtomicPtr<Domain>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static RUNNING_VCPU: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// The vCPU this CPU was running when the guest exited, without taking the
+/// run-queue lock or a reference count. `None` before the first exit.
+fn running(cpu: usize) -> Option<(ManuallyDrop<Arc<Domain>>, usize)> {
+    let p = RUNNING_DOM[cpu].load(Ordering::Relaxed);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` came from `Arc::as_ptr` and the run queue still holds a
+    // strong reference to it (invariant of RUNNING_DOM); ManuallyDrop keeps
+    // this borrowed handle from giving that reference back.
+    let dom = ManuallyDrop::new(unsafe { Arc::from_raw(p) });
+    Some((dom, RUNNING_VCPU[cpu].load(Ordering::Relaxed)))
+}
+
+/// ESR_EL2 of `HVC #0xEA1` from AArch64: exception class 0x16, IL set, the
+/// immediate in ISS\[15:0\].
+const ESR_XEN_HYPERCALL: u64 = (0x16 << 26) | (1 << 25) | XEN_HYPERCALL_TAG as u64;
+
 /// Entry from the vectors for exceptions from EL1/EL0.
 pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
     let cpu = sched::this_cpu();
+    let esr = if kind == KIND_SYNC {
+        sysreg::esr_el2()
+    } else {
+        0
+    };
+    // A Xen hypercall that changes no vCPU's scheduling or interrupt state
+    // (see `hypercall::is_local`): nothing to look at before returning to
+    // the same vCPU. Timer ticks and kicks that arrived meanwhile are
+    // pending physical interrupts, taken as their own exit right after.
+    if esr & 0xffff_ffff == ESR_XEN_HYPERCALL
+        && hypercall::is_local(frame.x[16])
+        && let Some((dom, vcpu)) = running(cpu)
+    {
+        EXITS[0x16].fetch_add(1, Ordering::Relaxed);
+        hypercall::dispatch(&dom, vcpu, frame);
+        return;
+    }
     let slot = if kind == KIND_SYNC {
-        (sysreg::esr_el2() >> 26) as usize & 63
+        (esr >> 26) as usize & 63
     } else {
         64
     };
@@ -81,6 +129,8 @@ pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
     }
     let (dom, vcpu) = sched::schedule(frame);
     vgic::load_to_hw(&dom, vcpu);
+    RUNNING_DOM[cpu].store(Arc::as_ptr(&dom).cast_mut(), Ordering::Relaxed);
+    RUNNING_VCPU[cpu].store(vcpu, Ordering::Relaxed);
 }
 
 fn advance_pc(frame: &mut TrapFrame, esr: &Esr) {

@@ -39,7 +39,12 @@ pub struct VgicLayout {
 /// Build a domain's vGIC model: `nr_spis` shared interrupts (a multiple of 32).
 pub fn new_model(layout: &VgicLayout, nr_vcpus: usize, nr_spis: u32) -> Option<Vgic> {
     match Vgic::new(layout.version, nr_vcpus, nr_spis) {
-        Ok(v) => Some(v),
+        Ok(mut v) => {
+            // Xen injects the upcall once per 0 -> 1 change of
+            // evtchn_upcall_pending, whatever trigger the guest programs.
+            let _ = v.force_edge(crate::virq::EVTCHN_UPCALL_INTID);
+            Some(v)
+        }
         Err(e) => {
             log::error!("vGIC for {nr_vcpus} vCPUs / {nr_spis} SPIs: {e}");
             None
@@ -47,30 +52,65 @@ pub fn new_model(layout: &VgicLayout, nr_vcpus: usize, nr_spis: u32) -> Option<V
     }
 }
 
-/// Per physical CPU: the vCPU register context whose list registers are
-/// loaded, whether any LR was valid after that fill, and the domain's vGIC
-/// generation the fill saw. When the same vCPU comes back with no LR in use
-/// and nothing changed in its domain's vGIC since, both the sync and the
-/// fill are skipped: most traps (hypercalls, timer ticks, WFI) then touch
-/// no shared lock.
+/// Per physical CPU, what its list registers hold, so that an exit which
+/// changed no interrupt state does no list-register work at all:
+/// - `LR_CTX`: the vCPU register context whose LRs are loaded;
+/// - `LR_BUSY`: whether any LR was valid (or an underflow maintenance
+///   interrupt requested) after the last fill: only then can the guest
+///   have changed them, and only then does an exit sync them;
+/// - `LR_GEN`: the generation of the vCPU's interrupt state the fill saw
+///   ([`generation`]);
+/// - `LR_DIRTY`: the hardware LRs were folded into the model (or the
+///   maintenance interrupt disabled the interface) since the last fill, so
+///   the next entry must fill again (a sync moves listed pending state back
+///   into the model, and only a fill lists it again). Not when the sync
+///   found every LR completed and nothing waiting: the LRs are cleared
+///   there and then, which is all a fill would do;
+/// - `LR_UIE`: the last fill asked for the underflow maintenance interrupt.
+///
+/// Only this CPU touches its own slots (relaxed atomics, no locks).
 static LR_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static LR_BUSY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static LR_GEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static LR_DIRTY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(true) }; MAX_CPUS];
+static LR_UIE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Something in `dom`'s vGIC model may have become deliverable. Not needed
-/// for changes that make nothing deliverable (a line going low, an
-/// interrupt pended while disabled: enabling it is an MMIO store, which
-/// counts): a vCPU with interrupts listed refills its LRs on every entry
+/// Something in `dom`'s vGIC model may have become deliverable to any of its
+/// vCPUs. Not needed for changes that make nothing deliverable (a line
+/// going low, an interrupt pended while disabled: enabling it is an MMIO
+/// store, which counts): a vCPU whose LRs the guest changed refills them
 /// anyway, so an unchanged generation only ever skips an empty refill.
 fn changed(dom: &Domain) {
     dom.vgic_gen.fetch_add(1, Ordering::AcqRel);
 }
 
-fn is_upcall_listed(g: &Vgic, vcpu: usize) -> bool {
-    g.listed(vcpu)
-        .iter()
-        .flatten()
-        .any(|e| e.intid == crate::virq::EVTCHN_UPCALL_INTID)
+/// As [`changed`], for a change that concerns `vcpu` only.
+fn changed_for(dom: &Domain, vcpu: usize) {
+    match dom.vgic_vcpu_gen.get(vcpu) {
+        Some(g) => {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+        None => changed(dom),
+    }
+}
+
+/// The generation of `vcpu`'s interrupt state: the domain-wide and the
+/// per-vCPU counters summed (both only grow, so any bump changes the sum).
+fn generation(dom: &Domain, vcpu: usize) -> u64 {
+    dom.vgic_gen.load(Ordering::Acquire).wrapping_add(
+        dom.vgic_vcpu_gen
+            .get(vcpu)
+            .map_or(0, |g| g.load(Ordering::Acquire)),
+    )
+}
+
+/// The maintenance interrupt fired on this CPU: disable the virtual CPU
+/// interface (the interrupt is a level that holds while its condition
+/// does) and make the next entry refill the LRs (which renews the request
+/// if still needed).
+pub fn maintenance() {
+    gich::write_hcr(0);
+    LR_DIRTY[sched::this_cpu()].store(true, Ordering::Relaxed);
 }
 
 /// Fold the hardware list registers of `vcpu` (just exited) into its model.
@@ -78,40 +118,45 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
     let cpu = sched::this_cpu();
     let ctx = sched::current_ctx();
     if LR_CTX[cpu].load(Ordering::Relaxed) == ctx && !LR_BUSY[cpu].load(Ordering::Relaxed) {
+        // No LR was valid: the guest cannot have changed any.
         return;
     }
     let n = gich::nr_lrs();
+    let mut raw = [0u64; MAX_LRS];
     let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
-    for (i, slot) in lrs.iter_mut().enumerate().take(n) {
-        let raw = gich::read_lr(i);
+    for (i, (r, slot)) in raw.iter_mut().zip(lrs.iter_mut()).enumerate().take(n) {
+        *r = gich::read_lr(i);
         *slot = if v2 {
-            decode_lr_v2(raw as u32)
+            decode_lr_v2(*r as u32)
         } else {
-            decode_lr_v3(raw)
+            decode_lr_v3(*r)
         };
     }
-    let upcall_completed = {
+    let waiting = {
         let mut g = dom.vgic.lock();
-        let before = is_upcall_listed(&g, vcpu);
         if let Err(e) = g.sync_lrs(vcpu, &lrs[..n]) {
             log::error!("{}v{vcpu}: vGIC sync: {e}", dom.id);
         }
-        before && !is_upcall_listed(&g, vcpu)
+        g.needs_maintenance(vcpu)
     };
-    // LR_CTX still names this vCPU: its LRs are now in the model.
-    LR_BUSY[cpu].store(true, Ordering::Relaxed);
-    if upcall_completed {
-        // The event-channel upcall is a level that follows the vCPU's
-        // evtchn_upcall_pending flag, as on Xen: re-read it when the guest
-        // has finished with the interrupt, so an event that arrived after
-        // its handler last looked makes the interrupt pending again.
-        let up = crate::xen::has_pending_upcall(dom, vcpu);
-        let _ = dom
-            .vgic
-            .lock()
-            .set_level(crate::virq::EVTCHN_UPCALL_INTID, vcpu, up);
-        changed(dom);
+    if lrs[..n].iter().all(Option::is_none) && !waiting {
+        // The guest completed everything listed and nothing else waits: a
+        // fill would only write empty LRs. Clear the completed ones here
+        // (an LR left invalid with its EOI bit set keeps the maintenance
+        // interrupt asserted) and drop an underflow request.
+        for (i, &r) in raw.iter().enumerate().take(n) {
+            if r != 0 {
+                gich::write_lr(i, 0);
+            }
+        }
+        if LR_UIE[cpu].swap(false, Ordering::Relaxed) {
+            gich::write_hcr(gich::HCR_EN);
+        }
+        LR_BUSY[cpu].store(false, Ordering::Relaxed);
+    } else {
+        // LR_CTX still names this vCPU: its LRs are now in the model.
+        LR_DIRTY[cpu].store(true, Ordering::Relaxed);
     }
 }
 
@@ -119,13 +164,13 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
 pub fn load_to_hw(dom: &Domain, vcpu: usize) {
     let cpu = sched::this_cpu();
     let ctx = sched::current_ctx();
-    let generation = dom.vgic_gen.load(Ordering::Acquire);
+    let generation = generation(dom, vcpu);
     if LR_CTX[cpu].load(Ordering::Relaxed) == ctx
-        && !LR_BUSY[cpu].load(Ordering::Relaxed)
+        && !LR_DIRTY[cpu].load(Ordering::Relaxed)
         && LR_GEN[cpu].load(Ordering::Relaxed) == generation
     {
-        // Nothing listed, nothing new: the hardware LRs are all invalid.
-        gich::write_hcr(gich::HCR_EN);
+        // The LRs and the interface control are as the last fill left
+        // them, and nothing new is deliverable.
         return;
     }
     let n = gich::nr_lrs();
@@ -152,7 +197,9 @@ pub fn load_to_hw(dom: &Domain, vcpu: usize) {
     gich::write_hcr(gich::HCR_EN | if maint { gich::HCR_UIE } else { 0 });
     LR_CTX[cpu].store(ctx, Ordering::Relaxed);
     LR_BUSY[cpu].store(busy || maint, Ordering::Relaxed);
+    LR_UIE[cpu].store(maint, Ordering::Relaxed);
     LR_GEN[cpu].store(generation, Ordering::Relaxed);
+    LR_DIRTY[cpu].store(false, Ordering::Relaxed);
 }
 
 /// Let `vcpu` of `dom` notice a newly deliverable interrupt: wake it if it
@@ -174,19 +221,14 @@ pub fn kick(dom: &Arc<Domain>, vcpu: usize) {
     }
 }
 
-/// Drive private interrupt `intid` of `vcpu` high and latch an edge on it
-/// as well (the event-channel upcall, whichever trigger the guest chose),
-/// then kick the vCPU: one model update, at most one IPI.
-pub fn raise_line_and_edge(dom: &Arc<Domain>, intid: u32, vcpu: usize) {
-    let r = {
-        let mut g = dom.vgic.lock();
-        g.set_level(intid, vcpu, true)
-            .and_then(|_| g.inject(intid, Some(vcpu)))
-    };
-    changed(dom);
-    if let Err(e) = r {
+/// Latch private interrupt `intid` of `vcpu` pending and kick the vCPU
+/// (woken if blocked, interrupted if it runs elsewhere), whether or not the
+/// guest has enabled the interrupt yet: one model update, at most one IPI.
+pub fn raise_private(dom: &Arc<Domain>, intid: u32, vcpu: usize) {
+    if let Err(e) = dom.vgic.lock().inject(intid, Some(vcpu)) {
         log::debug!("{}: raise {intid}: {e}", dom.id);
     }
+    changed_for(dom, vcpu);
     kick(dom, vcpu);
 }
 
@@ -195,7 +237,12 @@ pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
     let r = dom.vgic.lock().inject(intid, vcpu);
     match r {
         Ok(Some(t)) => {
-            changed(dom);
+            // An SPI may be routed to another vCPU by the time it fills.
+            if intid < 32 {
+                changed_for(dom, t);
+            } else {
+                changed(dom);
+            }
             kick(dom, t);
         }
         Ok(None) => {}
@@ -208,7 +255,7 @@ pub fn set_level(dom: &Arc<Domain>, intid: u32, vcpu: usize, high: bool) {
     let r = dom.vgic.lock().set_level(intid, vcpu, high);
     match r {
         Ok(Some(t)) => {
-            changed(dom);
+            changed_for(dom, t);
             kick(dom, t);
         }
         Ok(None) => {}
@@ -298,7 +345,9 @@ pub fn mmio(
 /// A trapped write of ICC_SGI1R_EL1 (GICv3 SGI generation).
 pub fn sgi1r(dom: &Arc<Domain>, vcpu: usize, value: u64) {
     let targets = dom.vgic.lock().sgi1r_write(vcpu, value);
-    changed(dom);
+    for (t, _, _) in targets.iter() {
+        changed_for(dom, t);
+    }
     for (t, _, _) in targets.iter() {
         if t != vcpu {
             kick(dom, t);

@@ -14,9 +14,11 @@ pub const EVTCHN_UPCALL_INTID: u32 = 31;
 /// Raise the event-channel upcall interrupt on vCPU `vcpu` of `dom` and
 /// wake the vCPU if it is blocked.
 pub fn raise_upcall(dom: &Arc<Domain>, vcpu: usize) {
-    // The line follows evtchn_upcall_pending (re-evaluated at every guest
-    // entry); the extra edge covers a guest that configured it edge-triggered.
-    crate::vgic::raise_line_and_edge(dom, EVTCHN_UPCALL_INTID, vcpu);
+    // Called on the 0 -> 1 change of the vCPU's evtchn_upcall_pending, as
+    // Xen injects it: one edge (the PPI is forced edge-like, see
+    // `vgic::new_model`); the guest's handler loops until the flag stays
+    // clear, so an event arriving while it runs is not lost.
+    crate::vgic::raise_private(dom, EVTCHN_UPCALL_INTID, vcpu);
 }
 
 /// Console input arrived: Dom0 gets VIRQ_CONSOLE.

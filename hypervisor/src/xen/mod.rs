@@ -72,7 +72,7 @@ use crate::guest_mem;
 use crate::mem::HostTables;
 
 // Entry points for the rest of the hypervisor.
-pub use evtchn::{dump as dump_evtchn, has_pending_upcall, raise_virq};
+pub use evtchn::{dump as dump_evtchn, raise_virq};
 
 /// Per-domain Xen ABI state (shared_info, vcpu_info, event channels, grants).
 pub struct DomainXen {
