@@ -49,6 +49,7 @@
 #   BENCH_OXEN [build/oxen.bin]  BENCH_XEN [.cache/xen/root/boot/xen-4.17-arm64]
 #   BENCH_SMP [2]  BENCH_MEM [2048] (MiB)  BENCH_DOM0_MEM [512] (MiB)
 #   BENCH_OUT [.cache/bench/<date>]  BENCH_KEEP_GOING [0]  BENCH_VERBOSE [0] (echo consoles)
+#   BENCH_PROFILE [1]      0 skips the exit profile (qemu/profile.sh) appended for oxen
 #   QEMU [qemu-system-aarch64]  OXEN_CACHE [.cache]
 set -uo pipefail
 
@@ -214,6 +215,12 @@ wait_for() {
         fi
     done
 }
+# a trivial hypercall (xen_version through privcmd) minus an ioctl privcmd rejects itself
+if out=$(/opt/bench/hcbench 20000 2>&1); then
+    case $out in *", hypercall "*" ns"*) v=${out##*, hypercall }; say "hypercall_ns=${v%% *}" ;; esac
+else
+    echo "$out" | sed 's/^/bench-xl-out: /'
+fi
 stamp; T0=$STAMP
 xl create /etc/bench/domu.cfg > /tmp/create.out 2>&1
 rc=$?
@@ -302,6 +309,7 @@ xl_initrd() {
     mkcpio "$w/domu" "$w/domu-overlay.gz"
     cat "$domu" "$w/domu-overlay.gz" > "$w/dom0/opt/bench/domu-initrd.gz"
     write_xl_dom0_init "$w/dom0/bench-xl-init"; chmod 0755 "$w/dom0/bench-xl-init"
+    install -m 0755 "$HCBENCH" "$w/dom0/opt/bench/hcbench"
     printf '%s\n' 'name = "domu"' 'type = "pvh"' 'kernel = "/opt/domu/Image"' \
         'ramdisk = "/opt/bench/domu-initrd.gz"' 'extra = "console=hvc0 rdinit=/bench-xl-domu"' \
         'memory = 256' 'vcpus = 1' > "$w/dom0/etc/bench/domu.cfg"
@@ -314,6 +322,11 @@ xl_initrd() {
 XL_DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/bench-xl-init"
 if [ -n "$XL_KINDS" ]; then
     command -v cpio >/dev/null 2>&1 || die "cpio not found: run make setup"
+    # hcbench (dom0-backend/xenctrl/examples/hcbench.rs): the trivial-hypercall figure
+    log "cargo build -p xenctrl --example hcbench --release --target aarch64-unknown-linux-musl"
+    (cd "$REPO" && cargo build -q -p xenctrl --example hcbench --release --target aarch64-unknown-linux-musl) ||
+        die "building hcbench failed (see cargo's message above)"
+    HCBENCH=${CARGO_TARGET_DIR:-$REPO/target}/aarch64-unknown-linux-musl/release/examples/hcbench
     for h in $HYPS; do
         [ -n "${SKIP[$h]:-}" ] && continue
         xl_initrd "$h" || log "$h: no toolstack runs: ${XL_SKIP[$h]}"
@@ -487,7 +500,7 @@ run_one() { # hyp kind n -> 0 if Dom0 reached /init; kind xlicount|xlwall: tools
             echo "hyp_mem_excl_modules_mib=$(awk -v m="$MEM" -v f="$ofree" -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", m - f - b / 1048576 }')"
         fi
     } > "$res"
-    log "$name: ${status%% (see *}${w_init:+, /init after $(secs "$w_init") s}${pmed:+, evtchn median $pmed us}$([ -n "$xlres" ] && echo ", $(echo "$xlres" | grep -E '^(xl_create_s|create_to_domu_init_s|xl_destroy_s|domu_xenstore_read_us)=' | tr '\n' ' ')") (log: $logf)"
+    log "$name: ${status%% (see *}${w_init:+, /init after $(secs "$w_init") s}${pmed:+, evtchn median $pmed us}$([ -n "$xlres" ] && echo ", $(echo "$xlres" | grep -E '^(xl_create_s|create_to_domu_init_s|xl_destroy_s|domu_xenstore_read_us|hypercall_ns)=' | tr '\n' ' ')") (log: $logf)"
     if [ $xl = 1 ]; then [ "$status" = completed ]; else [ -n "$w_init" ]; fi
 }
 
@@ -598,6 +611,7 @@ MK=$(mem_kind)
         row "\`xl create\` command alone, $kt (s)" "xl$k" xl_create_s
         row "\`xl destroy\`, $kt (s)" "xl$k" xl_destroy_s
         row "\`xenstore-read\` round trip from the DomU, $kt (µs)" "xl$k" domu_xenstore_read_us
+        row "trivial hypercall from Dom0 userspace, above a null ioctl, $kt (ns)" "xl$k" hypercall_ns
         row "DomU kernel uptime when its /init starts, $kt (s)" "xl$k" domu_uptime_at_init_s
     done
     row "memory kept by the hypervisor (MiB)" "$MK" hyp_mem_mib
@@ -609,7 +623,31 @@ MK=$(mem_kind)
     echo "- /init time: host time from QEMU start to the \`OXEN-DOM0-INIT\` console line; guest time: \`/proc/uptime\` read by /init (10 ms resolution) and the kernel's printk stamp of \`Run /init as init process\`; both count from the Dom0 kernel's own start (its timekeeping starts at 0), so the hypervisor's boot is not in them."
     echo "- evtchn round trip: \`evtchn-ping $PING\` in Dom0 (two /dev/xen/evtchn handles bound by a loopback interdomain channel), its median and mean."
     [ -n "$XL_KINDS" ] && echo "- Toolstack rows: Dom0 booted with \`$XL_DOM0_ARGS\` from its initramfs + the bench overlay (\`$OUT/xl/\`). Xen: Debian's xl/libxl/oxenstored/xenconsoled 4.17 ($(sed -n 's/^xen-utils-4.17=//p' "$CACHE/xen-ref/manifest.txt" 2>/dev/null)); oxen: our xl, xenstored, xenconsoled (/etc/init.d/xencommons). DomU: PVH, 1 vCPU, 256 MiB, PV console only, same kernel. \`xl create\` → DomU /init: from the start of \`xl create\` to the DomU's first /init line in xenconsoled's log (polled every 10 ms). \`xenstore-read\` round trip: measured in the DomU, one process doing 200 reads of \`domid\` (one transaction) minus a 1-read process, per read. Clock: the guest kernel's monotonic clock in ns from /proc/timer_list (an awk fork per stamp, the same on both); the DomU /init line is looked for every 10 ms."
+    [ -n "$XL_KINDS" ] && echo "- Trivial hypercall: \`hcbench 20000\` in the toolstack runs' Dom0 before \`xl create\` (dom0-backend/xenctrl/examples/hcbench.rs): the mean time of \`xen_version(XENVER_version)\` through \`IOCTL_PRIVCMD_HYPERCALL\` minus that of an ioctl privcmd answers ENOTTY without leaving Dom0 (under icount: instructions)."
     echo "- Hypervisor memory = RAM − memory free for domains − Dom0's memory. Xen: free = sum over its heap zones from the \`m\` debug key (memory info), sent on the serial console once Dom0's /init runs (what \`xl info\` free_memory reports: 1504 MiB in the reference run); Xen has freed the boot modules by then, so both rows are equal. oxen: ${MEM} MiB − Dom0's ${DOM0_MEM} MiB − the \`MiB free for domains\` figure of its \`boot modules released\` line (printed after Dom0 is built and the boot modules are given back). Older oxen builds printed only the figure from before Dom0 is built, which still counts the boot modules (Dom0 Image + initrd, $(awk -v b=$((KSIZE + ISIZE)) 'BEGIN { printf "%.1f", b / 1048576 }') MiB), which the second row leaves out."
     echo "- n/a (did not reach /init): Dom0 never printed \`OXEN-DOM0-INIT\` (timeout ${TIMEOUT} s, ${SILENCE} s of console silence, panic or QEMU exit); see the run's log. [k/N runs]: only k runs gave the figure."
     echo "- Raw logs (console stamped with host seconds since QEMU start) and per-run figures: \`$OUT/\`."
 } | tee "$OUT/summary.md"
+
+# ---------------------------------------------------------------- exits by kind (oxen)
+# qemu/profile.sh on the same Dom0 evtchn-ping workload: EL2 instructions per guest exit
+# by exit kind (Xen's image has no symbols to attribute its instructions, so oxen only).
+if [ "${BENCH_PROFILE:-1}" != 0 ] && [[ " $HYPS " == *" oxen "* ]] && [ -z "${SKIP[oxen]:-}" ]; then
+    log "exit profile: qemu/profile.sh (BENCH_PROFILE=0 skips it)"
+    if PROFILE_OXEN=$OXEN_BIN PROFILE_OUT=$OUT/profile PROFILE_GIC=$GIC PROFILE_SMP=$SMP \
+        bash "$HERE/profile.sh" > "$OUT/profile.log" 2>&1; then
+        {
+            echo
+            echo "### oxen: EL2 instructions per guest exit, by kind"
+            echo
+            echo "\`qemu/profile.sh\`: Dom0's evtchn-ping ping-pong under icount, every EL2 instruction of $(sed -n 's/^\([0-9]*\) guest exits.*/\1/p' "$OUT/profile/report.txt") exits traced (per function: \`$OUT/profile/report.txt\`)."
+            echo
+            echo "| exit kind | exits | instructions per exit |"
+            echo "| --- | --- | --- |"
+            awk '/^exit kind/ { t = 1; next } t && NF == 0 { exit } t { n = NF; printf "| %s | %s | %s |\n", substr($0, 1, index($0, $(n - 2)) - 1), $(n - 2), $(n - 1) }' "$OUT/profile/report.txt" | sed 's/  *|/ |/'
+            sed -n 's/^\([0-9]*\) guest exits, \([0-9]*\) instructions at EL2, \([0-9]*\) per exit$/| all | \1 | \3 |/p' "$OUT/profile/report.txt"
+        } | tee -a "$OUT/summary.md"
+    else
+        log "exit profile failed (see $OUT/profile.log)"
+    fi
+fi
