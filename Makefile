@@ -103,7 +103,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p oxen --target $(HYP_TARGET) -- -D warnings
 	cargo clippy -p test-guest --target aarch64-unknown-none -- -D warnings
-	cargo clippy -p evtchn-ping -p xenctrl -p xenstore -p oxl -p xenconsoled \
+	cargo clippy -p evtchn-ping -p xenctrl -p xenstore -p oxl -p xenconsoled -p front-hostile \
 	    --all-targets --target aarch64-unknown-linux-musl -- -D warnings
 
 clean:

@@ -59,8 +59,9 @@ MUSL=aarch64-unknown-linux-musl
 MODULES="xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xenfs xen-blkback xen-netback
          virtio_mmio virtio_pci virtio_blk virtio_net virtio_console loop bridge crc32c_generic ext4"
 # The DomU's PV disk and network frontends (Debian builds them as modules), ext4 for an
-# ext4 xvda, xen-evtchn for /dev/xen/evtchn (evtchn-ping's DomU end).
-DOMU_MODULES="xen-blkfront xen-netfront ext4 crc32c_generic xen-evtchn"
+# ext4 xvda, xen-evtchn for /dev/xen/evtchn (evtchn-ping's DomU end), xen-gntalloc for
+# /dev/xen/gntalloc (front-hostile grants its own pages).
+DOMU_MODULES="xen-blkfront xen-netfront ext4 crc32c_generic xen-evtchn xen-gntalloc"
 
 FORCE=0
 case "${1:-}" in
