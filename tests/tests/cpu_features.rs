@@ -1,13 +1,16 @@
 //! CPUs with features oxen does not virtualise (issue 10, "every Armv8/Armv9 CPU"):
 //! Debian's Linux as Dom0 on QEMU's `-cpu max`, which has SVE, SME, MTE, pointer
-//! authentication and RAS. As on Xen 4.17 the ID registers Dom0 reads (trapped with
-//! `HCR_EL2.TID3`) hide them, so Linux never touches them: it boots to its shell with no
-//! UNDEFINED instruction from the hypervisor and no crash (before, its first SVE access
-//! trapped to EL2 and crashed Dom0), and `/proc/cpuinfo` lists none of them.
+//! authentication and RAS, on `-cpu neoverse-n2` (Armv9: SVE2, MTE, pointer
+//! authentication) and on the Armv8.0 `-cpu cortex-a53` with a GICv2. As on Xen 4.17 the
+//! ID registers Dom0 reads (trapped with `HCR_EL2.TID3`) hide them, so Linux never
+//! touches them: it boots to its shell with no UNDEFINED instruction from the hypervisor
+//! and no crash (before, its first SVE access trapped to EL2 and crashed Dom0), and
+//! `/proc/cpuinfo` lists none of them.
 //!
-//! Machine: QEMU virt, GICv3, `-cpu max`, `-smp 2`, 2048 MiB; Dom0 512 MiB running the
-//! `shell` scenario of `qemu/dom0/init.sh`. One Linux boot; the hypervisor's debug lines
-//! are on (`loglvl=all`) so that any UNDEFINED it injects shows, and fails the test.
+//! Machine: QEMU virt, GICv3 (GICv2 for the Cortex-A53), `-smp 2`, 2048 MiB; Dom0
+//! 512 MiB running the `shell` scenario of `qemu/dom0/init.sh`. One Linux boot per CPU
+//! model; the hypervisor's debug lines are on (`loglvl=all`) so that any UNDEFINED it
+//! injects shows, and fails the test.
 //!
 //! The expectations of the Linux test hold on Xen 4.17 too (`OXEN_TEST_HYPERVISOR=
 //! .cache/xen/root/boot/xen-4.17-arm64`), except that Xen 4.17 passes `ID_AA64PFR1_EL1.SME`
@@ -76,12 +79,13 @@ fn forbidden() -> Vec<Pattern> {
     ]
 }
 
-#[test]
-fn linux_dom0_on_cpu_max_boots_to_its_shell_without_sve_sme_mte_or_pauth() -> Result<(), Error> {
+/// Boot Linux Dom0 to its shell on QEMU's `-cpu cpu` with GIC version `gic`, check that
+/// `/proc/cpuinfo` lists the `wanted` features and none of [`HIDDEN_HWCAPS`], power off.
+fn linux_dom0_shell_on(cpu: &str, gic: u8, wanted: &[&str]) -> Result<(), Error> {
     let dom0 = LinuxDom0::from_cache()?;
     let mut qemu = Qemu::oxen()?
-        .cpu("max")
-        .gic_version(3)
+        .cpu(cpu)
+        .gic_version(gic)
         .smp(2)
         .memory_mib(2048)
         .append(HYP_ARGS)
@@ -103,19 +107,39 @@ fn linux_dom0_on_cpu_max_boots_to_its_shell_without_sve_sme_mte_or_pauth() -> Re
         .unwrap_or_else(|| panic!("no Features line: {out}"))
         .split_whitespace()
         .collect();
-    // The CPU is what `-cpu max` says (FP, Advanced SIMD, atomics, ...)...
-    for want in ["fp", "asimd", "atomics"] {
-        assert!(words.contains(&want), "{want} missing: {out}");
+    // The CPU is what `-cpu` says (FP, Advanced SIMD, atomics, ...)...
+    for want in wanted {
+        assert!(words.contains(want), "{want} missing on -cpu {cpu}: {out}");
     }
     // ...without the features the hypervisor does not virtualise.
     for hidden in HIDDEN_HWCAPS {
-        assert!(!words.contains(hidden), "{hidden} offered to Dom0: {out}");
+        assert!(
+            !words.contains(hidden),
+            "{hidden} offered to Dom0 on -cpu {cpu}: {out}"
+        );
     }
 
     let q = sh.running();
     q.send("poweroff\r")?;
     q.expect("reboot: Power down", STEP)?;
     q.expect_exit_code(0, Duration::from_secs(60))
+}
+
+#[test]
+fn linux_dom0_on_cpu_max_boots_to_its_shell_without_sve_sme_mte_or_pauth() -> Result<(), Error> {
+    linux_dom0_shell_on("max", 3, &["fp", "asimd", "atomics"])
+}
+
+/// An Armv9 server core (SVE2, MTE, pointer authentication, BTI), GICv3.
+#[test]
+fn linux_dom0_on_neoverse_n2_boots_to_its_shell_without_sve_or_pauth() -> Result<(), Error> {
+    linux_dom0_shell_on("neoverse-n2", 3, &["fp", "asimd", "atomics"])
+}
+
+/// The oldest Armv8.0 core QEMU models (no LSE atomics), on a GICv2 machine.
+#[test]
+fn linux_dom0_on_cortex_a53_gicv2_boots_to_its_shell() -> Result<(), Error> {
+    linux_dom0_shell_on("cortex-a53", 2, &["fp", "asimd"])
 }
 
 /// The value the test guest printed for `reg` (`cpufeatures: <reg> = 0x...`).
