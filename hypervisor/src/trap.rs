@@ -106,7 +106,10 @@ pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
         64
     };
     EXITS[slot].fetch_add(1, Ordering::Relaxed);
-    let cur = sched::current();
+    let cur = match running(cpu) {
+        Some((dom, vcpu)) => Some((Arc::clone(&dom), vcpu)),
+        None => sched::current(),
+    };
     if let Some((dom, vcpu)) = &cur {
         vgic::sync_from_hw(dom, *vcpu);
     }

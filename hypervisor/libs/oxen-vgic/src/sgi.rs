@@ -61,15 +61,15 @@ pub fn decode_sgi1r(value: u64, from: usize, nr_vcpus: usize) -> SgiTargets {
     if value & SGI1R_IRM != 0 {
         targets.extend((0..nr_vcpus).filter(|&v| v != from));
     } else {
-        let list = value & 0xffff;
         let aff1 = (value >> 16) as u8;
         let aff2 = (value >> 32) as u8;
         let aff3 = (value >> 48) as u8;
         let rs = ((value >> 44) & 0xf) as u8;
-        for bit in 0..16u8 {
-            if list & (1 << bit) == 0 {
-                continue;
-            }
+        // Only the set bits of the target list (usually one).
+        let mut list = (value & 0xffff) as u16;
+        while list != 0 {
+            let bit = list.trailing_zeros() as u8;
+            list &= list - 1;
             // RS*16 + bit fits in u8 (RS <= 15).
             let aff0 = rs * 16 + bit;
             if let Some(v) = affinity_to_vcpu(aff3, aff2, aff1, aff0, nr_vcpus) {
