@@ -21,20 +21,17 @@
 //! IROUTER reset 0 (vCPU 0), v3 SGIR/C/SPENDSGIR RAZ/WI. The redistributor
 //! is compared in `redist.rs`. oxen differs where listed here, on purpose
 //! (each is architecturally allowed, and harmless to guests that program
-//! what they use, as Linux does; the two reset defaults marked below are
-//! not harmless to a guest that relies on Xen's); the `xen_regs` tests
-//! pin both lists:
+//! what they use, as Linux does; the reset defaults a guest may rely on
+//! are Xen's); the `xen_regs` tests pin both lists:
 //!
-//! * Groups. oxen models interrupt groups: IGROUPR is read/write (reset
-//!   0, group 0) and GICD_CTLR has EnableGrp0 (bit 0) and EnableGrp1
-//!   (bit 1); v3 presents a single security state (`DS` and `ARE` read
-//!   as 1, so CTLR reads 0x50 out of reset). Xen makes IGROUPR RAZ/WI,
-//!   keeps only bit 0 of v2 CTLR and only EnableGrp1A (bit 1) of v3 CTLR
-//!   (reset ARE_NS = 0x10), and lists every v3 interrupt as Group 1. Linux
-//!   and the test guest program IGROUPR, so both work; a v3 guest that
-//!   never writes IGROUPR gets Group 0 interrupts on oxen (it would need
-//!   EnableGrp0 and `ICC_IGRPEN0_EL1`). *Reset default:* the fix is v3
-//!   interrupts resetting to Group 1 in `Vgic::new`.
+//! * Groups. oxen models interrupt groups: IGROUPR is read/write and
+//!   GICD_CTLR has EnableGrp0 (bit 0) and EnableGrp1 (bit 1); v3 presents
+//!   a single security state (`DS` and `ARE` read as 1, so CTLR reads 0x50
+//!   out of reset). Xen makes IGROUPR RAZ/WI, keeps only bit 0 of v2 CTLR
+//!   and only EnableGrp1A (bit 1) of v3 CTLR (reset ARE_NS = 0x10), and
+//!   lists every v3 interrupt as Group 1. oxen resets every v3 interrupt
+//!   to Group 1 (v2: Group 0), so a guest that never writes IGROUPR gets
+//!   what it gets on Xen; IGROUPR then reads all ones where Xen reads 0.
 //! * Pending/active state. ISPENDR/ICPENDR/ISACTIVER/ICACTIVER read the
 //!   real state and ISACTIVER/ICACTIVER writes work; Xen reads them as 0
 //!   and injects a data abort for a non-zero ISACTIVER write. On v2,
@@ -44,9 +41,7 @@
 //! * ICFGR: SGIs read as edge (0b10 per field, as the architecture
 //!   says) where Xen reads 0; only Int_config\[1\] is stored (Xen keeps
 //!   whatever is written).
-//! * v2 ITARGETSR of SPIs resets to 0 (no CPU; Xen: vCPU 0). *Reset
-//!   default:* a v2 guest enabling an SPI without targeting it gets it on
-//!   Xen, not here (the fix: `targets: 1` in `Vgic::new`). Writes keep
+//! * v2 ITARGETSR of SPIs resets to vCPU 0, as on Xen. Writes keep
 //!   every valid target bit (Xen keeps the lowest, and ignores a write
 //!   naming no existing vCPU). v3 IROUTER keeps the written fields (Xen
 //!   reads back the target vCPU's affinity: IRM reads 0).

@@ -467,8 +467,9 @@ impl Iterator for Waiting {
 
 impl Vgic {
     /// Create a vGIC with all interrupts disabled, inactive, not pending,
-    /// priority 0, Group 0, SGIs edge and PPIs/SPIs level-triggered, SPIs
-    /// routed to vCPU 0 (v3) / to no CPU (v2, like a reset GIC).
+    /// priority 0, SGIs edge and PPIs/SPIs level-triggered, SPIs routed to
+    /// vCPU 0, as Xen 4.17 resets its vGIC: on GICv3 every interrupt is
+    /// Group 1 (Xen delivers nothing else), on GICv2 Group 0.
     ///
     /// `nr_spis` must be a multiple of 32, at most [`MAX_SPIS`];
     /// `nr_vcpus` must be 1..=8 for v2 and 1..=[`MAX_VCPUS_V3`] for v3.
@@ -484,9 +485,11 @@ impl Vgic {
         {
             return Err(VgicError::BadConfig);
         }
+        let group1 = version == GicVersion::V3;
         let mut private = [Irq::new(false); NR_PRIVATE as usize];
-        for irq in private.iter_mut().take(NR_SGIS as usize) {
-            irq.edge = true;
+        for (i, irq) in private.iter_mut().enumerate() {
+            irq.edge = i < NR_SGIS as usize;
+            irq.group1 = group1;
         }
         let vcpu = VcpuState {
             private,
@@ -498,8 +501,13 @@ impl Vgic {
             sleep: true,
         };
         let spi = Spi {
-            irq: Irq::new(false),
-            targets: 0,
+            irq: Irq {
+                group1,
+                ..Irq::new(false)
+            },
+            // GICv2: ITARGETSR names vCPU 0 (Xen's reset value); GICv3
+            // routes by IROUTER, whose reset value names vCPU 0.
+            targets: 1,
             irouter: 0,
         };
         let mut vcpus = Vec::new();
