@@ -32,6 +32,8 @@ pub struct DomainNode {
     pub vpl011: bool,
     /// An initrd (`multiboot,ramdisk` module): file, load address and size in bytes.
     pub ramdisk: Option<(PathBuf, u64, u64)>,
+    /// Extra one-cell properties of the node (`oxen,weight = <512>` ...).
+    pub props: Vec<(String, u32)>,
 }
 
 impl DomainNode {
@@ -45,7 +47,14 @@ impl DomainNode {
             cpus: 1,
             vpl011: false,
             ramdisk: None,
+            props: Vec::new(),
         }
+    }
+
+    /// Add a one-cell property `name = <value>` to the node (`oxen,weight`, ...).
+    pub fn prop_u32(mut self, name: &str, value: u32) -> Self {
+        self.props.push((name.into(), value));
+        self
     }
 
     /// Give the domain an initrd loaded at `addr` (a `multiboot,ramdisk` module).
@@ -114,6 +123,9 @@ pub fn domain_nodes_dts(domains: &[DomainNode], sizes: &[u64]) -> String {
         out.push_str(&format!("\t\t\tcpus = <{:#x}>;\n", d.cpus));
         if d.vpl011 {
             out.push_str("\t\t\tvpl011;\n");
+        }
+        for (name, value) in &d.props {
+            out.push_str(&format!("\t\t\t{name} = <{value:#x}>;\n"));
         }
         out.push_str(&format!("\t\t\tmodule@{:x} {{\n", d.addr));
         out.push_str("\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n");
