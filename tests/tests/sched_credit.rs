@@ -5,6 +5,10 @@
 //!   (all 4 vCPUs brought up), and stays responsive while 4 CPU hogs run in it: the
 //!   shell answers, every vCPU accumulates CPU time (`xl vcpu-list`), and the hogs'
 //!   vCPUs run on both physical CPUs.
+//! * `xl sched-credit` and `xl vcpu-pin` drive the scheduler (F7, F8): weight and cap set
+//!   and read back, bad values refused with libxl's messages, pool time slice and rate
+//!   limit, a running vCPU pinned to another CPU moves there and its timer keeps firing.
+//!   Needs a Dom0 image built from this tree (`qemu/build-dom0.sh`, for `xl`).
 //! * Fairness (the research note's F1-F3, F5, F6) with bare-metal test guests as
 //!   boot-time domains under icount (see below).
 //!
@@ -140,6 +144,105 @@ fn linux_dom0_with_4_vcpus_on_2_cpus_boots_and_stays_responsive() -> Result<(), 
         t + 0.5 >= sum,
         "xl list Time(s) {t} should be at least the vCPUs' {sum} (taken just before)"
     );
+    sh.run("poweroff", b.step()).ok();
+    q.expect("reboot: Power down", b.left())?;
+    q.expect_exit_code(0, b.left())
+}
+
+/// F7 and F8 with Linux as Dom0 (2 vCPUs on 2 CPUs): `xl info` names the credit
+/// scheduler; `xl sched-credit` sets and shows weight and cap in xl's format and refuses
+/// bad values with libxl's messages (nothing changed); `-s` shows and sets the pool's time
+/// slice and rate limit; `xl vcpu-pin` moves a running vCPU (shown by `xl vcpu-list`, and
+/// a program on that vCPU still gets its timer: `sleep` returns).
+#[test]
+fn xl_sched_credit_and_vcpu_pin_drive_the_scheduler() -> Result<(), Error> {
+    let b = Budget::start(BUDGET);
+    let mut q = boot(2, &b)?;
+    let mut sh = Shell::attach(&mut q, re(PROMPT), b.left())?;
+    let out = ok(&mut sh, "xl info xen_scheduler", &b)?;
+    assert_eq!(out.lines, ["credit"], "{out}");
+
+    // Defaults, then set and read back.
+    let out = ok(&mut sh, "xl sched-credit", &b)?;
+    assert_eq!(
+        out.lines,
+        [
+            "Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us",
+            "Name                                ID Weight  Cap",
+            "Domain-0                             0    256    0",
+        ],
+        "{out}"
+    );
+    let out = ok(&mut sh, "xl sched-credit -d 0 -w 512 -c 50", &b)?;
+    assert!(out.lines.is_empty(), "setting prints nothing: {out}");
+    let out = ok(&mut sh, "xl sched-credit -d Domain-0", &b)?;
+    assert_eq!(
+        out.lines,
+        [
+            "Name                                ID Weight  Cap",
+            "Domain-0                             0    512   50",
+        ],
+        "{out}"
+    );
+    // Bad values: libxl's message, non-zero status, nothing changed.
+    for (args, msg) in [
+        (
+            "-w 0",
+            "Cpu weight out of range, valid values are within range from 1 to 65535",
+        ),
+        ("-w 70000", "Cpu weight out of range"),
+        (
+            "-c 201",
+            "Cpu cap out of range, valid range is from 0 to 200",
+        ),
+    ] {
+        let out = sh.run(&format!("xl sched-credit -d 0 {args} 2>&1"), b.step())?;
+        assert_ne!(out.status, 0, "{args} accepted:\n{out}");
+        assert!(out.lines.iter().any(|l| l.contains(msg)), "{args}:\n{out}");
+    }
+    let out = sh.run("xl sched-credit -w 300 2>&1", b.step())?;
+    assert_ne!(out.status, 0);
+    assert_eq!(out.lines, ["Must specify a domain."], "{out}");
+    let out = ok(&mut sh, "xl sched-credit -d 0", &b)?;
+    assert!(out.lines[1].ends_with("0    512   50"), "changed: {out}");
+    ok(&mut sh, "xl sched-credit -d 0 -w 256 -c 0", &b)?;
+
+    // Pool parameters: Xen's ranges.
+    ok(&mut sh, "xl sched-credit -s -t 10 -r 500", &b)?;
+    let out = ok(&mut sh, "xl sched-credit -s", &b)?;
+    assert_eq!(
+        out.lines,
+        ["Cpupool Pool-0: tslice=10ms ratelimit=500us migration-delay=0us"],
+        "{out}"
+    );
+    for args in ["-t 0", "-t 1001", "-r 50", "-t 1 -r 2000"] {
+        let out = sh.run(&format!("xl sched-credit -s {args} 2>&1"), b.step())?;
+        assert_ne!(out.status, 0, "-s {args} accepted:\n{out}");
+    }
+    ok(&mut sh, "xl sched-credit -s -t 30 -r 1000", &b)?;
+
+    // F7: pin vCPU 1 (running a CPU hog) to CPU 0, then to CPU 1: xl vcpu-list follows,
+    // and a sleeper on that vCPU still wakes (its virtual timer moved with it).
+    ok(
+        &mut sh,
+        "taskset -c 1 timeout 20 sh -c 'while :; do :; done' & sleep 0.2",
+        &b,
+    )?;
+    for cpu in [0u32, 1] {
+        ok(&mut sh, &format!("xl vcpu-pin 0 1 {cpu}"), &b)?;
+        let rows = vcpu_list(&mut sh, "0", &b)?;
+        assert_eq!(rows[1].cpu, Some(cpu), "vCPU 1 not moved to CPU {cpu}");
+        assert_eq!(rows[1].affinity, format!("{cpu} / all"));
+        let out = ok(&mut sh, "taskset -c 1 sleep 0.3; echo slept", &b)?;
+        assert_eq!(out.lines, ["slept"], "{out}");
+    }
+    ok(&mut sh, "xl vcpu-pin 0 all all", &b)?;
+    let rows = vcpu_list(&mut sh, "0", &b)?;
+    assert!(rows.iter().all(|r| r.affinity == "all / all"), "unpinned");
+    let out = sh.run("xl vcpu-pin 0 7 0 2>&1", b.step())?;
+    assert_ne!(out.status, 0);
+    assert_eq!(out.lines, ["Could not set affinity for vcpu `7'."], "{out}");
+    ok(&mut sh, "kill %1 2>/dev/null; wait", &b)?;
     sh.run("poweroff", b.step()).ok();
     q.expect("reboot: Power down", b.left())?;
     q.expect_exit_code(0, b.left())
