@@ -9,8 +9,10 @@
 //! * Per CPU ([`RQ`]): the vCPU whose context is loaded, and the blocked
 //!   vCPUs this CPU saved last, whose virtual-timer deadlines it watches
 //!   (it arms its EL2 timer for the earliest and wakes them when due).
-//! * Per CPU: a "reschedule" flag ([`NEED_RESCHED`]), set by the EL2 timer
-//!   interrupt, the reschedule SGI, and local events.
+//! * Per CPU: a "look again" flag ([`NEED_RESCHED`]), set by the EL2 timer
+//!   interrupt, the SGI and local events, which runs the timers; and a
+//!   "decide" flag ([`DECIDE`]), set only when the policy asks this CPU to
+//!   pick again (Xen's `SCHEDULE_SOFTIRQ`).
 //!
 //! The hardware side: every CPU arms its EL2 timer for the policy's next
 //! deadline (credit tick, slice end, accounting on CPU 0) or the earliest
@@ -110,6 +112,11 @@ impl RunQueue {
 
 static RQ: [Mutex<RunQueue>; MAX_CPUS] = [const { Mutex::new(RunQueue::new()) }; MAX_CPUS];
 static NEED_RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the policy asked it to decide again (a tickle, its current vCPU
+/// blocked, yielded, must move, or its slice ended). Other traps only run
+/// the timers: like Xen's, the policy is consulted when it asks, so a
+/// timer interrupt or an interrupt kick does not preempt by itself.
+static DECIDE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NR_CPUS: AtomicUsize = AtomicUsize::new(1);
 static NEXT_PCPU: AtomicUsize = AtomicUsize::new(0);
@@ -209,10 +216,14 @@ fn vref(dom: &Domain, vcpu: usize) -> VcpuRef {
     VcpuRef::new(dom.id.0, vcpu as u32)
 }
 
-/// Make the CPUs in `mask` reschedule: this one by its flag, others by SGI.
+/// Make the CPUs in `mask` decide again: this one by its flags, others by
+/// their flag and the SGI.
 fn signal(mask: CpuMask) {
     let me = this_cpu();
     for c in mask.iter() {
+        if c < MAX_CPUS {
+            DECIDE[c].store(true, Ordering::Release);
+        }
         if c == me {
             NEED_RESCHED[c].store(true, Ordering::Release);
         } else if c < nr_cpus() {
@@ -302,9 +313,14 @@ pub fn domain_destroyed() {
     kick_all();
 }
 
-/// Ask CPU `cpu` to reschedule soon.
+/// Make CPU `cpu` leave the guest it runs soon (it then refills that
+/// vCPU's list registers), without asking the policy for a new decision.
 pub fn kick(cpu: usize) {
-    signal(CpuMask::single(cpu));
+    if cpu == this_cpu() {
+        NEED_RESCHED[cpu].store(true, Ordering::Release);
+    } else if cpu < nr_cpus() {
+        irq::send_kick(cpu, mpidr_of(cpu));
+    }
 }
 
 /// Ask every CPU to reschedule (a domain died or was paused).
@@ -319,9 +335,10 @@ pub fn yield_current() {
     if let Some((d, v)) = current() {
         let mut g = SCHED.lock();
         if let Some(c) = g.credit.as_mut() {
-            let _ = c.yield_vcpu(vref(&d, v));
+            signal(c.yield_vcpu(vref(&d, v)));
         }
     }
+    DECIDE[cpu].store(true, Ordering::Release);
     NEED_RESCHED[cpu].store(true, Ordering::Release);
 }
 
@@ -343,6 +360,7 @@ pub fn block_current() {
             signal(c.block(vref(&d, v), now_ns()));
         }
     }
+    DECIDE[cpu].store(true, Ordering::Release);
     NEED_RESCHED[cpu].store(true, Ordering::Release);
 }
 
@@ -617,15 +635,25 @@ pub fn schedule(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
             idle_wait(cpu, None);
             continue;
         };
-        // Timer work first (accounting, credit tick, slice end); this CPU
-        // is deciding anyway.
-        signal(c.timer(cpu, now).and_not(CpuMask::single(cpu)));
+        // Timer work first (accounting, credit tick, slice end).
+        signal(c.timer(cpu, now));
         let mut rq = RQ[cpu].lock();
-        if let Some((d, v)) = &rq.current
-            && !eligible(d, *v)
+        let keep = match &rq.current {
+            Some((d, v)) if !eligible(d, *v) => {
+                signal(c.block(vref(d, *v), now));
+                None
+            }
+            Some((d, v)) => Some((d.clone(), *v)),
+            None => None,
+        };
+        if let Some((d, v)) = keep
+            && !DECIDE[cpu].swap(false, Ordering::AcqRel)
         {
-            signal(c.block(vref(d, *v), now).and_not(CpuMask::single(cpu)));
+            // The policy did not ask for a decision: the current vCPU runs on.
+            arm(c, &rq, cpu);
+            return (d, v);
         }
+        DECIDE[cpu].store(false, Ordering::Release);
         let next = pick(c, doms, cpu, now);
         let mut next = next;
         let same = loop {
@@ -661,21 +689,14 @@ pub fn schedule(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
             log::error!("CPU{cpu}: scheduler invariant broken: {e}");
             CHECKS.store(false, Ordering::Relaxed);
         }
-        let deadline = c.next_timer(cpu).map(ns_to_count);
-        let deadline = match (deadline, rq.earliest) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = deadline(c, &rq, cpu);
         match next {
             Some((nd, nv)) => {
                 if !same {
                     load(frame, &nd, nv);
                     rq.current = Some((nd.clone(), nv));
                 }
-                match deadline {
-                    Some(t) => timer::arm_at(t),
-                    None => timer::disarm(),
-                }
+                arm(c, &rq, cpu);
                 return (nd, nv);
             }
             None => {
@@ -684,6 +705,24 @@ pub fn schedule(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
                 idle_wait(cpu, deadline);
             }
         }
+    }
+}
+
+/// When `cpu` must look again (counter value): the policy's next timer
+/// (credit tick, slice end, accounting) or the earliest guest timer it
+/// watches, whichever is first.
+fn deadline(c: &Credit, rq: &RunQueue, cpu: usize) -> Option<u64> {
+    match (c.next_timer(cpu).map(ns_to_count), rq.earliest) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Arm this CPU's EL2 timer for [`deadline`] (or stop it).
+fn arm(c: &Credit, rq: &RunQueue, cpu: usize) {
+    match deadline(c, rq, cpu) {
+        Some(t) => timer::arm_at(t),
+        None => timer::disarm(),
     }
 }
 
