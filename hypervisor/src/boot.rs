@@ -200,6 +200,7 @@ pub extern "C" fn primary_main(dtb: u64) -> ! {
         .take(head::MAX_CPUS)
         .collect();
     sched::set_cpus(if mpidrs.is_empty() { &[0] } else { &mpidrs });
+    sched::configure(&opts);
     crate::idregs::init();
     cpu_init(0);
     shutdown::timer_irq_ready();

@@ -82,7 +82,8 @@ pub enum VcpuState {
 
 /// A virtual CPU.
 pub struct Vcpu {
-    /// Physical CPU it is pinned to.
+    /// Physical CPU it runs on or last ran on (at first: where it was
+    /// placed); the scheduler's to change.
     pub pcpu: usize,
     /// General-purpose registers, PC and PSTATE while not running.
     pub frame: TrapFrame,
@@ -176,8 +177,6 @@ pub struct Domain {
     /// Whether its vCPUs count as made (Xen makes them at `max_vcpus`;
     /// oxen at creation, but reports them only from then on).
     pub vcpus_made: core::sync::atomic::AtomicBool,
-    /// Credit scheduler weight and cap as `scheduler_op` set them.
-    pub sched_params: Mutex<(u16, u16)>,
     /// `set_paging_mempool_size` value in bytes (recorded; oxen's stage-2
     /// tables come from the free pool).
     pub paging_pool: AtomicU64,
@@ -274,7 +273,6 @@ impl Domain {
             handle: Mutex::new([0; 16]),
             from_toolstack: false,
             vcpus_made: core::sync::atomic::AtomicBool::new(true),
-            sched_params: Mutex::new((256, 0)),
             paging_pool: AtomicU64::new(0),
         }
     }
@@ -475,12 +473,21 @@ pub fn destroy(dom: &Arc<Domain>) -> bool {
         doms.retain(|d| !Arc::ptr_eq(d, dom));
         ZOMBIES.lock().push(Arc::downgrade(dom));
     }
-    crate::sched::kick_all();
+    crate::sched::domain_destroyed();
     if dom.name.is_empty() {
         log::info!("{}: destroyed", dom.id);
     } else {
         log::info!("{}: destroyed ('{}')", dom.id, dom.name);
     }
+    let ns: u64 = (0..dom.vcpus.len())
+        .map(|i| crate::sched::vcpu_time_ns(dom, i))
+        .sum();
+    log::info!(
+        "{}: used {}.{:06} s of CPU time",
+        dom.id,
+        ns / 1_000_000_000,
+        ns % 1_000_000_000 / 1000
+    );
     notify_dom0_exc();
     true
 }

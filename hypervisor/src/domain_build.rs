@@ -297,7 +297,7 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
         let size = opts.dom0_mem.unwrap_or(DOM0_MEM_DEFAULT);
         let vcpus = opts.dom0_max_vcpus.unwrap_or(sched::nr_cpus() as u32);
         match build(info, spec, DomId::DOM0, true, size, vcpus, host_dtb) {
-            Ok(d) => register(d),
+            Ok(d) => register(d, spec),
             Err(
                 BuildError::NoMemory { free, .. }
                 | BuildError::Banks(BankError::NoMemory { free }, _),
@@ -329,7 +329,7 @@ pub fn build_domains(info: &BootInfo, opts: &BootOptions, host_dtb: &[u8]) {
         let size = spec.memory_kib.unwrap_or(128 * 1024) * 1024;
         let vcpus = spec.vcpus.unwrap_or(1);
         match build(info, spec, id, false, size, vcpus, host_dtb) {
-            Ok(d) => register(d),
+            Ok(d) => register(d, spec),
             Err(e) => fatal(format_args!(
                 "{id} '{}' cannot be built: {e}: {}",
                 spec.name,
@@ -351,10 +351,25 @@ fn dom0_mem_arg(cmdline: &str, size: u64) -> String {
         )
 }
 
-fn register(d: Arc<Domain>) {
+fn register(d: Arc<Domain>, spec: &DomainSpec) {
     log::debug!("{} '{}': runnable", d.id, d.name);
     domain::DOMAINS.lock().push(d.clone());
-    sched::enqueue(&d, 0);
+    let clamp = |v: Option<u32>| v.map(|v| v.min(u32::from(u16::MAX)) as u16);
+    let (weight, cap) = (clamp(spec.weight), clamp(spec.cap));
+    match sched::add_domain(&d, weight, cap) {
+        Ok(()) if weight.is_some() || cap.is_some() || spec.hard_affinity.is_some() => {
+            log::info!(
+                "{} '{}': credit weight {}, cap {}, hard affinity {:#x}",
+                d.id,
+                d.name,
+                weight.unwrap_or(oxen_sched::DEFAULT_WEIGHT),
+                cap.unwrap_or(0),
+                spec.hard_affinity.unwrap_or(u32::MAX)
+            );
+        }
+        Ok(()) => {}
+        Err(e) => log::error!("{} '{}': not schedulable: {e}", d.id, d.name),
+    }
 }
 
 /// Text offset and size of the arm64 `Image` in `kernel` (Linux's
@@ -684,6 +699,11 @@ fn build(
     );
     if spec.vpl011 && !is_dom0 {
         dom.vuart = Some(crate::sync::Mutex::new(oxen_vuart::VUart::new()));
+    }
+    if let Some(mask) = spec.hard_affinity {
+        for v in dom.vcpus.iter_mut() {
+            v.get_mut().affinity[0] = u64::from(mask);
+        }
     }
     Ok(Arc::new(dom))
 }

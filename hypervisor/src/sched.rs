@@ -1,35 +1,100 @@
-//! Scheduling of vCPUs on physical CPUs.
+//! Scheduling of vCPUs on physical CPUs: Xen's credit scheduler (credit1),
+//! whose policy is the host-tested `oxen-sched` crate, driven here.
 //!
-//! Each vCPU is pinned to one physical CPU (chosen round-robin when its
-//! domain is built). Every physical CPU runs its own queue round-robin with
-//! a fixed time slice enforced by the EL2 timer; a vCPU also gives up its
-//! CPU on WFI, `sched_op(yield)` and when its domain dies. With nothing to
-//! run a CPU waits in WFI with interrupts masked at EL2 (a pending interrupt
-//! still wakes it) and polls the GIC.
+//! # What it owns
+//!
+//! * [`SCHED`]: the policy ([`Credit`]: per-CPU run queues, credits,
+//!   weights, caps, boost, tickling, work stealing, affinity) and the
+//!   domains it schedules (`Arc`s, so a vCPU the policy names can be run).
+//! * Per CPU ([`RQ`]): the vCPU whose context is loaded, and the blocked
+//!   vCPUs this CPU saved last, whose virtual-timer deadlines it watches
+//!   (it arms its EL2 timer for the earliest and wakes them when due).
+//! * Per CPU: a "look again" flag ([`NEED_RESCHED`]), set by the EL2 timer
+//!   interrupt, the SGI and local events, which runs the timers; and a
+//!   "decide" flag ([`DECIDE`]), set only when the policy asks this CPU to
+//!   pick again (Xen's `SCHEDULE_SOFTIRQ`).
+//!
+//! The hardware side: every CPU arms its EL2 timer for the policy's next
+//! deadline (credit tick, slice end, accounting on CPU 0) or the earliest
+//! watched guest timer, whichever is first; the policy's "tickle" masks
+//! become the reschedule SGI ([`irq::SGI_KICK`]); with nothing to run a CPU
+//! waits in WFI (interrupts masked at EL2; a pending one still wakes it).
+//! A vCPU moves between CPUs with its whole state: its trap frame, EL1 and
+//! FP registers, GIC virtual-interface state (VMCR, APRs) and virtual timer
+//! are saved into its [`crate::domain::Vcpu`] when it leaves a CPU and
+//! loaded on the next; its list-register contents live in its domain's vGIC
+//! model between runs (folded back by `vgic::sync_from_hw` at every exit),
+//! and its private interrupts (SGIs, PPIs, the virtual timer's PPI) are
+//! virtual, per vCPU in that model, so nothing physical has to follow.
+//!
+//! # Eligibility
+//!
+//! The policy runs a vCPU only if it is *eligible*: its domain is alive and
+//! not paused by the toolstack and the vCPU is `Runnable`. The policy's own
+//! "blocked" state follows eligibility: it is told `wake` where a vCPU
+//! becomes eligible (an event for a blocked vCPU, PSCI CPU_ON, boot,
+//! unpause) and `block` where the vCPU itself blocks (WFI, `SCHEDOP_block`
+//! and `poll`); everything else that makes a vCPU ineligible (pause,
+//! shutdown, destruction, CPU_OFF) asks its CPU to reschedule, and
+//! [`schedule`] tells the policy to block any vCPU it picks, or runs, that
+//! is not eligible. Parking by a cap is the policy's own pause count.
+//!
+//! # Invariants
+//!
+//! * Every decision is acted on under the same hold of [`SCHED`]: the
+//!   previous vCPU is saved (and only then reported saved to the policy,
+//!   which may then let another CPU steal it) and the next loaded before the
+//!   lock is dropped. A CPU never decides to keep or drop its current vCPU
+//!   and then acts after releasing the lock.
+//! * Changes of a vCPU's `state` between `Runnable` and `Blocked` are made
+//!   under [`SCHED`] together with the matching policy call.
+//! * `RQ[cpu].current` is the policy's current vCPU of `cpu` whenever
+//!   [`SCHED`] is free.
+//! * A vCPU's `pcpu` is the CPU it runs on or last ran on; its registers
+//!   may be reused without reloading only on that CPU (`LIVE_CTX`).
+//!
+//! # Lock order
+//!
+//! `DOMAINS` (never taken under [`SCHED`]), then [`SCHED`], then a CPU's
+//! [`RQ`], then a vCPU. `vgic` and `xen` locks are never held while
+//! calling in here.
 
 extern crate alloc;
 
-use alloc::collections::VecDeque;
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use oxen_sched::{CpuMask, Credit, SchedError, SchedParams, VcpuInfo, VcpuRef};
+use oxen_types::DomId;
 
 use crate::sync::Mutex;
 
 use crate::arch::head::{MAX_CPUS, TrapFrame};
 use crate::arch::{self, sysreg, timer};
-use crate::domain::{Domain, VcpuState};
+use crate::domain::{DomState, Domain, VcpuState};
 use crate::irq;
 
-/// Length of a time slice.
-pub const SLICE_NS: u64 = 10_000_000;
+/// The policy and the domains it schedules.
+struct Global {
+    credit: Option<Credit>,
+    doms: BTreeMap<u16, Arc<Domain>>,
+}
+
+static SCHED: Mutex<Global> = Mutex::new(Global {
+    credit: None,
+    doms: BTreeMap::new(),
+});
+
+/// A destroyed domain may be waiting to leave the policy.
+static REAP: AtomicBool = AtomicBool::new(false);
 
 struct RunQueue {
     current: Option<(Arc<Domain>, usize)>,
-    queue: VecDeque<(Arc<Domain>, usize)>,
-    /// vCPUs pinned here that left the CPU blocked (their virtual-timer
+    /// vCPUs that left this CPU without being eligible (their virtual-timer
     /// deadlines are this CPU's to watch); stale entries are dropped lazily.
-    blocked: alloc::vec::Vec<(Arc<Domain>, usize)>,
-    need_resched: bool,
+    blocked: Vec<(Arc<Domain>, usize)>,
     /// Earliest virtual-timer deadline among `blocked` (maybe stale:
     /// early is harmless, it only makes the CPU look again).
     earliest: Option<u64>,
@@ -39,25 +104,39 @@ impl RunQueue {
     const fn new() -> Self {
         Self {
             current: None,
-            queue: VecDeque::new(),
-            blocked: alloc::vec::Vec::new(),
-            need_resched: false,
+            blocked: Vec::new(),
             earliest: None,
         }
     }
 }
 
 static RQ: [Mutex<RunQueue>; MAX_CPUS] = [const { Mutex::new(RunQueue::new()) }; MAX_CPUS];
+static NEED_RESCHED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the policy asked it to decide again (a tickle, its current vCPU
+/// blocked, yielded, must move, or its slice ended). Other traps only run
+/// the timers: like Xen's, the policy is consulted when it asks, so a
+/// timer interrupt or an interrupt kick does not preempt by itself.
+static DECIDE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NR_CPUS: AtomicUsize = AtomicUsize::new(1);
 static NEXT_PCPU: AtomicUsize = AtomicUsize::new(0);
+/// Context switches (a different vCPU or idle loaded) and switches that
+/// brought a vCPU from another CPU, for the `r` debug key.
+static SWITCHES: AtomicU64 = AtomicU64::new(0);
+static MIGRATIONS: AtomicU64 = AtomicU64::new(0);
+/// Check the policy's invariants after every decision (debug builds, until
+/// one breaks: an error line, and the scheduler carries on).
+static CHECKS: AtomicBool = AtomicBool::new(cfg!(debug_assertions));
 
-/// Record the physical CPUs (index → MPIDR) found at boot.
+/// Record the physical CPUs (index → MPIDR) found at boot and start the
+/// scheduler on them.
 pub fn set_cpus(mpidrs: &[u64]) {
     for (i, &m) in mpidrs.iter().enumerate().take(MAX_CPUS) {
         MPIDR[i].store(m, Ordering::Relaxed);
     }
-    NR_CPUS.store(mpidrs.len().clamp(1, MAX_CPUS), Ordering::Relaxed);
+    let n = mpidrs.len().clamp(1, MAX_CPUS);
+    NR_CPUS.store(n, Ordering::Relaxed);
+    SCHED.lock().credit = Some(Credit::new(n, now_ns()));
 }
 
 /// How many physical CPUs oxen runs on.
@@ -70,18 +149,17 @@ pub fn mpidr_of(cpu: usize) -> u64 {
     MPIDR[cpu % MAX_CPUS].load(Ordering::Relaxed)
 }
 
-/// The physical CPU the next new vCPU is pinned to.
+/// A starting CPU for the next new boot-time vCPU (round-robin; the
+/// policy moves vCPUs as load requires).
 pub fn next_pcpu() -> usize {
     NEXT_PCPU.fetch_add(1, Ordering::Relaxed) % nr_cpus()
 }
 
-/// Physical CPUs for the `n` vCPUs of a domain created at run time: each
-/// goes to the CPU with the least load, where load is the number of live
-/// vCPUs pinned there and Dom0's vCPU 0 counts twice (it takes the device
-/// interrupts and, by default, every event-channel upcall: a DomU beside it
-/// would be preempted by each of its own console or xenstore notifications).
-/// Ties go to the lowest CPU number.
-pub fn place_vcpus(n: usize) -> alloc::vec::Vec<usize> {
+/// Starting CPUs for the `n` vCPUs of a domain created at run time: each
+/// goes to the CPU with the fewest live vCPUs last run there, Dom0's vCPU 0
+/// counting twice (it takes the device interrupts). Only a first placement:
+/// the policy moves vCPUs as load requires.
+pub fn place_vcpus(n: usize) -> Vec<usize> {
     let cpus = nr_cpus();
     let mut load = alloc::vec![0usize; cpus];
     for d in crate::domain::DOMAINS.lock().iter() {
@@ -122,77 +200,206 @@ pub fn current_ctx() -> u64 {
     CURRENT_CTX[this_cpu()].load(Ordering::Relaxed)
 }
 
-/// Make a vCPU runnable on its physical CPU (wakes that CPU if remote).
-pub fn enqueue(dom: &Arc<Domain>, vcpu: usize) {
-    let pcpu = dom.vcpus[vcpu].lock().pcpu;
-    RQ[pcpu].lock().queue.push_back((dom.clone(), vcpu));
-    kick(pcpu);
+/// Monotonic time for the policy, in ns (the physical count, shared by
+/// every CPU). Read under [`SCHED`] so successive calls never go back.
+fn now_ns() -> u64 {
+    timer::ticks_to_ns(timer::now())
 }
 
-/// Ask CPU `cpu` to reschedule soon.
+/// Counter value at or just after `ns` (rounded up, so a timer armed for a
+/// policy deadline never fires before the policy sees it due).
+fn ns_to_count(ns: u64) -> u64 {
+    timer::ns_to_ticks(ns) + 1
+}
+
+fn vref(dom: &Domain, vcpu: usize) -> VcpuRef {
+    VcpuRef::new(dom.id.0, vcpu as u32)
+}
+
+/// Make the CPUs in `mask` decide again: this one by its flags, others by
+/// their flag and the SGI.
+fn signal(mask: CpuMask) {
+    let me = this_cpu();
+    for c in mask.iter() {
+        if c < MAX_CPUS {
+            DECIDE[c].store(true, Ordering::Release);
+        }
+        if c == me {
+            NEED_RESCHED[c].store(true, Ordering::Release);
+        } else if c < nr_cpus() {
+            irq::send_kick(c, mpidr_of(c));
+        }
+    }
+}
+
+/// Whether `vcpu` of `dom` may run (see the module docs).
+fn eligible(dom: &Domain, vcpu: usize) -> bool {
+    dom.is_alive() && !dom.is_paused() && dom.vcpus[vcpu].lock().state == VcpuState::Runnable
+}
+
+/// Register `dom`'s vCPUs with the policy (each starting near its `pcpu`,
+/// within its hard affinity), with weight and cap if given, then wake the
+/// eligible ones. Errors: the id is still known to the policy (-EBUSY),
+/// or the policy refused the weight/cap.
+pub fn add_domain(
+    dom: &Arc<Domain>,
+    weight: Option<u16>,
+    cap: Option<u16>,
+) -> Result<(), SchedError> {
+    let mut g = SCHED.lock();
+    reap_locked(&mut g);
+    let Global { credit, doms } = &mut *g;
+    let Some(c) = credit.as_mut() else {
+        return Err(SchedError::NoDomain);
+    };
+    let id = dom.id;
+    c.add_domain(id, dom.vcpus.len() as u32)?;
+    if let Err(e) = c.set_params(id, weight.map(u32::from), cap.map(u32::from)) {
+        let _ = c.remove_domain(id);
+        return Err(e);
+    }
+    for i in 0..dom.vcpus.len() {
+        let (start, hard) = {
+            let v = dom.vcpus[i].lock();
+            (v.pcpu.min(c.ncpus() - 1), v.affinity[0])
+        };
+        let hard = (hard != u64::MAX).then_some(CpuMask(hard));
+        let r = vref(dom, i);
+        if let Err(e) = c.add_vcpu(r, start, hard) {
+            log::error!("{}v{i}: not schedulable: {e:?}", id);
+            continue;
+        }
+        if let Some(info) = c.vcpu_info(r) {
+            dom.vcpus[i].lock().pcpu = info.cpu;
+        }
+    }
+    doms.insert(id.0, dom.clone());
+    let now = now_ns();
+    for i in 0..dom.vcpus.len() {
+        if eligible(dom, i) {
+            signal(c.wake(vref(dom, i), now));
+        }
+    }
+    Ok(())
+}
+
+/// A vCPU came online (boot, PSCI CPU_ON): let the policy run it.
+pub fn enqueue(dom: &Arc<Domain>, vcpu: usize) {
+    let mut g = SCHED.lock();
+    if eligible(dom, vcpu)
+        && let Some(c) = g.credit.as_mut()
+    {
+        signal(c.wake(vref(dom, vcpu), now_ns()));
+    }
+}
+
+/// Queue every eligible vCPU of `dom` (it was just unpaused). Made under
+/// [`SCHED`] after the pause count dropped, so a CPU that blocked one of
+/// them for being paused did so before, and this wakes it.
+pub fn domain_unpaused(dom: &Arc<Domain>) {
+    let mut g = SCHED.lock();
+    let Some(c) = g.credit.as_mut() else { return };
+    let now = now_ns();
+    for i in 0..dom.vcpus.len() {
+        if eligible(dom, i) {
+            signal(c.wake(vref(dom, i), now));
+        }
+    }
+}
+
+/// `dom` was destroyed: its vCPUs leave their CPUs and then the policy.
+pub fn domain_destroyed() {
+    REAP.store(true, Ordering::Release);
+    kick_all();
+}
+
+/// Make CPU `cpu` leave the guest it runs soon (it then refills that
+/// vCPU's list registers), without asking the policy for a new decision.
 pub fn kick(cpu: usize) {
     if cpu == this_cpu() {
-        RQ[cpu].lock().need_resched = true;
-    } else {
+        NEED_RESCHED[cpu].store(true, Ordering::Release);
+    } else if cpu < nr_cpus() {
         irq::send_kick(cpu, mpidr_of(cpu));
     }
 }
 
-/// Ask every CPU to reschedule (a domain died).
+/// Ask every CPU to reschedule (a domain died or was paused).
 pub fn kick_all() {
-    for c in 0..nr_cpus() {
-        kick(c);
-    }
+    signal(CpuMask::first_n(nr_cpus()));
 }
 
-/// The current vCPU gives up the rest of its slice.
+/// The current vCPU gives up the rest of its slice (`SCHEDOP_yield`, WFE),
+/// or something made it ineligible (CPU_OFF): reschedule before returning.
 pub fn yield_current() {
-    RQ[this_cpu()].lock().need_resched = true;
-}
-
-/// Block the current vCPU until [`wake`] is called for it. The caller has
-/// checked that nothing it waits for is already pending.
-pub fn block_current() {
     let cpu = this_cpu();
-    let mut rq = RQ[cpu].lock();
-    if let Some((d, v)) = &rq.current {
-        let mut vc = d.vcpus[*v].lock();
-        if vc.state == VcpuState::Runnable {
-            vc.state = VcpuState::Blocked;
+    if let Some((d, v)) = current() {
+        let mut g = SCHED.lock();
+        if let Some(c) = g.credit.as_mut() {
+            signal(c.yield_vcpu(vref(&d, v)));
         }
     }
-    rq.need_resched = true;
+    DECIDE[cpu].store(true, Ordering::Release);
+    NEED_RESCHED[cpu].store(true, Ordering::Release);
+}
+
+/// Block the current vCPU until [`wake`] is called for it. The caller
+/// looks for pending work after this (and wakes it if there is some).
+pub fn block_current() {
+    let cpu = this_cpu();
+    if let Some((d, v)) = current() {
+        let mut g = SCHED.lock();
+        let blocked = {
+            let mut vc = d.vcpus[v].lock();
+            let b = vc.state == VcpuState::Runnable;
+            if b {
+                vc.state = VcpuState::Blocked;
+            }
+            b
+        };
+        if blocked && let Some(c) = g.credit.as_mut() {
+            signal(c.block(vref(&d, v), now_ns()));
+        }
+    }
+    DECIDE[cpu].store(true, Ordering::Release);
+    NEED_RESCHED[cpu].store(true, Ordering::Release);
 }
 
 /// Make a blocked vCPU runnable again (an event or interrupt arrived).
-/// Returns whether it was blocked (it is queued and its CPU kicked then).
+/// Returns whether it was blocked (the policy queued it and tickled a CPU).
 pub fn wake(dom: &Arc<Domain>, vcpu: usize) -> bool {
+    // Unlocked look first: only the vCPU itself blocks it, and it looks for
+    // pending work after blocking, so one seen runnable here needs nothing.
+    if dom.vcpus[vcpu].lock().state != VcpuState::Blocked {
+        return false;
+    }
+    let mut g = SCHED.lock();
+    wake_locked(&mut g, dom, vcpu, now_ns())
+}
+
+fn wake_locked(g: &mut Global, dom: &Domain, vcpu: usize, now: u64) -> bool {
     let woke = {
         let mut v = dom.vcpus[vcpu].lock();
-        if v.state == VcpuState::Blocked {
+        let b = v.state == VcpuState::Blocked;
+        if b {
             v.state = VcpuState::Runnable;
-            true
-        } else {
-            false
         }
+        b
     };
-    if woke {
-        enqueue(dom, vcpu);
+    if woke
+        && dom.is_alive()
+        && !dom.is_paused()
+        && let Some(c) = g.credit.as_mut()
+    {
+        signal(c.wake(vref(dom, vcpu), now));
     }
     woke
 }
 
-/// Timer tick or kick on this CPU: reschedule before returning to the guest.
+/// The EL2 timer fired or a reschedule SGI arrived on `cpu`.
 pub fn request_resched(cpu: usize) {
-    RQ[cpu].lock().need_resched = true;
-}
-
-/// Arm the EL2 timer for the end of the slice now starting, or earlier
-/// when a blocked vCPU's virtual timer is due before that, so it wakes on
-/// time rather than at the next slice boundary.
-fn arm_slice(rq: &RunQueue) {
-    let end = timer::now() + timer::ns_to_ticks(SLICE_NS);
-    timer::arm_at(rq.earliest.map_or(end, |t| t.min(end)));
+    if cpu < MAX_CPUS {
+        NEED_RESCHED[cpu].store(true, Ordering::Release);
+    }
 }
 
 /// CNTV_CTL_EL0 bits (Arm ARM D13.8.16).
@@ -217,18 +424,25 @@ fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
 
 /// Per CPU: the vCPU context whose EL1 and FP registers are still live in
 /// the hardware, and whose trap frame the CPU's frame slot still holds
-/// (0 = none). Resuming that vCPU after an idle period skips the reload,
-/// which matters because rewriting SCTLR/TTBR/TCR makes QEMU (and some
-/// hardware) drop its TLBs.
+/// (0 = none). Resuming that vCPU here after an idle period skips the
+/// reload (rewriting SCTLR/TTBR/TCR makes QEMU, and some hardware, drop its
+/// TLBs) — only if it last ran here (`pcpu`), not if it ran elsewhere since.
 static LIVE_CTX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
     let mut v = dom.vcpus[vcpu].lock();
-    v.running = true;
-    v.run_start = timer::now();
     let cpu = this_cpu();
+    let moved = v.pcpu != cpu;
+    v.running = true;
+    v.pcpu = cpu;
+    v.run_start = timer::now();
     CURRENT_CTX[cpu].store(v.ctx_id, Ordering::Relaxed);
-    if LIVE_CTX[cpu].swap(v.ctx_id, Ordering::Relaxed) == v.ctx_id {
+    if moved {
+        MIGRATIONS.fetch_add(1, Ordering::Relaxed);
+        // Whatever this CPU's list registers held for it is stale.
+        crate::vgic::forget_loaded(cpu);
+    }
+    if LIVE_CTX[cpu].swap(v.ctx_id, Ordering::Relaxed) == v.ctx_id && !moved {
         // Registers untouched since save(), except the timer it stopped.
         // So is `frame`, this CPU's own slot, which save() copied from
         // (whoever rewrites a saved frame gives the vCPU a new ctx_id).
@@ -247,37 +461,6 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
     v.vif.restore();
 }
 
-fn runnable(dom: &Domain, vcpu: usize) -> bool {
-    dom.is_alive() && !dom.is_paused() && dom.vcpus[vcpu].lock().state == VcpuState::Runnable
-}
-
-/// Queue every runnable vCPU of `dom` (it was just unpaused: its vCPUs
-/// were dropped from the run queues while it was paused).
-///
-/// The check is made under the vCPU's run-queue lock: `schedule` decides to
-/// drop a paused current vCPU and saves it (clearing `running`) under that
-/// same lock, so a vCPU seen `running` here is one `schedule` has not
-/// dropped yet, and will keep now that the domain is unpaused.
-pub fn domain_unpaused(dom: &Arc<Domain>) {
-    for i in 0..dom.vcpus.len() {
-        let pcpu = dom.vcpus[i].lock().pcpu;
-        let go = {
-            let mut rq = RQ[pcpu].lock();
-            let go = {
-                let v = dom.vcpus[i].lock();
-                v.state == VcpuState::Runnable && !v.running
-            };
-            if go {
-                rq.queue.push_back((dom.clone(), i));
-            }
-            go
-        };
-        if go {
-            kick(pcpu);
-        }
-    }
-}
-
 /// CPU time `vcpu` of `dom` has used, in nanoseconds (including the
 /// current run if it is on a CPU).
 pub fn vcpu_time_ns(dom: &Domain, vcpu: usize) -> u64 {
@@ -289,95 +472,282 @@ pub fn vcpu_time_ns(dom: &Domain, vcpu: usize) -> u64 {
     timer::ticks_to_ns(t)
 }
 
+/// The policy's view of a vCPU (CPU, affinity, credit), if it knows it.
+pub fn vcpu_info(dom: &Domain, vcpu: usize) -> Option<VcpuInfo> {
+    SCHED
+        .lock()
+        .credit
+        .as_ref()
+        .and_then(|c| c.vcpu_info(vref(dom, vcpu)))
+}
+
+/// `XEN_DOMCTL_SCHEDOP_getinfo`: (weight, cap) of `dom`.
+pub fn params(dom: DomId) -> Result<(u16, u16), SchedError> {
+    let g = SCHED.lock();
+    g.credit.as_ref().ok_or(SchedError::NoDomain)?.params(dom)
+}
+
+/// `XEN_DOMCTL_SCHEDOP_putinfo` as Xen's hypervisor does it (weight 0 and
+/// cap 0xFFFF keep the value; ranges are libxl's to check).
+pub fn putinfo(dom: DomId, weight: u16, cap: u16) -> Result<(), SchedError> {
+    let mut g = SCHED.lock();
+    g.credit
+        .as_mut()
+        .ok_or(SchedError::NoDomain)?
+        .putinfo(dom, weight, cap)
+}
+
+/// `XEN_SYSCTL_SCHEDOP_getinfo`.
+pub fn sched_params() -> SchedParams {
+    let g = SCHED.lock();
+    g.credit
+        .as_ref()
+        .map(|c| c.sched_params())
+        .unwrap_or_default()
+}
+
+/// `XEN_SYSCTL_SCHEDOP_putinfo` (Xen's range checks; -EINVAL).
+pub fn set_sched_params(p: SchedParams) -> Result<SchedParams, SchedError> {
+    let mut g = SCHED.lock();
+    g.credit
+        .as_mut()
+        .ok_or(SchedError::BadSchedParam)?
+        .set_sched_params(p)
+}
+
+/// `XEN_DOMCTL_setvcpuaffinity`: new hard and/or soft masks for `vcpu`;
+/// returns the effective (hard, soft) masks. The vCPU moves at once if it
+/// must (its CPU is told to reschedule; it completes the move after
+/// saving it).
+pub fn set_affinity(
+    dom: &Domain,
+    vcpu: usize,
+    hard: Option<u64>,
+    soft: Option<u64>,
+) -> Result<(u64, u64), SchedError> {
+    let mut g = SCHED.lock();
+    let c = g.credit.as_mut().ok_or(SchedError::NoDomain)?;
+    let r = c.set_affinity(
+        vref(dom, vcpu),
+        hard.map(CpuMask),
+        soft.map(CpuMask),
+        now_ns(),
+    )?;
+    signal(r.resched);
+    Ok((r.hard.0, r.soft.0))
+}
+
+/// Apply the scheduler's boot options: `sched=` (only `credit`, Xen's
+/// name, is known; anything else is warned about and credit used),
+/// `sched_credit_tslice_ms=`, `sched_ratelimit_us=` (out of range: a
+/// warning and Xen's default, as Xen) and `oxen.noboost` (test knob:
+/// wake-ups never boost).
+pub fn configure(opts: &oxen_dt::BootOptions) {
+    if let Some(s) = opts.sched.as_deref()
+        && s != "credit"
+    {
+        log::warn!("sched={s}: not available, using the credit scheduler");
+    }
+    let mut g = SCHED.lock();
+    let Some(c) = g.credit.as_mut() else { return };
+    let mut p = c.sched_params();
+    if let Some(t) = opts.sched_credit_tslice_ms {
+        p.tslice_ms = t;
+    }
+    if let Some(r) = opts.sched_ratelimit_us {
+        p.ratelimit_us = r;
+    }
+    if let Err(e) = c.set_sched_params(p) {
+        log::warn!(
+            "sched_credit_tslice_ms={} sched_ratelimit_us={}: {e}: defaults used",
+            p.tslice_ms,
+            p.ratelimit_us
+        );
+    }
+    if opts.noboost {
+        log::info!("credit scheduler: wake-up boost disabled (oxen.noboost)");
+        c.set_wake_boost(false);
+    }
+}
+
+/// Remove destroyed domains' vCPUs from the policy once no CPU runs them
+/// (their contexts are saved), then the domains, dropping their `Arc`s.
+fn reap_locked(g: &mut Global) {
+    if !REAP.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let Global { credit, doms } = g;
+    let Some(c) = credit.as_mut() else { return };
+    let now = now_ns();
+    let mut left = false;
+    doms.retain(|_, d| {
+        if d.state() != DomState::Dying {
+            return true;
+        }
+        let mut all = true;
+        for i in 0..d.vcpus.len() {
+            let r = vref(d, i);
+            if c.vcpu_info(r).is_none() {
+                continue;
+            }
+            let _ = c.block(r, now);
+            if c.remove_vcpu(r).is_err() {
+                all = false;
+            }
+        }
+        if all {
+            let _ = c.remove_domain(d.id);
+            false
+        } else {
+            left = true;
+            true
+        }
+    });
+    if left {
+        REAP.store(true, Ordering::Release);
+    }
+}
+
 /// Decide what runs next on this CPU and put it in `frame`. Returns when
 /// `frame` holds a runnable vCPU (waiting in WFI while there is none), and
 /// returns that vCPU.
 pub fn schedule(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
     let cpu = this_cpu();
-    let mut timers_checked = false;
     loop {
-        let mut rq = RQ[cpu].lock();
-        if rq.need_resched && !rq.blocked.is_empty() && !timers_checked {
-            // A tick or a kick: time to look at blocked vCPUs' timers. The
-            // lock is dropped for that, so everything is looked at afresh
-            // after it (the current vCPU may have been woken meanwhile).
-            drop(rq);
-            wake_expired_timers(cpu);
-            timers_checked = true;
+        if !NEED_RESCHED[cpu].load(Ordering::Acquire) {
+            // Nothing asked for a decision: keep an eligible current vCPU
+            // (the policy's state is untouched, so nothing is decided here).
+            let rq = RQ[cpu].lock();
+            if let Some((d, v)) = &rq.current
+                && eligible(d, *v)
+            {
+                return (d.clone(), *v);
+            }
+        }
+        NEED_RESCHED[cpu].store(false, Ordering::Release);
+        let mut g = SCHED.lock();
+        reap_locked(&mut g);
+        let now = now_ns();
+        wake_expired_timers(&mut g, cpu, now);
+        let Global { credit, doms } = &mut *g;
+        let Some(c) = credit.as_mut() else {
+            drop(g);
+            idle_wait(cpu, None);
             continue;
-        }
-        // Decided under the same lock hold as everything below: a vCPU
-        // woken while it is still current is queued here and dropped from
-        // the queue as current, so it must then be kept (or queued again).
-        let keep = match &rq.current {
-            Some((d, v)) => runnable(d, *v),
-            None => false,
         };
-        if keep && !rq.need_resched {
-            return kept(&rq);
+        // Timer work first (accounting, credit tick, slice end).
+        signal(c.timer(cpu, now));
+        let mut rq = RQ[cpu].lock();
+        let keep = match &rq.current {
+            Some((d, v)) if !eligible(d, *v) => {
+                signal(c.block(vref(d, *v), now));
+                None
+            }
+            Some((d, v)) => Some((d.clone(), *v)),
+            None => None,
+        };
+        if let Some((d, v)) = keep
+            && !DECIDE[cpu].swap(false, Ordering::AcqRel)
+        {
+            // The policy did not ask for a decision: the current vCPU runs on.
+            arm(c, &rq, cpu);
+            return (d, v);
         }
-        rq.need_resched = false;
-        // The next runnable entry; dead or offline entries are dropped.
-        let mut next = None;
-        while let Some((d, v)) = rq.queue.pop_front() {
-            let is_current = rq
-                .current
-                .as_ref()
-                .is_some_and(|(cd, cv)| Arc::ptr_eq(cd, &d) && *cv == v);
-            if is_current {
-                // A wake-up queued the vCPU while it was still current.
-                continue;
-            }
-            if runnable(&d, v) {
-                next = Some((d, v));
-                break;
-            }
-        }
-        match next {
-            None if keep => {
-                arm_slice(&rq);
-                return kept(&rq);
-            }
-            Some((nd, nv)) => {
-                if let Some((cd, cv)) = rq.current.take() {
-                    if keep {
-                        save(frame, &cd, cv);
-                        rq.queue.push_back((cd, cv));
-                    } else if cd.state() != crate::domain::DomState::Dying {
-                        // Blocked, offline (PSCI CPU_OFF) or paused: keep its state.
-                        save(frame, &cd, cv);
-                        watch_blocked(&mut rq, cd, cv);
+        DECIDE[cpu].store(false, Ordering::Release);
+        let next = pick(c, doms, cpu, now);
+        let mut next = next;
+        let same = loop {
+            let same = match (&rq.current, &next) {
+                (Some((cd, cv)), Some((nd, nv))) => Arc::ptr_eq(cd, nd) && cv == nv,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                SWITCHES.fetch_add(1, Ordering::Relaxed);
+                if let Some((pd, pv)) = rq.current.take()
+                    && pd.state() != DomState::Dying
+                {
+                    save(frame, &pd, pv);
+                    if !eligible(&pd, pv) {
+                        watch_blocked(&mut rq, pd, pv);
                     }
                 }
-                load(frame, &nd, nv);
-                rq.current = Some((nd.clone(), nv));
-                arm_slice(&rq);
+            }
+            // The previous vCPU's context is saved (or it is the next one):
+            // from now on other CPUs may take it. A migration that completes
+            // here may bring it to this CPU: then decide again.
+            let m = c.context_saved(cpu, now);
+            signal(m.and_not(CpuMask::single(cpu)));
+            if !m.contains(cpu) {
+                break same;
+            }
+            next = pick(c, doms, cpu, now);
+        };
+        if CHECKS.load(Ordering::Relaxed)
+            && let Err(e) = c.check_invariants()
+        {
+            log::error!("CPU{cpu}: scheduler invariant broken: {e}");
+            CHECKS.store(false, Ordering::Relaxed);
+        }
+        let deadline = deadline(c, &rq, cpu);
+        match next {
+            Some((nd, nv)) => {
+                if !same {
+                    load(frame, &nd, nv);
+                    rq.current = Some((nd.clone(), nv));
+                }
+                arm(c, &rq, cpu);
                 return (nd, nv);
             }
             None => {
-                if let Some((cd, cv)) = rq.current.take()
-                    && cd.state() != crate::domain::DomState::Dying
-                {
-                    save(frame, &cd, cv);
-                    watch_blocked(&mut rq, cd, cv);
-                }
                 drop(rq);
-                timer::disarm();
-                idle_wait(cpu);
+                drop(g);
+                idle_wait(cpu, deadline);
             }
         }
     }
 }
 
-/// The current vCPU, which `schedule` keeps.
-fn kept(rq: &RunQueue) -> (Arc<Domain>, usize) {
-    match &rq.current {
-        Some((d, v)) => (d.clone(), *v),
-        None => unreachable!("schedule keeps only a current vCPU"),
+/// When `cpu` must look again (counter value): the policy's next timer
+/// (credit tick, slice end, accounting) or the earliest guest timer it
+/// watches, whichever is first.
+fn deadline(c: &Credit, rq: &RunQueue, cpu: usize) -> Option<u64> {
+    match (c.next_timer(cpu).map(ns_to_count), rq.earliest) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
-/// Put a vCPU that left this CPU without being runnable on the list whose
+/// Arm this CPU's EL2 timer for [`deadline`] (or stop it).
+fn arm(c: &Credit, rq: &RunQueue, cpu: usize) {
+    match deadline(c, rq, cpu) {
+        Some(t) => timer::arm_at(t),
+        None => timer::disarm(),
+    }
+}
+
+/// Ask the policy what `cpu` runs next until it names an eligible vCPU or
+/// idle; ineligible picks are blocked in the policy.
+fn pick(
+    c: &mut Credit,
+    doms: &BTreeMap<u16, Arc<Domain>>,
+    cpu: usize,
+    now: u64,
+) -> Option<(Arc<Domain>, usize)> {
+    loop {
+        let dec = c.schedule(cpu, now);
+        signal(dec.tickle.and_not(CpuMask::single(cpu)));
+        let r = dec.next?;
+        match doms.get(&r.dom.0) {
+            Some(d) if (r.vcpu as usize) < d.vcpus.len() && eligible(d, r.vcpu as usize) => {
+                return Some((d.clone(), r.vcpu as usize));
+            }
+            _ => signal(c.block(r, now).and_not(CpuMask::single(cpu))),
+        }
+    }
+}
+
+/// Put a vCPU that left this CPU without being eligible on the list whose
 /// timers this CPU watches (once: a vCPU that blocks again before the list
 /// was pruned is already there).
 fn watch_blocked(rq: &mut RunQueue, d: Arc<Domain>, v: usize) {
@@ -393,16 +763,19 @@ fn watch_blocked(rq: &mut RunQueue, d: Arc<Domain>, v: usize) {
     }
 }
 
-/// Wake the blocked vCPUs pinned to `cpu` whose virtual timer has expired
-/// (they were descheduled with it armed), and return the earliest deadline
-/// still ahead (and whether any vCPU was woken). Only this CPU's own list
-/// and vCPUs are touched: no lock another CPU uses on its fast path.
-fn wake_expired_timers(cpu: usize) -> (bool, Option<u64>) {
-    let now = timer::now();
+/// Wake the blocked vCPUs this CPU watches whose virtual timer has expired
+/// (they were descheduled with it armed), and recompute the earliest
+/// deadline still ahead. Entries of dead domains or vCPUs no longer
+/// blocked are dropped.
+fn wake_expired_timers(g: &mut Global, cpu: usize, now: u64) {
+    let count = timer::now();
     let mut earliest: Option<u64> = None;
-    let mut due = alloc::vec::Vec::new();
+    let mut due = Vec::new();
     {
         let mut rq = RQ[cpu].lock();
+        if rq.blocked.is_empty() {
+            return;
+        }
         rq.blocked.retain(|(d, i)| {
             if !d.is_alive() {
                 return false;
@@ -412,7 +785,7 @@ fn wake_expired_timers(cpu: usize) -> (bool, Option<u64>) {
                 return false;
             }
             match v.timer_deadline {
-                Some(t) if t <= now => {
+                Some(t) if t <= count => {
                     due.push((d.clone(), *i));
                     false
                 }
@@ -425,68 +798,94 @@ fn wake_expired_timers(cpu: usize) -> (bool, Option<u64>) {
         });
         rq.earliest = earliest;
     }
-    let woke = !due.is_empty();
     for (d, i) in due {
-        wake(&d, i);
+        wake_locked(g, &d, i, now);
     }
-    (woke, earliest)
 }
 
-/// Nothing to run: sleep until an interrupt, then handle it.
-fn idle_wait(cpu: usize) {
+/// Nothing to run: sleep until an interrupt (or `deadline`, a counter
+/// value), then handle it.
+fn idle_wait(cpu: usize, deadline: Option<u64>) {
     crate::domain::reap();
-    match wake_expired_timers(cpu) {
-        (true, _) => return,
-        (false, Some(t)) => timer::arm_at(t),
-        (false, None) => {}
+    match deadline {
+        Some(t) => timer::arm_at(t),
+        None => timer::disarm(),
     }
-    sysreg::dsb_sy();
-    sysreg::wfi();
+    if !NEED_RESCHED[cpu].load(Ordering::Acquire) {
+        sysreg::dsb_sy();
+        sysreg::wfi();
+    }
     irq::handle_pending(cpu);
+    NEED_RESCHED[cpu].store(true, Ordering::Release);
 }
 
-/// The run queues as text, for the `r` debug key: per physical CPU what
-/// runs, what waits to run and which blocked vCPUs' timers it watches.
+/// The scheduler as text, for the `r` debug key: per physical CPU the
+/// policy's run queue (Xen's format), then which blocked vCPUs' timers it
+/// watches; then counters.
 pub fn dump(out: &mut dyn core::fmt::Write) {
     let now = timer::now();
     let rel = |t: u64| -> i64 {
         let us = timer::ticks_to_ns(t.abs_diff(now)) / 1000;
         if t >= now { us as i64 } else { -(us as i64) }
     };
-    for (cpu, rq) in RQ.iter().enumerate().take(nr_cpus()) {
-        let rq = rq.lock();
-        let name = |d: &Arc<Domain>, v: usize| alloc::format!("d{}v{v}", d.id.0);
-        let cur = rq
-            .current
-            .as_ref()
-            .map_or_else(|| alloc::string::String::from("idle"), |(d, v)| name(d, *v));
+    let g = SCHED.lock();
+    if let Some(c) = g.credit.as_ref() {
+        let p = c.sched_params();
         let _ = writeln!(
             out,
-            "CPU{cpu}: running {cur}{}",
-            if rq.need_resched {
-                ", resched pending"
-            } else {
-                ""
-            }
+            "Scheduler: SMP Credit Scheduler (credit), tslice={}ms ratelimit={}us",
+            p.tslice_ms, p.ratelimit_us
         );
-        let _ = write!(out, "  run queue:");
-        for (d, v) in &rq.queue {
-            let _ = write!(out, " {}", name(d, *v));
+        let s = c.stats();
+        let _ = writeln!(
+            out,
+            "  steals={} migrations={} boosts={} tickles={} parks={} accountings={} switches={} moved-in={}",
+            s.steals,
+            s.migrations,
+            s.boosts,
+            s.tickles,
+            s.parks,
+            s.accountings,
+            SWITCHES.load(Ordering::Relaxed),
+            MIGRATIONS.load(Ordering::Relaxed)
+        );
+    }
+    for (cpu, rq) in RQ.iter().enumerate().take(nr_cpus()) {
+        if let Some(c) = g.credit.as_ref() {
+            let _ = c.dump_cpu(cpu, out);
         }
-        let _ = writeln!(out);
+        let rq = rq.lock();
         let _ = write!(out, "  blocked (timer in us):");
         for (d, v) in &rq.blocked {
             let vc = d.vcpus[*v].lock();
             match vc.timer_deadline {
                 Some(t) => {
-                    let _ = write!(out, " {}({:?},{})", name(d, *v), vc.state, rel(t));
+                    let _ = write!(out, " d{}v{v}({:?},{})", d.id.0, vc.state, rel(t));
                 }
                 None => {
-                    let _ = write!(out, " {}({:?},-)", name(d, *v), vc.state);
+                    let _ = write!(out, " d{}v{v}({:?},-)", d.id.0, vc.state);
                 }
             }
         }
         let _ = writeln!(out);
+    }
+}
+
+/// One line of scheduler statistics, printed when the machine stops.
+pub fn log_stats() {
+    let g = SCHED.lock();
+    if let Some(c) = g.credit.as_ref() {
+        let s = c.stats();
+        log::info!(
+            "credit scheduler: {} switches, {} vCPUs moved in, {} steals, {} migrations, {} boosts, {} parks, {} accountings",
+            SWITCHES.load(Ordering::Relaxed),
+            MIGRATIONS.load(Ordering::Relaxed),
+            s.steals,
+            s.migrations,
+            s.boosts,
+            s.parks,
+            s.accountings
+        );
     }
 }
 
@@ -497,6 +896,7 @@ pub fn run(cpu: usize) -> ! {
     // this CPU, and nothing else references it yet.
     let frame = unsafe { &mut *slot };
     *frame = TrapFrame::default();
+    NEED_RESCHED[cpu].store(true, Ordering::Release);
     let (dom, vcpu) = schedule(frame);
     crate::vgic::load_to_hw(&dom, vcpu);
     // SAFETY: `schedule` loaded a runnable vCPU (registers, EL1 state, stage 2)

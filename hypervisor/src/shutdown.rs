@@ -134,6 +134,7 @@ fn after_shutdown(dom: &Arc<Domain>, reason: ShutdownReason) {
 /// watchdog). QEMU exits with status 0.
 pub fn machine_off() -> ! {
     crate::trap::log_exit_stats();
+    sched::log_stats();
     log::info!("powering off");
     board::power_off();
     crate::arch::head::park()

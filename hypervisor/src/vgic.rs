@@ -75,6 +75,14 @@ static LR_GEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static LR_DIRTY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(true) }; MAX_CPUS];
 static LR_UIE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
+/// Forget which vCPU's list registers `cpu` holds (a vCPU that ran
+/// elsewhere since is coming back): its next entry syncs and fills afresh.
+pub fn forget_loaded(cpu: usize) {
+    if let Some(c) = LR_CTX.get(cpu) {
+        c.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Something in `dom`'s vGIC model may have become deliverable to any of its
 /// vCPUs. Not needed for changes that make nothing deliverable (a line
 /// going low, an interrupt pended while disabled: enabling it is an MMIO

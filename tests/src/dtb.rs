@@ -32,6 +32,8 @@ pub struct DomainNode {
     pub vpl011: bool,
     /// An initrd (`multiboot,ramdisk` module): file, load address and size in bytes.
     pub ramdisk: Option<(PathBuf, u64, u64)>,
+    /// Extra one-cell properties of the node (`oxen,weight = <512>` ...).
+    pub props: Vec<(String, u32)>,
 }
 
 impl DomainNode {
@@ -45,7 +47,14 @@ impl DomainNode {
             cpus: 1,
             vpl011: false,
             ramdisk: None,
+            props: Vec::new(),
         }
+    }
+
+    /// Add a one-cell property `name = <value>` to the node (`oxen,weight`, ...).
+    pub fn prop_u32(mut self, name: &str, value: u32) -> Self {
+        self.props.push((name.into(), value));
+        self
     }
 
     /// Give the domain an initrd loaded at `addr` (a `multiboot,ramdisk` module).
@@ -114,6 +123,9 @@ pub fn domain_nodes_dts(domains: &[DomainNode], sizes: &[u64]) -> String {
         out.push_str(&format!("\t\t\tcpus = <{:#x}>;\n", d.cpus));
         if d.vpl011 {
             out.push_str("\t\t\tvpl011;\n");
+        }
+        for (name, value) in &d.props {
+            out.push_str(&format!("\t\t\t{name} = <{value:#x}>;\n"));
         }
         out.push_str(&format!("\t\t\tmodule@{:x} {{\n", d.addr));
         out.push_str("\t\t\t\tcompatible = \"multiboot,kernel\", \"multiboot,module\";\n");
@@ -303,6 +315,16 @@ fn check_overlaps(mut ranges: Vec<(u64, u64, PathBuf)>) -> Result<(), Error> {
 /// Build a DTB for `base`'s machine with `domains` as `xen,domain` nodes under `/chosen`;
 /// see the module docs. Files go to `target/qemu-tmp/`.
 pub fn dom0less_dtb(base: &Qemu, domains: &[DomainNode]) -> Result<PathBuf, Error> {
+    dom0less_dtb_with(base, domains, None)
+}
+
+/// [`dom0less_dtb`] plus `/chosen/xen,xen-bootargs` = `xen_args` (the hypervisor's command
+/// line when there is no Dom0: Xen's binding then leaves `/chosen/bootargs` to Dom0).
+pub fn dom0less_dtb_with(
+    base: &Qemu,
+    domains: &[DomainNode],
+    xen_args: Option<&str>,
+) -> Result<PathBuf, Error> {
     let sizes = domains
         .iter()
         .map(|d| file_size(&d.kernel))
@@ -343,7 +365,12 @@ pub fn dom0less_dtb(base: &Qemu, domains: &[DomainNode]) -> Result<PathBuf, Erro
     ])?;
     let dts = std::fs::read_to_string(&dts_in)
         .map_err(|e| Error::io(format!("reading {}", dts_in.display()), e))?;
-    let edited = insert_under_chosen(&dts, &domain_nodes_dts(domains, &sizes))?;
+    let mut nodes = String::new();
+    if let Some(a) = xen_args {
+        nodes.push_str(&format!("\t\txen,xen-bootargs = {};\n", dts_string(a)));
+    }
+    nodes.push_str(&domain_nodes_dts(domains, &sizes));
+    let edited = insert_under_chosen(&dts, &nodes)?;
     std::fs::write(&dts_out, edited)
         .map_err(|e| Error::io(format!("writing {}", dts_out.display()), e))?;
     dtc(&[
@@ -365,7 +392,16 @@ impl Qemu {
     /// This machine plus boot-time `domains`: `-dtb` from [`dom0less_dtb`] and a generic
     /// `-device loader` per domain kernel. The first domain becomes d1, the next d2, ….
     pub fn with_domains(&self, domains: &[DomainNode]) -> Result<Qemu, Error> {
-        let dtb = dom0less_dtb(self, domains)?;
+        self.with_domains_and_xen_bootargs(domains, None)
+    }
+
+    /// [`Qemu::with_domains`], with `/chosen/xen,xen-bootargs` = `xen_args` if given.
+    pub fn with_domains_and_xen_bootargs(
+        &self,
+        domains: &[DomainNode],
+        xen_args: Option<&str>,
+    ) -> Result<Qemu, Error> {
+        let dtb = dom0less_dtb_with(self, domains, xen_args)?;
         let mut q = self.clone().dtb(dtb);
         for d in domains {
             q = q.loader(d.kernel.clone(), d.addr);

@@ -437,22 +437,26 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
             free_kb / 1024
         )));
     }
-    if cfg.max_vcpus > phys.nr_cpus {
-        return Err(BuildError(format!(
-            "{} vCPUs asked but the host has {} CPUs: lower vcpus/maxvcpus",
-            cfg.max_vcpus, phys.nr_cpus
-        )));
-    }
-    // vCPU hard affinity, checked against the host's CPUs before anything exists.
+    // vCPU hard (`cpus`) and soft (`cpus_soft`) affinity, checked against the host's CPUs
+    // before anything exists. More vCPUs than CPUs is fine: the scheduler shares them.
     let nr_cpus = phys.max_cpu_id + 1;
     let mut affinity = Vec::new();
-    if let Some(spec) = &cfg.cpus {
-        for v in 0..cfg.max_vcpus {
-            if let Some(list) = spec.for_vcpu(v as usize) {
-                let map = crate::cfg::parse_cpulist(list, nr_cpus)
-                    .map_err(|e| BuildError(format!("cpus: {e}")))?;
-                affinity.push((v, map));
+    for v in 0..cfg.max_vcpus {
+        let mut maps = [None, None];
+        for (k, (key, spec)) in [("cpus", &cfg.cpus), ("cpus_soft", &cfg.cpus_soft)]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(list) = spec.as_ref().and_then(|s| s.for_vcpu(v as usize)) {
+                maps[k] = Some(
+                    crate::cfg::parse_cpulist(list, nr_cpus)
+                        .map_err(|e| BuildError(format!("{key}: {e}")))?,
+                );
             }
+        }
+        if maps.iter().any(Option::is_some) {
+            let [h, s] = maps;
+            affinity.push((v, h, s));
         }
     }
     let ver = step("xen_version", hv.version())?;
@@ -580,8 +584,11 @@ fn build_inner<H: Hv + ?Sized, S: Store + ?Sized>(
     progress("@xenstore skeleton transaction");
     // libxl__build_pre.
     step("max_vcpus", hv.max_vcpus(domid, cfg.max_vcpus))?;
-    for (v, map) in &affinity {
-        step("setvcpuaffinity", hv.set_vcpu_affinity(domid, *v, map))?;
+    for (v, hard, soft) in &affinity {
+        step(
+            "setvcpuaffinity",
+            hv.set_vcpu_affinity(domid, *v, hard.as_deref(), soft.as_deref()),
+        )?;
     }
     if cfg.weight.is_some() || cfg.cap.is_some() {
         let w = cfg.weight.map(|w| w as u16);
@@ -1269,12 +1276,21 @@ mod tests {
             e.0,
             "not enough free memory: the domain needs 4096 MiB, the host has 1504 MiB free"
         );
-        let cfg = config("vcpus=4");
-        let e = build(&hv, &FakeStore::new(), &input(&cfg), &mut |_| {}).unwrap_err();
-        assert!(
-            e.0.starts_with("4 vCPUs asked but the host has 2 CPUs"),
-            "{e}"
-        );
         assert!(!hv.calls().iter().any(|c| c == "create_domain"));
+    }
+
+    /// More vCPUs than host CPUs is fine (the credit scheduler shares the CPUs), as on Xen.
+    #[test]
+    fn more_vcpus_than_cpus_is_allowed() {
+        let hv = FakeHv::new();
+        let cfg = config("vcpus=4\ncpus_soft='1'");
+        let mut inp = input(&cfg);
+        inp.wait_console = false;
+        let d = build(&hv, &FakeStore::new(), &inp, &mut |_| {}).unwrap();
+        assert!(hv.calls().iter().any(|c| c == &format!("max_vcpus({d})")));
+        let dom = hv.domain(d).unwrap();
+        assert_eq!(dom.max_vcpus, 4);
+        assert_eq!(dom.soft_affinity.get(&3), Some(&vec![0x02]));
+        assert!(dom.affinity.is_empty(), "no hard affinity asked");
     }
 }

@@ -535,7 +535,7 @@ pub struct DomainConfig {
     pub vif_devs: Vec<crate::devspec::VifSpec>,
     /// Hard vCPU affinity (`cpus`).
     pub cpus: Option<CpuSpec>,
-    /// Soft vCPU affinity (`cpus_soft`), recorded only.
+    /// Soft vCPU affinity (`cpus_soft`).
     pub cpus_soft: Option<CpuSpec>,
     pub weight: Option<i64>,
     pub cap: Option<i64>,

@@ -1,6 +1,7 @@
 //! The verbs, over [`Hv`] and [`Store`]: domain lookup, `create` (config → builder → saved
 //! config), `list`, `destroy`, `shutdown`/`reboot`, `pause`/`unpause`, `domid`, `domname`,
-//! `vcpu-list`, `info`. Output goes to the given writers, so tests read it back.
+//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `info`. Output goes to the given writers, so tests
+//! read it back.
 //!
 //! Invariants: a failing verb returns one line (xl's wording where xl has one) and has changed
 //! nothing it could avoid changing; domain 0 is never destroyed or shut down; names and ids
@@ -1101,6 +1102,117 @@ mod tests {
     }
 
     #[test]
+    fn sched_credit_and_vcpu_pin() {
+        let (hv, xs, paths, _loaded, d) = created("domu", "");
+        let run = |o: SchedCreditOpts| {
+            let mut out = Vec::new();
+            sched_credit(&hv, &xs, &o, &mut out).map(|()| String::from_utf8(out).unwrap())
+        };
+        let dom = |w: Option<i64>, c: Option<i64>| SchedCreditOpts {
+            domain: Some("domu".into()),
+            weight: w,
+            cap: c,
+            ..Default::default()
+        };
+        // Set, then read back in xl's format.
+        assert_eq!(run(dom(Some(512), Some(25))).unwrap(), "");
+        assert_eq!(
+            run(dom(None, None)).unwrap(),
+            "Name                                ID Weight  Cap\n\
+             domu                                 1    512   25\n"
+        );
+        // libxl's range checks: nothing changed.
+        for (w, c, msg) in [
+            (Some(0), None, "Cpu weight out of range"),
+            (Some(70000), None, "Cpu weight out of range"),
+            (
+                None,
+                Some(101),
+                "Cpu cap out of range, valid range is from 0 to 100",
+            ),
+            (None, Some(-1), "Cpu cap out of range"),
+        ] {
+            let e = run(dom(w, c)).unwrap_err();
+            assert!(e.0.contains(msg), "{w:?}/{c:?}: {}", e.0);
+            assert!(
+                e.0.ends_with("libxl_domain_sched_params_set failed."),
+                "{}",
+                e.0
+            );
+        }
+        assert_eq!(hv.domain(d).unwrap().sched, (512, 25));
+        // The whole pool.
+        let all = run(SchedCreditOpts::default()).unwrap();
+        assert_eq!(
+            all.lines().collect::<Vec<_>>(),
+            [
+                "Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us",
+                "Name                                ID Weight  Cap",
+                "Domain-0                             0    256    0",
+                "domu                                 1    512   25",
+            ]
+        );
+        // Pool parameters.
+        let s = |t: Option<i64>, r: Option<i64>| SchedCreditOpts {
+            schedparam: true,
+            tslice: t,
+            ratelimit: r,
+            ..Default::default()
+        };
+        assert_eq!(run(s(Some(10), Some(500))).unwrap(), "");
+        assert_eq!(
+            run(s(None, None)).unwrap(),
+            "Cpupool Pool-0: tslice=10ms ratelimit=500us migration-delay=0us\n"
+        );
+        assert!(run(s(Some(0), None)).is_err());
+        assert!(
+            run(s(Some(1), Some(5000))).is_err(),
+            "ratelimit above tslice"
+        );
+        // xl's misuse messages.
+        let e = run(SchedCreditOpts {
+            weight: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(e.0, "Must specify a domain.");
+        let e = run(SchedCreditOpts {
+            domain: Some("domu".into()),
+            schedparam: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            "Specifying a cpupool or schedparam is not allowed with domain options."
+        );
+        let e = run(SchedCreditOpts {
+            tslice: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.0,
+            "Must specify schedparam to set schedule parameter values."
+        );
+
+        // vcpu-pin: hard, soft, `-` keeps; shown by vcpu-list.
+        vcpu_pin(&hv, &xs, false, "domu", "0", "1", Some("0-1")).unwrap();
+        vcpu_pin(&hv, &xs, false, "domu", "0", "-", Some("0")).unwrap();
+        let mut out = Vec::new();
+        vcpu_list(&hv, &xs, &["domu".into()], &mut out).unwrap();
+        let l = String::from_utf8(out).unwrap();
+        assert!(l.lines().nth(1).unwrap().ends_with("1 / 0"), "{l}");
+        let e = vcpu_pin(&hv, &xs, true, "domu", "all", "1", None).unwrap_err();
+        assert_eq!(e.0, "Error: --force and 'all' as VCPU not allowed.");
+        let e = vcpu_pin(&hv, &xs, false, "domu", "7", "1", None).unwrap_err();
+        assert_eq!(e.0, "Could not set affinity for vcpu `7'.");
+        assert!(vcpu_pin(&hv, &xs, false, "domu", "0", "5", None).is_err());
+        vcpu_pin(&hv, &xs, false, "domu", "all", "all", Some("all")).unwrap();
+        cleanup(&paths);
+    }
+
+    #[test]
     fn monitor_actions() {
         // on_poweroff=destroy: the monitor destroys the domain and ends.
         let (hv, xs, paths, loaded, d) = created("mon1", "");
@@ -1174,5 +1286,206 @@ mod tests {
         }
         let mut hook = Hook { hv, log };
         monitor(hv, xs, d, loaded, env, &mut hook)
+    }
+}
+
+/// `xl sched-credit` options (xl 4.17's `main_sched_credit`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SchedCreditOpts {
+    /// `-d`: the domain.
+    pub domain: Option<String>,
+    /// `-w`: weight (xl passes any number on; libxl checks 1..65535).
+    pub weight: Option<i64>,
+    /// `-c`: cap (libxl checks 0..100 × vCPUs).
+    pub cap: Option<i64>,
+    /// `-p`: the cpupool (only Pool-0 exists).
+    pub cpupool: Option<String>,
+    /// `-s`: the scheduler's own parameters.
+    pub schedparam: bool,
+    /// `-t`: time slice, ms.
+    pub tslice: Option<i64>,
+    /// `-r`: rate limit, µs.
+    pub ratelimit: Option<i64>,
+    /// `-m`: migration delay, µs.
+    pub migr_delay: Option<i64>,
+}
+
+/// The only cpupool.
+const POOL0: &str = "Pool-0";
+
+/// `Cpupool Pool-0: tslice=30ms ratelimit=1000us migration-delay=0us`.
+fn credit_pool_line(hv: &dyn Hv) -> String {
+    match hv.sched_credit_params() {
+        Ok((t, r, m)) => {
+            format!("Cpupool {POOL0}: tslice={t}ms ratelimit={r}us migration-delay={m}us\n")
+        }
+        Err(_) => format!("Cpupool {POOL0}: [sched params unavailable]\n"),
+    }
+}
+
+/// The `xl sched-credit` table header.
+pub fn credit_header() -> String {
+    format!("{:<33} {:>4} {:>6} {:>4}\n", "Name", "ID", "Weight", "Cap")
+}
+
+/// One `xl sched-credit` row.
+pub fn credit_row(name: &str, domid: u32, weight: u16, cap: u16) -> String {
+    format!("{name:<33} {domid:>4} {weight:>6} {cap:>4}\n")
+}
+
+/// `xl sched-credit [-d dom [-w weight] [-c cap]] | [-p pool] | -s [-t ms] [-r us] [-m us]`:
+/// xl's checks and messages, then libxl's range checks (weight 1..65535, cap 0..100 ×
+/// vCPUs) before the hypercall.
+pub fn sched_credit(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    o: &SchedCreditOpts,
+    out: &mut dyn Write,
+) -> CmdResult {
+    let dom_opts = o.domain.is_some() || o.weight.is_some() || o.cap.is_some();
+    if (o.cpupool.is_some() || o.schedparam) && dom_opts {
+        return Err(Fail(
+            "Specifying a cpupool or schedparam is not allowed with domain options.".into(),
+        ));
+    }
+    if o.domain.is_none() && (o.weight.is_some() || o.cap.is_some()) {
+        return Err(Fail("Must specify a domain.".into()));
+    }
+    let sets = o.tslice.is_some() || o.ratelimit.is_some() || o.migr_delay.is_some();
+    if !o.schedparam && sets {
+        return Err(Fail(
+            "Must specify schedparam to set schedule parameter values.".into(),
+        ));
+    }
+    if let Some(p) = &o.cpupool
+        && p != POOL0
+        && p != "0"
+    {
+        return Err(Fail(format!("unknown cpupool '{p}'")));
+    }
+    let write =
+        |out: &mut dyn Write, s: &str| out.write_all(s.as_bytes()).map_err(|e| Fail(e.to_string()));
+    if o.schedparam {
+        if !sets {
+            return write(out, &credit_pool_line(hv));
+        }
+        let (mut t, mut r, mut m) = hv
+            .sched_credit_params()
+            .map_err(|e| Fail(format!("libxl_sched_credit_params_get failed: {e}")))?;
+        let u32_of = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        if let Some(v) = o.tslice {
+            t = u32_of(v);
+        }
+        if let Some(v) = o.ratelimit {
+            r = u32_of(v);
+        }
+        if let Some(v) = o.migr_delay {
+            m = u32_of(v);
+        }
+        return hv.set_sched_credit_params((t, r, m)).map_err(|e| {
+            Fail(format!(
+                "libxl: error: libxl_sched.c: setting sched credit param: {e}\nlibxl_sched_credit_params_set failed."
+            ))
+        });
+    }
+    let Some(q) = &o.domain else {
+        let mut text = credit_pool_line(hv);
+        text.push_str(&credit_header());
+        for d in hv.list_domains()? {
+            let (w, c) = hv.sched_credit(d.domid)?;
+            let name = domain_name(xs, d.domid)?.unwrap_or_default();
+            text.push_str(&credit_row(&name, d.domid, w, c));
+        }
+        return write(out, &text);
+    };
+    let domid = find_domain(hv, xs, q)?;
+    if o.weight.is_none() && o.cap.is_none() {
+        let (w, c) = hv.sched_credit(domid)?;
+        let name = domain_name(xs, domid)?.unwrap_or_default();
+        return write(out, &(credit_header() + &credit_row(&name, domid, w, c)));
+    }
+    let info = hv
+        .domain_info(domid)?
+        .ok_or_else(|| Fail(format!("Domain {domid} does not exist")))?;
+    let fail = |what: String| {
+        Fail(format!(
+            "libxl: error: libxl_sched.c:sched_credit_domain_set: Domain {domid}:{what}\nlibxl_domain_sched_params_set failed."
+        ))
+    };
+    let weight = match o.weight {
+        Some(w) if !(1..=65535).contains(&w) => {
+            return Err(fail(
+                "Cpu weight out of range, valid values are within range from 1 to 65535".into(),
+            ));
+        }
+        w => w.map(|w| w as u16),
+    };
+    let max_cap = (i64::from(info.max_vcpu_id) + 1) * 100;
+    let cap = match o.cap {
+        Some(c) if !(0..=max_cap).contains(&c) => {
+            return Err(fail(format!(
+                "Cpu cap out of range, valid range is from 0 to {max_cap} for specified number of vcpus"
+            )));
+        }
+        c => c.map(|c| c as u16),
+    };
+    hv.set_sched_credit(domid, weight, cap)
+        .map_err(|e| fail(format!("setting domain sched credit: {e}")))
+}
+
+/// `xl vcpu-pin [-f] dom vcpu|all hard [soft]`: `-` keeps a map; silent on success.
+pub fn vcpu_pin(
+    hv: &dyn Hv,
+    xs: &dyn Store,
+    force: bool,
+    dom: &str,
+    vcpu: &str,
+    hard: &str,
+    soft: Option<&str>,
+) -> CmdResult {
+    let domid = find_domain(hv, xs, dom)?;
+    let vcpu: Option<u32> = if vcpu == "all" {
+        None
+    } else {
+        Some(
+            vcpu.parse()
+                .map_err(|_| Fail(format!("Error: Invalid argument {vcpu} as VCPU.")))?,
+        )
+    };
+    if force && vcpu.is_none() {
+        return Err(Fail("Error: --force and 'all' as VCPU not allowed.".into()));
+    }
+    let phys = hv.physinfo()?;
+    let nr = phys.max_cpu_id + 1;
+    let map = |s: &str| -> Result<Option<Vec<u8>>, Fail> {
+        if s == "-" {
+            return Ok(None);
+        }
+        crate::cfg::parse_cpulist(s, nr)
+            .map(Some)
+            .map_err(|e| Fail(format!("Error: {e}")))
+    };
+    let hard = map(hard)?;
+    let soft = match soft {
+        Some(s) => map(s)?,
+        None => None,
+    };
+    if hard.is_none() && soft.is_none() {
+        return Ok(());
+    }
+    match vcpu {
+        Some(v) => hv
+            .set_vcpu_affinity(domid, v, hard.as_deref(), soft.as_deref())
+            .map_err(|_| Fail(format!("Could not set affinity for vcpu `{v}'."))),
+        None => {
+            let info = hv
+                .domain_info(domid)?
+                .ok_or_else(|| Fail("Could not get domain info".into()))?;
+            for v in 0..=info.max_vcpu_id {
+                hv.set_vcpu_affinity(domid, v, hard.as_deref(), soft.as_deref())
+                    .map_err(|_| Fail("Could not set affinity.".into()))?;
+            }
+            Ok(())
+        }
     }
 }

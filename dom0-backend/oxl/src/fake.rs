@@ -28,6 +28,8 @@ pub struct FakeDomain {
     pub flushed: Vec<(u64, u64)>,
     /// Hard affinity per vCPU, when set.
     pub affinity: BTreeMap<u32, Vec<u8>>,
+    /// Soft affinity per vCPU, when set.
+    pub soft_affinity: BTreeMap<u32, Vec<u8>>,
     /// (weight, cap).
     pub sched: (u16, u16),
     /// Seeded grant entries (ref -> (backend, frame)).
@@ -46,6 +48,8 @@ pub struct HvState {
     pub phys: PhysInfo,
     /// Largest number of pages one write_pages mapped.
     pub max_mapped: u64,
+    /// Pool-0's credit parameters (tslice ms, ratelimit µs, migration delay µs).
+    pub sched_params: (u32, u32, u32),
 }
 
 pub struct FakeHv(pub RefCell<HvState>);
@@ -66,6 +70,7 @@ impl FakeHv {
                 free_pages: 1504 * 256,
                 ..Default::default()
             },
+            sched_params: (30, 1000, 0),
             ..Default::default()
         };
         let d0 = FakeDomain {
@@ -322,15 +327,51 @@ impl Hv for FakeHv {
             Ok(())
         })
     }
-    fn set_vcpu_affinity(&self, domid: u32, vcpu: u32, cpus: &[u8]) -> SysResult<()> {
+    fn set_vcpu_affinity(
+        &self,
+        domid: u32,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> SysResult<()> {
         self.enter("set_vcpu_affinity", Some(domid))?;
         self.with(domid, |d| {
-            if vcpu >= d.max_vcpus {
+            if vcpu >= d.max_vcpus || (hard.is_none() && soft.is_none()) {
                 return Err(SysError::errno(EINVAL));
             }
-            d.affinity.insert(vcpu, cpus.to_vec());
+            // Xen: a hard map without an online CPU (the fake host has 8) is -EINVAL.
+            if hard.is_some_and(|h| h.first().copied().unwrap_or(0) == 0) {
+                return Err(SysError::errno(EINVAL));
+            }
+            if let Some(h) = hard {
+                d.affinity.insert(vcpu, h.to_vec());
+            }
+            if let Some(s) = soft {
+                d.soft_affinity.insert(vcpu, s.to_vec());
+            }
             Ok(())
         })
+    }
+    fn sched_credit(&self, domid: u32) -> SysResult<(u16, u16)> {
+        self.enter("sched_credit", Some(domid))?;
+        self.with(domid, |d| {
+            Ok(if d.sched == (0, 0) { (256, 0) } else { d.sched })
+        })
+    }
+    fn sched_credit_params(&self) -> SysResult<(u32, u32, u32)> {
+        self.enter("sched_credit_params", None)?;
+        Ok(self.0.borrow().sched_params)
+    }
+    fn set_sched_credit_params(&self, p: (u32, u32, u32)) -> SysResult<()> {
+        self.enter("set_sched_credit_params", None)?;
+        if !(1..=1000).contains(&p.0)
+            || (p.1 != 0 && !(100..=500_000).contains(&p.1))
+            || u64::from(p.1) > u64::from(p.0) * 1000
+        {
+            return Err(SysError::errno(EINVAL));
+        }
+        self.0.borrow_mut().sched_params = p;
+        Ok(())
     }
     fn set_sched_credit(&self, domid: u32, weight: Option<u16>, cap: Option<u16>) -> SysResult<()> {
         self.enter("set_sched_credit", Some(domid))?;
@@ -354,8 +395,8 @@ impl Hv for FakeHv {
                 running: false,
                 cpu_time_ns: 5_300_000_000,
                 cpu: vcpu,
-                hard: vec![0xff],
-                soft: vec![0xff],
+                hard: d.affinity.get(&vcpu).cloned().unwrap_or(vec![0xff]),
+                soft: d.soft_affinity.get(&vcpu).cloned().unwrap_or(vec![0xff]),
             })
         })
     }

@@ -136,6 +136,51 @@ enum Cmd {
     /// List the vCPUs of all or some domains.
     #[command(name = "vcpu-list")]
     VcpuList { domains: Vec<String> },
+    /// Set which CPUs a vCPU may run on (hard) and prefers (soft).
+    #[command(name = "vcpu-pin")]
+    VcpuPin {
+        /// Undo a temporary pinning override (needs a single vCPU).
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+        /// Accepted for compatibility (no NUMA placement to ignore).
+        #[arg(short = 'i', long = "ignore-global-affinity-masks")]
+        ignore: bool,
+        domain: String,
+        /// A vCPU number or `all`.
+        vcpu: String,
+        /// Hard affinity: a CPU list, `all`, or `-` to keep it.
+        hard: String,
+        /// Soft affinity (same syntax).
+        soft: Option<String>,
+    },
+    /// Get or set credit scheduler parameters.
+    #[command(name = "sched-credit", allow_negative_numbers = true)]
+    SchedCredit {
+        /// The domain.
+        #[arg(short = 'd', long = "domain")]
+        domain: Option<String>,
+        /// Weight (1..65535).
+        #[arg(short = 'w', long = "weight")]
+        weight: Option<i64>,
+        /// Cap in percent of one CPU (0 = none).
+        #[arg(short = 'c', long = "cap")]
+        cap: Option<i64>,
+        /// The cpupool.
+        #[arg(short = 'p', long = "cpupool")]
+        cpupool: Option<String>,
+        /// Get or set the scheduler's own parameters.
+        #[arg(short = 's', long = "schedparam")]
+        schedparam: bool,
+        /// Time slice, ms.
+        #[arg(short = 't', long = "tslice_ms")]
+        tslice: Option<i64>,
+        /// Rate limit, µs.
+        #[arg(short = 'r', long = "ratelimit_us")]
+        ratelimit: Option<i64>,
+        /// Migration delay, µs.
+        #[arg(short = 'm', long = "migration_delay_us")]
+        migr_delay: Option<i64>,
+    },
     /// Attach a disk to a domain (`xl block-attach dom 'format=raw, vdev=xvdb, target=...'`).
     #[command(name = "block-attach")]
     BlockAttach {
@@ -479,6 +524,40 @@ fn run(cli: Cli) -> Result<(), Fail> {
         Cmd::VcpuList { domains } => {
             let (hv, xs) = open()?;
             cmd::vcpu_list(&hv, &xs, &domains, &mut out)
+        }
+        Cmd::VcpuPin {
+            force,
+            ignore: _,
+            domain,
+            vcpu,
+            hard,
+            soft,
+        } => {
+            let (hv, xs) = open()?;
+            cmd::vcpu_pin(&hv, &xs, force, &domain, &vcpu, &hard, soft.as_deref())
+        }
+        Cmd::SchedCredit {
+            domain,
+            weight,
+            cap,
+            cpupool,
+            schedparam,
+            tslice,
+            ratelimit,
+            migr_delay,
+        } => {
+            let (hv, xs) = open()?;
+            let o = cmd::SchedCreditOpts {
+                domain,
+                weight,
+                cap,
+                cpupool,
+                schedparam,
+                tslice,
+                ratelimit,
+                migr_delay,
+            };
+            cmd::sched_credit(&hv, &xs, &o, &mut out)
         }
         Cmd::BlockAttach { domain, spec } => {
             let (hv, xs) = open()?;

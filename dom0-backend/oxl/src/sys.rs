@@ -271,10 +271,22 @@ pub trait Hv {
     /// `domid`'s table (libxl's `xc_dom_gnttab_seed`: ref 0 = console, 1 = xenstore).
     fn seed_grants(&self, domid: u32, backend: u32, frames: &[u64]) -> SysResult<()>;
     fn vcpu_info(&self, domid: u32, vcpu: u32) -> SysResult<VcpuInfo>;
-    /// setvcpuaffinity (hard) to the CPUs of `cpus` (bitmap).
-    fn set_vcpu_affinity(&self, domid: u32, vcpu: u32, cpus: &[u8]) -> SysResult<()>;
+    /// setvcpuaffinity: hard and/or soft affinity to the CPUs of a bitmap (`None` keeps it).
+    fn set_vcpu_affinity(
+        &self,
+        domid: u32,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> SysResult<()>;
     /// The domain's credit/credit2 parameters: `None` leaves one as it is.
     fn set_sched_credit(&self, domid: u32, weight: Option<u16>, cap: Option<u16>) -> SysResult<()>;
+    /// The domain's credit parameters (weight, cap).
+    fn sched_credit(&self, domid: u32) -> SysResult<(u16, u16)>;
+    /// Pool-0's credit parameters (tslice ms, ratelimit µs, migration delay µs).
+    fn sched_credit_params(&self) -> SysResult<(u32, u32, u32)>;
+    /// Set Pool-0's credit parameters (tslice ms, ratelimit µs, migration delay µs).
+    fn set_sched_credit_params(&self, p: (u32, u32, u32)) -> SysResult<()>;
     fn pause(&self, domid: u32) -> SysResult<()>;
     fn unpause(&self, domid: u32) -> SysResult<()>;
     fn destroy(&self, domid: u32) -> SysResult<()>;

@@ -311,10 +311,39 @@ impl Hv for XenHv {
         Ok(())
     }
 
-    fn set_vcpu_affinity(&self, domid: u32, vcpu: u32, cpus: &[u8]) -> SysResult<()> {
+    fn set_vcpu_affinity(
+        &self,
+        domid: u32,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> SysResult<()> {
         self.xc
-            .set_vcpu_affinity_hard(id(domid)?, vcpu, cpus)
+            .set_vcpu_affinity(id(domid)?, vcpu, hard, soft)
             .map_err(e)
+    }
+
+    fn sched_credit(&self, domid: u32) -> SysResult<(u16, u16)> {
+        let d = id(domid)?;
+        let p = self
+            .xc
+            .sched_credit_get(d, dc::XEN_SCHEDULER_CREDIT)
+            .map_err(e)?;
+        Ok((p.weight, p.cap))
+    }
+
+    fn sched_credit_params(&self) -> SysResult<(u32, u32, u32)> {
+        let p = self.xc.sched_credit_params_get(0).map_err(e)?;
+        Ok((p.tslice_ms, p.ratelimit_us, p.vcpu_migr_delay_us))
+    }
+
+    fn set_sched_credit_params(&self, p: (u32, u32, u32)) -> SysResult<()> {
+        let s = xenctrl::xen_abi::sysctl::SysctlCreditSchedule {
+            tslice_ms: p.0,
+            ratelimit_us: p.1,
+            vcpu_migr_delay_us: p.2,
+        };
+        self.xc.sched_credit_params_set(0, &s).map(drop).map_err(e)
     }
 
     fn set_sched_credit(&self, domid: u32, weight: Option<u16>, cap: Option<u16>) -> SysResult<()> {

@@ -506,29 +506,54 @@ impl Xc {
 
     /// Set the hard affinity of a vCPU to the CPUs in `cpus` (bitmap).
     pub fn set_vcpu_affinity_hard(&self, domid: u16, vcpu: u32, cpus: &[u8]) -> Result<()> {
-        if cpus.len() > CPUMAP_BYTES {
-            return Err(Error::invalid(
-                "domctl setvcpuaffinity",
-                format!("cpumap of {} bytes is over {CPUMAP_BYTES}", cpus.len()),
-            ));
+        self.set_vcpu_affinity(domid, vcpu, Some(cpus), None)
+    }
+
+    /// Set the hard and/or soft affinity of a vCPU (bitmaps; `None` keeps one).
+    pub fn set_vcpu_affinity(
+        &self,
+        domid: u16,
+        vcpu: u32,
+        hard: Option<&[u8]>,
+        soft: Option<&[u8]>,
+    ) -> Result<()> {
+        for m in [hard, soft].into_iter().flatten() {
+            if m.len() > CPUMAP_BYTES {
+                return Err(Error::invalid(
+                    "domctl setvcpuaffinity",
+                    format!("cpumap of {} bytes is over {CPUMAP_BYTES}", m.len()),
+                ));
+            }
         }
-        let mut buf = self.hypercall_buf(CPUMAP_BYTES)?;
-        buf.write_slice(0, cpus)?;
-        self.domctl_payload(
-            dc::XEN_DOMCTL_SETVCPUAFFINITY,
-            domid,
-            &dc::VcpuAffinity {
-                vcpu,
-                flags: dc::XEN_VCPUAFFINITY_HARD,
-                cpumap_hard: dc::XenctlBitmap {
-                    bitmap: buf.addr(),
+        let mut buf = self.hypercall_buf(2 * CPUMAP_BYTES)?;
+        let mut flags = 0;
+        if let Some(h) = hard {
+            buf.write_slice(0, h)?;
+            flags |= dc::XEN_VCPUAFFINITY_HARD;
+        }
+        if let Some(s) = soft {
+            buf.write_slice(CPUMAP_BYTES, s)?;
+            flags |= dc::XEN_VCPUAFFINITY_SOFT;
+        }
+        let map = |on: bool, off: usize| {
+            if on {
+                dc::XenctlBitmap {
+                    bitmap: buf.addr_at(off),
                     nr_bits: (CPUMAP_BYTES * 8) as u32,
                     _pad: 0,
-                },
-                cpumap_soft: dc::XenctlBitmap::default(),
-            },
-        )
-        .map(drop)
+                }
+            } else {
+                dc::XenctlBitmap::default()
+            }
+        };
+        let op = dc::VcpuAffinity {
+            vcpu,
+            flags,
+            cpumap_hard: map(hard.is_some(), 0),
+            cpumap_soft: map(soft.is_some(), CPUMAP_BYTES),
+        };
+        self.domctl_payload(dc::XEN_DOMCTL_SETVCPUAFFINITY, domid, &op)
+            .map(drop)
     }
 
     /// Credit/credit2 parameters of a domain (`sched_id` must be the
@@ -874,6 +899,24 @@ impl Xc {
             cmd: sc::XEN_SYSCTL_SCHEDOP_GETINFO,
             ..Default::default()
         };
+        let mut s = XenSysctl::new(sc::XEN_SYSCTL_SCHEDULER_OP).with_payload(&op);
+        self.sysctl(&mut s)?;
+        Ok(s.payload::<sc::SysctlSchedulerOp>().params())
+    }
+
+    /// Set the scheduler-wide credit parameters of a pool.
+    pub fn sched_credit_params_set(
+        &self,
+        cpupool_id: u32,
+        p: &sc::SysctlCreditSchedule,
+    ) -> Result<sc::SysctlCreditSchedule> {
+        let mut op = sc::SysctlSchedulerOp {
+            cpupool_id,
+            sched_id: dc::XEN_SCHEDULER_CREDIT,
+            cmd: sc::XEN_SYSCTL_SCHEDOP_PUTINFO,
+            ..Default::default()
+        };
+        op.set_params(p);
         let mut s = XenSysctl::new(sc::XEN_SYSCTL_SCHEDULER_OP).with_payload(&op);
         self.sysctl(&mut s)?;
         Ok(s.payload::<sc::SysctlSchedulerOp>().params())

@@ -516,6 +516,24 @@ pub fn counter() -> u64 {
     v
 }
 
+/// Wait in WFI until the virtual counter reaches `deadline`: the virtual
+/// timer is armed for it (its interrupt stays masked in PSTATE; a pending
+/// one still ends WFI), then disarmed.
+pub fn sleep_until(deadline: u64) {
+    // SAFETY: programming this vCPU's own virtual timer and waiting for
+    // it; interrupts stay masked (DAIF), so no handler runs.
+    unsafe {
+        asm!("msr cntv_cval_el0, {}", "mov {t}, #1", "msr cntv_ctl_el0, {t}", "isb",
+             in(reg) deadline, t = out(reg) _, options(nomem, nostack));
+    }
+    while counter() < deadline {
+        // SAFETY: `wfi` only waits for an interrupt.
+        unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+    }
+    // SAFETY: disarming this vCPU's own virtual timer.
+    unsafe { asm!("msr cntv_ctl_el0, xzr", "isb", options(nomem, nostack)) };
+}
+
 /// The counter frequency in Hz (`CNTFRQ_EL0`), or 62.5 MHz (QEMU's value)
 /// if firmware left it 0.
 pub fn counter_freq() -> u64 {

@@ -145,6 +145,12 @@ fn run(s: Scenario, dt: &GuestDt<'_>) -> ! {
             say!("ldp {addr:#x} = {a:#x} {b:#x}");
             finish(ShutdownReason::Poweroff)
         }
+        Scenario::Work {
+            report_ms,
+            stop_ms,
+            busy_us,
+            idle_us,
+        } => work(report_ms, stop_ms, busy_us.zip(idle_us)),
         Scenario::Spin => loop {
             core::hint::spin_loop();
         },
@@ -200,4 +206,53 @@ fn cpu_features() {
     // rdvl x0, #1
     probe("RDVL", rt::try_insn!(".inst 0x04bf5020" => x0));
     probe("SMCR_EL1", rt::try_insn!("mrs {v}, s3_0_c1_c2_6"));
+}
+
+/// Iterations between looks at the counter in the `work` scenario.
+const WORK_CHUNK: u64 = 1000;
+
+/// The `work` scenario: count loop iterations, print `work <ms> <n>` at
+/// every `report_ms` boundary of counter time, power off at `stop_ms`.
+/// With `duty = (busy µs, idle µs)`, alternate working and sleeping (WFI
+/// with the virtual timer armed for the end of the sleep), and after each
+/// report print `lat <ms> <max µs> <sleeps>`: the largest wake-up latency
+/// (counter past the timer deadline when the guest runs again) and the
+/// number of sleeps since the previous report.
+fn work(report_ms: u64, stop_ms: Option<u64>, duty: Option<(u64, u64)>) -> ! {
+    let f = rt::counter_freq();
+    let ms = |t: u64| t / (f / 1000).max(1);
+    let period = f.saturating_mul(report_ms) / 1000;
+    let mut n = 0u64;
+    let mut next = (rt::counter() / period + 1) * period;
+    let mut phase_end = duty.map(|(b, _)| rt::counter() + f * b / 1_000_000);
+    // Wake-up latency of the sleeps (counter ticks past the deadline):
+    // the largest since the last report, and how many sleeps that took.
+    let (mut lat_max, mut sleeps) = (0u64, 0u64);
+    loop {
+        for _ in 0..WORK_CHUNK {
+            n = core::hint::black_box(n + 1);
+        }
+        let now = rt::counter();
+        if now >= next {
+            say!("work {} {n}", ms(now));
+            if duty.is_some() {
+                say!("lat {} {} {sleeps}", ms(now), lat_max * 1_000_000 / f);
+                (lat_max, sleeps) = (0, 0);
+            }
+            next = (now / period + 1) * period;
+            if stop_ms.is_some_and(|s| ms(now) >= s) {
+                finish(ShutdownReason::Poweroff)
+            }
+        }
+        if let (Some((busy, idle)), Some(end)) = (duty, phase_end)
+            && now >= end
+        {
+            let wake = now + f * idle / 1_000_000;
+            rt::sleep_until(wake);
+            let woke = rt::counter();
+            lat_max = lat_max.max(woke.saturating_sub(wake));
+            sleeps += 1;
+            phase_end = Some(woke + f * busy / 1_000_000);
+        }
+    }
 }

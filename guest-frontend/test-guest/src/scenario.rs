@@ -52,6 +52,21 @@ pub enum Scenario {
     Ldp(u64),
     /// Spin forever without hypercalls.
     Spin,
+    /// Count work (loop iterations) and print `work <ms> <n>` every
+    /// `report_ms` of the counter (`<ms>`: counter time since boot, `<n>`:
+    /// iterations so far); power off at `stop_ms` (counter time) if given.
+    /// With `busy_us`/`idle_us` both set, work only `busy_us` at a time and
+    /// then sleep `idle_us` in WFI on the virtual timer (the "tick dodger").
+    Work {
+        /// Reporting period, ms (`oxen.period=`, default 100).
+        report_ms: u64,
+        /// Power off at this counter time, ms (`oxen.stop=`).
+        stop_ms: Option<u64>,
+        /// Busy phase, µs (`oxen.busy=`).
+        busy_us: Option<u64>,
+        /// Sleep phase, µs (`oxen.idle=`).
+        idle_us: Option<u64>,
+    },
     /// Call hypercall 63 and print what it returned.
     Enosys,
     /// Shut down with reason crash.
@@ -137,6 +152,19 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError<'_>> {
         "gicd" => Scenario::Gicd(addr()?.unwrap_or(DEFAULT_GICD_TYPER)),
         "ldp" => Scenario::Ldp(addr()?.ok_or(ConfigError::Missing("oxen.addr"))?),
         "spin" => Scenario::Spin,
+        "work" => {
+            let n = |k| number(cmdline, k, bootargs::parse_u64);
+            let report_ms = n("oxen.period")?.unwrap_or(100);
+            if report_ms == 0 {
+                return Err(ConfigError::OutOfRange("oxen.period", 0));
+            }
+            Scenario::Work {
+                report_ms,
+                stop_ms: n("oxen.stop")?,
+                busy_us: n("oxen.busy")?,
+                idle_us: n("oxen.idle")?,
+            }
+        }
         "enosys" => Scenario::Enosys,
         "crash" => Scenario::Crash,
         "cpufeatures" => Scenario::CpuFeatures,
@@ -198,6 +226,32 @@ mod tests {
             assert_eq!(parse(&cmd), Ok(s), "{cmd}");
             assert_eq!(name(&cmd), Ok(n));
         }
+    }
+
+    #[test]
+    fn work_parameters() {
+        assert_eq!(
+            parse("oxen.test=work"),
+            Ok(Scenario::Work {
+                report_ms: 100,
+                stop_ms: None,
+                busy_us: None,
+                idle_us: None
+            })
+        );
+        assert_eq!(
+            parse("oxen.test=work oxen.period=250 oxen.stop=5000 oxen.busy=9500 oxen.idle=500"),
+            Ok(Scenario::Work {
+                report_ms: 250,
+                stop_ms: Some(5000),
+                busy_us: Some(9500),
+                idle_us: Some(500)
+            })
+        );
+        assert_eq!(
+            parse("oxen.test=work oxen.period=0"),
+            Err(ConfigError::OutOfRange("oxen.period", 0))
+        );
     }
 
     #[test]

@@ -148,6 +148,9 @@ fn on_domain(
                 vi.running = u8::from(v.running);
                 vi.cpu = v.pcpu as u32;
             }
+            if let Some(info) = sched::vcpu_info(t, i) {
+                vi.cpu = info.cpu as u32;
+            }
             vi.cpu_time = sched::vcpu_time_ns(t, i);
             op.set_payload(&vi);
             Ok(0)
@@ -157,28 +160,24 @@ fn on_domain(
             if so.sched_id != XEN_SCHEDULER_CREDIT {
                 return Err(Errno::EINVAL);
             }
-            let mut p = t.sched_params.lock();
             match so.cmd {
-                XEN_DOMCTL_SCHEDOP_GETINFO => so.set_params(&SchedCredit {
-                    weight: p.0,
-                    cap: p.1,
-                }),
+                XEN_DOMCTL_SCHEDOP_GETINFO => {
+                    let (weight, cap) = sched::params(t.id).map_err(|e| e.errno())?;
+                    so.set_params(&SchedCredit { weight, cap });
+                }
                 XEN_DOMCTL_SCHEDOP_PUTINFO => {
+                    // Credit1: weight 0 and cap ~0 mean "unchanged". Xen
+                    // range-checks neither (libxl does); a cap above 100 per
+                    // vCPU is refused here too.
                     let c: SchedCredit = so.params();
-                    // Credit1: weight 0 and cap ~0 mean "unchanged".
-                    if c.weight != 0 {
-                        p.0 = c.weight;
+                    if c.cap != u16::MAX && u32::from(c.cap) > 100 * t.vcpus.len() as u32 {
+                        log::info!("d0: scheduler_op on {}: cap {} out of range", t.id, c.cap);
+                        return Err(Errno::EINVAL);
                     }
-                    if c.cap != u16::MAX {
-                        if u32::from(c.cap) > 100 * t.vcpus.len() as u32 {
-                            return Err(Errno::EINVAL);
-                        }
-                        p.1 = c.cap;
-                    }
+                    sched::putinfo(t.id, c.weight, c.cap).map_err(|e| e.errno())?;
                 }
                 _ => return Err(Errno::EINVAL),
             }
-            drop(p);
             op.set_payload(&so);
             Ok(0)
         }
@@ -274,6 +273,11 @@ fn create(op: &mut XenDomctl) -> Result<i64, Errno> {
         Errno::EEXIST,
         Errno::ENOMEM,
     )?;
+    if let Err(e) = sched::add_domain(&d, None, None) {
+        log::error!("{}: not schedulable ({e:?}): destroyed", d.id);
+        domain::destroy(&d);
+        return Err(Errno::EBUSY);
+    }
     c.arch.gic_version = native;
     c.arch.clock_frequency = 0;
     op.domain = d.id.0;
@@ -485,35 +489,52 @@ pub(super) fn online_cpus() -> u64 {
     if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 
-/// `XEN_DOMCTL_{set,get}vcpuaffinity`: masks are recorded and reported
-/// back (the effective hard mask is the requested one ∩ the CPUs); the
-/// scheduler keeps each vCPU on the CPU it pinned it to.
+/// `XEN_DOMCTL_{set,get}vcpuaffinity`: the scheduler applies the masks
+/// (the vCPU moves at once if its CPU is no longer allowed) and set
+/// returns the effective ones (hard ∩ online CPUs, soft ∩ hard ∩ online);
+/// get returns the masks as set. Xen's errors: vCPU out of range or no
+/// mask flag (-EINVAL), a hard mask without an online CPU (-EINVAL).
 fn vcpu_affinity(caller: &Domain, t: &Domain, set: bool, op: &mut XenDomctl) -> Result<i64, Errno> {
     let a: VcpuAffinity = op.payload();
     let i = a.vcpu as usize;
     if i >= t.vcpus.len() {
         return Err(Errno::EINVAL);
     }
+    let mask = XEN_VCPUAFFINITY_HARD | XEN_VCPUAFFINITY_SOFT;
+    if a.flags & mask == 0 {
+        return Err(Errno::EINVAL);
+    }
     let which = [
         (XEN_VCPUAFFINITY_HARD, &a.cpumap_hard, 0usize),
         (XEN_VCPUAFFINITY_SOFT, &a.cpumap_soft, 1usize),
     ];
-    if set {
-        let mut new = t.vcpus[i].lock().affinity;
+    let out = if set {
+        let mut new = [None, None];
         for (flag, map, k) in which {
             if a.flags & flag != 0 {
-                new[k] = read_bitmap(caller, map)?;
+                new[k] = Some(read_bitmap(caller, map)?);
             }
         }
-        if a.flags & XEN_VCPUAFFINITY_HARD != 0 && new[0] & online_cpus() == 0 {
-            return Err(Errno::EINVAL);
+        let (h, s) = sched::set_affinity(t, i, new[0], new[1]).map_err(|e| {
+            log::info!("d0: setvcpuaffinity {}v{i}: {e}", t.id);
+            e.errno()
+        })?;
+        let mut v = t.vcpus[i].lock();
+        for (slot, m) in v.affinity.iter_mut().zip(new) {
+            if let Some(m) = m {
+                *slot = m;
+            }
         }
-        t.vcpus[i].lock().affinity = new;
-    }
-    let cur = t.vcpus[i].lock().affinity;
+        [h, s]
+    } else {
+        match sched::vcpu_info(t, i) {
+            Some(info) => [info.hard.0, info.soft.0],
+            None => t.vcpus[i].lock().affinity,
+        }
+    };
     for (flag, map, k) in which {
         if a.flags & flag != 0 {
-            super::sysctl::write_cpumap(caller, map, cur[k] & online_cpus())?;
+            super::sysctl::write_cpumap(caller, map, out[k] & online_cpus())?;
         }
     }
     Ok(0)

@@ -1,7 +1,7 @@
 //! `sysctl`: the toolstack's view of the machine (Xen 4.17, interface
 //! version 0x15), Dom0 only: readconsole (`xl dmesg`), physinfo, sched_id, getdomaininfolist,
 //! cputopoinfo, numainfo (one node), cpupool_op (one pool, Pool-0, holding
-//! every CPU) and the credit scheduler's pool parameters (recorded).
+//! every CPU) and the credit scheduler's pool parameters (`sched`).
 //! Everything else is -ENOSYS. Argument order as `domctl`'s.
 
 extern crate alloc;
@@ -18,12 +18,7 @@ use super::{read_arg, write_arg};
 use crate::arch::head::TrapFrame;
 use crate::domain::{self, Domain};
 use crate::mem::FRAMES;
-use crate::sync::Mutex;
 use crate::{arch, guest_mem, sched};
-
-/// Credit scheduler pool parameters (tslice ms, ratelimit µs): Xen's
-/// defaults until `xl sched-credit -s` changes them.
-static CREDIT_POOL: Mutex<(u32, u32)> = Mutex::new((30, 1000));
 
 /// `sysctl(op)`.
 pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> Result<i64, Errno> {
@@ -98,28 +93,34 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
             if s.cpupool_id != 0 || s.sched_id != XEN_SCHEDULER_CREDIT {
                 return Err(Errno::EINVAL);
             }
-            let mut p = CREDIT_POOL.lock();
             match s.cmd {
-                XEN_SYSCTL_SCHEDOP_GETINFO => s.set_params(&SysctlCreditSchedule {
-                    tslice_ms: p.0,
-                    ratelimit_us: p.1,
-                    vcpu_migr_delay_us: 0,
-                }),
+                XEN_SYSCTL_SCHEDOP_GETINFO => {
+                    let p = sched::sched_params();
+                    s.set_params(&SysctlCreditSchedule {
+                        tslice_ms: p.tslice_ms,
+                        ratelimit_us: p.ratelimit_us,
+                        vcpu_migr_delay_us: p.vcpu_migr_delay_us,
+                    })
+                }
                 XEN_SYSCTL_SCHEDOP_PUTINFO => {
+                    // Xen's credit limits (-EINVAL): tslice 1..1000 ms,
+                    // ratelimit 0 or 100..500000 µs and not above the time
+                    // slice, migration delay ≤ 100 ms.
                     let c: SysctlCreditSchedule = s.params();
-                    // Xen's credit limits: tslice 1..1000 ms, ratelimit
-                    // 0 or 100..500000 µs and not above the time slice.
-                    if !(1..=1000).contains(&c.tslice_ms)
-                        || (c.ratelimit_us != 0 && !(100..=500_000).contains(&c.ratelimit_us))
-                        || u64::from(c.ratelimit_us) > u64::from(c.tslice_ms) * 1000
-                    {
-                        return Err(Errno::EINVAL);
-                    }
-                    *p = (c.tslice_ms, c.ratelimit_us);
+                    let p = sched::set_sched_params(oxen_sched::SchedParams {
+                        tslice_ms: c.tslice_ms,
+                        ratelimit_us: c.ratelimit_us,
+                        vcpu_migr_delay_us: c.vcpu_migr_delay_us,
+                    })
+                    .map_err(|e| e.errno())?;
+                    s.set_params(&SysctlCreditSchedule {
+                        tslice_ms: p.tslice_ms,
+                        ratelimit_us: p.ratelimit_us,
+                        vcpu_migr_delay_us: p.vcpu_migr_delay_us,
+                    });
                 }
                 _ => return Err(Errno::EINVAL),
             }
-            drop(p);
             op.set_payload(&s);
         }
         cmd => {

@@ -77,6 +77,14 @@ pub struct DomainSpec {
     pub bootargs: Option<String>,
     /// Whether the domain asked for an emulated PL011 (`vpl011`).
     pub vpl011: bool,
+    /// Credit scheduler weight (`oxen,weight`; Xen 4.17's dom0less binding
+    /// has none).
+    pub weight: Option<u32>,
+    /// Credit scheduler cap in percent of one CPU (`oxen,cap`).
+    pub cap: Option<u32>,
+    /// Hard affinity of every vCPU, bit n = physical CPU n
+    /// (`oxen,cpus-hard`, a u32 mask).
+    pub hard_affinity: Option<u32>,
 }
 
 /// A UART (the hypervisor's console).
@@ -409,6 +417,9 @@ fn parse_modules(dt: &DeviceTree<'_>, chosen: NodeId) -> Result<Modules, DtError
         initrd: d0.initrd,
         bootargs: dom0_bootargs.map(String::from),
         vpl011: false,
+        weight: None,
+        cap: None,
+        hard_affinity: None,
     });
 
     let mut domus = Vec::new();
@@ -458,6 +469,9 @@ fn parse_modules(dt: &DeviceTree<'_>, chosen: NodeId) -> Result<Modules, DtError
             initrd: f.initrd,
             bootargs,
             vpl011: dt.has_prop(c, "vpl011"),
+            weight: dt.prop_u32(c, "oxen,weight"),
+            cap: dt.prop_u32(c, "oxen,cap"),
+            hard_affinity: dt.prop_u32(c, "oxen,cpus-hard"),
         });
     }
 

@@ -32,6 +32,15 @@ pub struct BootOptions {
     pub console_timestamps: Option<Timestamps>,
     /// `noreboot[=<bool>]`: after a fatal error, halt instead of rebooting.
     pub noreboot: bool,
+    /// `sched=<name>`: the scheduler (oxen has `credit`, the default).
+    pub sched: Option<String>,
+    /// `sched_credit_tslice_ms=<ms>`: credit time slice.
+    pub sched_credit_tslice_ms: Option<u32>,
+    /// `sched_ratelimit_us=<us>`: scheduler rate limit.
+    pub sched_ratelimit_us: Option<u32>,
+    /// `oxen.noboost` (not Xen's; for tests): the credit scheduler never
+    /// boosts a waking vCPU.
+    pub noboost: bool,
     /// Known Xen options oxen does not act on (whole tokens).
     pub ignored: Vec<String>,
     /// Unrecognised options (whole tokens), worth a warning.
@@ -107,9 +116,6 @@ const IGNORED: &[&str] = &[
     "dom0_vcpus_pin",
     "dom0_ioports_disable",
     "hardware_dom",
-    "sched",
-    "sched_credit_tslice_ms",
-    "sched_ratelimit_us",
     "credit2_balance_over",
     "credit2_balance_under",
     "credit2_load_window_shift",
@@ -273,7 +279,31 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
                 o.console_timestamps = Some(Timestamps::None);
                 Some(())
             }
-            ("dom0_mem" | "dom0_max_vcpus" | "console" | "dtuart" | "loglvl", None) => None,
+            ("sched", Some(v)) => {
+                o.sched = Some(v.to_string());
+                Some(())
+            }
+            ("sched_credit_tslice_ms", Some(v)) => {
+                v.parse().ok().map(|n| o.sched_credit_tslice_ms = Some(n))
+            }
+            ("sched_ratelimit_us", Some(v)) => {
+                v.parse().ok().map(|n| o.sched_ratelimit_us = Some(n))
+            }
+            ("oxen.noboost", None) => {
+                o.noboost = true;
+                Some(())
+            }
+            (
+                "dom0_mem"
+                | "dom0_max_vcpus"
+                | "console"
+                | "dtuart"
+                | "loglvl"
+                | "sched"
+                | "sched_credit_tslice_ms"
+                | "sched_ratelimit_us",
+                None,
+            ) => None,
             (n, _) => {
                 let base = n.strip_prefix("no_").unwrap_or(n);
                 if IGNORED.contains(&n) || IGNORED.contains(&base) {

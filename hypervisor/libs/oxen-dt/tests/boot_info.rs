@@ -121,6 +121,9 @@ fn dom0less_domains_and_xen_bootargs() {
                 initrd: Some(r(0x5600_0000, 0x10_0000)),
                 bootargs: Some("console=ttyAMA0 oxen.test=hello".into()),
                 vpl011: true,
+                weight: None,
+                cap: None,
+                hard_affinity: None,
             },
             DomainSpec {
                 name: "domU2".into(),
@@ -131,6 +134,9 @@ fn dom0less_domains_and_xen_bootargs() {
                 initrd: None,
                 bootargs: Some("oxen.test=count oxen.count=3".into()),
                 vpl011: false,
+                weight: None,
+                cap: None,
+                hard_affinity: None,
             },
         ]
     );
