@@ -116,7 +116,16 @@ impl CpuMask {
 
     /// The CPUs of the set, lowest first.
     pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_CPUS).filter(move |&c| self.contains(c))
+        // Only the set bits (usually none or one): the hypervisor signals
+        // the masks the policy returns on every scheduling decision.
+        let mut rest = self.0;
+        core::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let c = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                c
+            })
+        })
     }
 }
 
