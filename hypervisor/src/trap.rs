@@ -166,7 +166,7 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
                     // Block first, then look: an interrupt injected in
                     // between finds the vCPU blocked and wakes it.
                     sched::block_current();
-                    if vgic::has_pending(dom, vcpu) {
+                    if vgic::current_has_pending(dom, vcpu) {
                         sched::wake(dom, vcpu);
                     }
                 }

@@ -276,6 +276,22 @@ pub fn has_pending(dom: &Domain, vcpu: usize) -> bool {
     dom.vgic.lock().has_pending(vcpu)
 }
 
+/// [`has_pending`] for the vCPU running on this CPU (a WFI exit), without
+/// the vGIC lock when this CPU's LR state answers it: no LR valid, nothing
+/// synced or disabled since the last fill (or a sync that found nothing
+/// waiting), and no new injection since (the generation).
+pub fn current_has_pending(dom: &Domain, vcpu: usize) -> bool {
+    let cpu = sched::this_cpu();
+    if LR_CTX[cpu].load(Ordering::Relaxed) == sched::current_ctx()
+        && !LR_BUSY[cpu].load(Ordering::Relaxed)
+        && !LR_DIRTY[cpu].load(Ordering::Relaxed)
+        && LR_GEN[cpu].load(Ordering::Relaxed) == generation(dom, vcpu)
+    {
+        return false;
+    }
+    has_pending(dom, vcpu)
+}
+
 /// Emulate a guest access to the vGIC at `ipa`. Returns false when the
 /// address is not a vGIC frame.
 pub fn mmio(
