@@ -110,10 +110,20 @@ pub fn init(base: usize) {
     UART_BASE.store(base, Ordering::Release);
 }
 
+/// Dom0's raw console output left the UART in the middle of a line (its
+/// shell prompt, say). Set and cleared with the UART lock held.
+static MID_LINE: AtomicBool = AtomicBool::new(false);
+
 /// Print formatted text with the console lock held (and keep it in the
-/// console ring).
+/// console ring). It starts on a line of its own: after Dom0's raw output
+/// left a partial line (a prompt), a line break comes first, so a
+/// hypervisor line never runs on from a guest's.
 pub fn print(args: fmt::Arguments<'_>) {
     if let Some(u) = UART.lock().as_ref() {
+        if MID_LINE.swap(false, Ordering::Relaxed) {
+            u.putc(b'\r');
+            u.putc(b'\n');
+        }
         let _ = Out(u).write_fmt(args);
     }
     let _ = CONRING.lock().write_fmt(args);
@@ -173,6 +183,9 @@ pub static CONRING: Mutex<ConRing> = Mutex::new(ConRing {
 /// Write raw guest bytes (Dom0's console output), turning `\n` into `\r\n`.
 pub fn write_raw(bytes: &[u8]) {
     if let Some(u) = UART.lock().as_ref() {
+        if let Some(&last) = bytes.last() {
+            MID_LINE.store(last != b'\n', Ordering::Relaxed);
+        }
         for &b in bytes {
             if b == b'\n' {
                 u.putc(b'\r');
