@@ -331,7 +331,7 @@ fi
 
 # ---------------------------------------------------------------- the runs (bench.sh)
 log "output: $OUT ($RUNS run(s) per hypervisor, disk $IO_MB MiB, network $NET_MB MiB each way)"
-BENCH_KINDS="" BENCH_XL_KINDS=icount BENCH_RUNS=$RUNS BENCH_OUT=$OUT \
+BENCH_KINDS="" BENCH_XL_KINDS=icount BENCH_RUNS=$RUNS BENCH_OUT=$OUT BENCH_PROFILE=0 \
 BENCH_XL_TIMEOUT=${BENCH_IO_TIMEOUT:-1500} BENCH_SILENCE=${BENCH_SILENCE:-300} \
 BENCH_XL_DOM0_INIT=$OUT/io/bench-io-dom0 BENCH_XL_DOMU_INIT=$OUT/io/bench-io-domu \
 BENCH_XL_CFG="disk = [ 'format=raw, vdev=xvda, access=rw, target=/run/io.img' ]
