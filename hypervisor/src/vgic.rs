@@ -14,8 +14,8 @@ use alloc::sync::Arc;
 use oxen_trap::DataAbort;
 use oxen_types::{Ipa, IpaRange};
 use oxen_vgic::{
-    GICV3_REDIST_STRIDE, GicVersion, LrEntry, Vgic, VgicError, Width, decode_lr_v2, decode_lr_v3,
-    encode_lr_v2, encode_lr_v3,
+    GICV3_REDIST_STRIDE, GicVersion, LrEntry, NR_PRIVATE, Vgic, VgicError, Width, decode_lr_v2,
+    decode_lr_v3, encode_lr_v2, encode_lr_v3,
 };
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -99,6 +99,17 @@ fn changed_for(dom: &Domain, vcpu: usize) {
             g.fetch_add(1, Ordering::AcqRel);
         }
         None => changed(dom),
+    }
+}
+
+/// After interrupt `intid` may have become deliverable to `target`: a
+/// private interrupt concerns that vCPU only; an SPI bumps the domain-wide
+/// generation (whoever it is routed to when a fill looks at it).
+fn changed_by(dom: &Domain, intid: u32, target: usize) {
+    if intid < NR_PRIVATE {
+        changed_for(dom, target);
+    } else {
+        changed(dom);
     }
 }
 
@@ -245,12 +256,7 @@ pub fn inject(dom: &Arc<Domain>, intid: u32, vcpu: Option<usize>) {
     let r = dom.vgic.lock().inject(intid, vcpu);
     match r {
         Ok(Some(t)) => {
-            // An SPI may be routed to another vCPU by the time it fills.
-            if intid < 32 {
-                changed_for(dom, t);
-            } else {
-                changed(dom);
-            }
+            changed_by(dom, intid, t);
             kick(dom, t);
         }
         Ok(None) => {}
@@ -263,7 +269,7 @@ pub fn set_level(dom: &Arc<Domain>, intid: u32, vcpu: usize, high: bool) {
     let r = dom.vgic.lock().set_level(intid, vcpu, high);
     match r {
         Ok(Some(t)) => {
-            changed_for(dom, t);
+            changed_by(dom, intid, t);
             kick(dom, t);
         }
         Ok(None) => {}

@@ -22,22 +22,26 @@ pub fn now() -> u64 {
 
 /// Convert nanoseconds to counter ticks.
 pub fn ns_to_ticks(ns: u64) -> u64 {
-    let f = freq();
-    if 1_000_000_000 % f == 0 {
-        // A whole number of ns per tick (QEMU's 62.5 MHz: 16): no 128-bit
-        // division on the scheduler's paths.
-        return ns / (1_000_000_000 / f);
+    match whole_ns_per_tick() {
+        Some(k) => ns / k,
+        None => ((u128::from(ns) * u128::from(freq())) / 1_000_000_000) as u64,
     }
-    ((u128::from(ns) * u128::from(f)) / 1_000_000_000) as u64
 }
 
 /// Convert counter ticks to nanoseconds.
 pub fn ticks_to_ns(t: u64) -> u64 {
-    let f = freq();
-    if 1_000_000_000 % f == 0 {
-        return t.saturating_mul(1_000_000_000 / f);
+    match whole_ns_per_tick() {
+        Some(k) => t.saturating_mul(k),
+        None => ((u128::from(t) * 1_000_000_000) / u128::from(freq())) as u64,
     }
-    ((u128::from(t) * 1_000_000_000) / u128::from(f)) as u64
+}
+
+/// Nanoseconds per tick when the counter runs at a whole number of them
+/// (QEMU's 62.5 MHz: 16), so the conversions on the scheduler's paths need
+/// no 128-bit division.
+fn whole_ns_per_tick() -> Option<u64> {
+    let f = freq();
+    (1_000_000_000 % f == 0).then_some(1_000_000_000 / f)
 }
 
 /// Fire the EL2 timer interrupt at absolute count `deadline`.
