@@ -114,6 +114,14 @@ pub fn boot(gic: u8, b: &Budget) -> Result<Running, Error> {
     Ok(q)
 }
 
+/// `poweroff` in Dom0's shell: Linux powers down and QEMU exits with status 0.
+pub fn power_off(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+    let q = sh.running();
+    q.send("poweroff\r")?;
+    q.expect("reboot: Power down", b.left())?;
+    q.expect_exit_code(0, b.left())
+}
+
 /// Run `cmd` in Dom0's shell, requiring status 0.
 pub fn ok(sh: &mut Shell<'_>, cmd: &str, b: &Budget) -> Result<Output, Error> {
     let out = sh.run(cmd, b.step())?;

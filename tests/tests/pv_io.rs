@@ -26,7 +26,7 @@
 //! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
 use oxen_tests::dom0shell::{
-    Budget, HYP_ARGS, PROMPT, assert_nothing_left, free_memory, ok, shell_forbidden,
+    Budget, HYP_ARGS, PROMPT, assert_nothing_left, free_memory, ok, power_off, shell_forbidden,
 };
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, Shell, re};
 use std::time::Duration;
@@ -326,9 +326,7 @@ fn pv_io(gic: u8) -> Result<(), Error> {
         "the DomU's data did not stay:\n{out}"
     );
 
-    sh.running().send("poweroff\r")?;
-    sh.running().expect("reboot: Power down", b.left())?;
-    sh.running().expect_exit_code(0, b.left())
+    power_off(&mut sh, &b)
 }
 
 #[test]

@@ -28,8 +28,8 @@
 //! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
 use oxen_tests::dom0shell::{
-    Budget, HYP_ARGS, PROMPT, assert_nothing_left, domu_value, free_memory, ok, shell_forbidden,
-    wait_domu_log,
+    Budget, HYP_ARGS, PROMPT, assert_nothing_left, domu_value, free_memory, ok, power_off,
+    shell_forbidden, wait_domu_log,
 };
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, Shell, re};
 use std::time::Duration;
@@ -393,9 +393,7 @@ fn smoke(gic: u8) -> Result<(), Error> {
     ext4(&mut sh, free, &b)?;
     tcp_and_evtchn(&mut sh, free, &b)?;
     destroy_under_traffic(&mut sh, free, &b)?;
-    sh.running().send("poweroff\r")?;
-    sh.running().expect("reboot: Power down", b.left())?;
-    sh.running().expect_exit_code(0, b.left())
+    power_off(&mut sh, &b)
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //!
 //! Timeouts: [`BUDGET`] for the test, scaled by `OXEN_TEST_TIMEOUT_SCALE`.
 
-use oxen_tests::dom0shell::{Budget, HYP_ARGS, PROMPT, ok, shell_forbidden};
+use oxen_tests::dom0shell::{Budget, HYP_ARGS, PROMPT, ok, power_off, shell_forbidden};
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, Shell, re};
 use std::path::Path;
 use std::time::Duration;
@@ -146,9 +146,7 @@ fn gicv3_domu_disk_on_dom0_virtio_disk_survives_restarts() -> Result<(), Error> 
             "the DomU's data did not survive its restart"
         );
         ok(&mut sh, "xl destroy domu", &b)?;
-        sh.running().send("poweroff\r")?;
-        sh.running().expect("reboot: Power down", b.left())?;
-        sh.running().expect_exit_code(0, b.left())?;
+        power_off(&mut sh, &b)?;
         drop(sh);
 
         // Second boot: the same disk, kept as it is.
@@ -160,9 +158,7 @@ fn gicv3_domu_disk_on_dom0_virtio_disk_survives_restarts() -> Result<(), Error> 
             "the DomU's data did not survive Dom0's reboot"
         );
         ok(&mut sh, "xl destroy domu", &b)?;
-        sh.running().send("poweroff\r")?;
-        sh.running().expect("reboot: Power down", b.left())?;
-        sh.running().expect_exit_code(0, b.left())
+        power_off(&mut sh, &b)
     })();
     let _ = std::fs::remove_file(&disk);
     result

@@ -31,9 +31,9 @@
 
 use oxen_tests::dom0shell::{
     Budget, CONSOLE_LOG_DIR, DOMU_PROMPT, PROMPT, assert_free_memory_back, boot, domu_cfg,
-    free_memory, ok, wait_only_dom0_listed, xl_list,
+    free_memory, ok, power_off, wait_only_dom0_listed, xl_list,
 };
-use oxen_tests::{Error, Running, Shell, re, scaled};
+use oxen_tests::{Error, Shell, re, scaled};
 use std::time::Duration;
 
 /// Time allowed for one whole test, before scaling.
@@ -225,13 +225,7 @@ fn lifecycle(gic: u8) -> Result<(), Error> {
     ok(&mut sh, "xl shutdown -w domu-b", &b)?;
     nothing_left(&mut sh, free, &b)?;
 
-    sh.running().send("poweroff\r")?;
-    q_expect_power_down(sh.running(), &b)
-}
-
-fn q_expect_power_down(q: &mut Running, b: &Budget) -> Result<(), Error> {
-    q.expect("reboot: Power down", b.left())?;
-    q.expect_exit_code(0, b.left())
+    power_off(&mut sh, &b)
 }
 
 /// Bad configurations fail cleanly; 20 create/destroy cycles return all memory.
@@ -289,8 +283,7 @@ fn bad_input_and_cycles(gic: u8) -> Result<(), Error> {
     );
     nothing_left(&mut sh, free, &b)?;
 
-    sh.running().send("poweroff\r")?;
-    q_expect_power_down(sh.running(), &b)
+    power_off(&mut sh, &b)
 }
 
 #[test]
