@@ -1,14 +1,18 @@
 //! `front-hostile`'s host-testable half: the blkif shared-ring layout (Xen's
 //! `io/blkif.h` and `io/ring.h` for a 4 KiB ring page, native arm64 ABI,
 //! `protocol = "arm-abi"`), request encoding, response decoding, the list
-//! of attack cases and the one-line outcome each case reports.
+//! of attack cases and the one-line outcome each case reports; the same for
+//! netif in [`netif`].
 //!
 //! Owns nothing at run time: `main.rs` (Linux only) does the xenstore
 //! handshake, grants and event channels, and uses these layouts to fill
-//! the ring page it granted. Invariant: every encoder writes exactly one
-//! ring slot ([`REQ_SIZE`] bytes) and never reads guest memory.
+//! the ring pages it granted. Invariant: every encoder writes exactly one
+//! ring slot ([`REQ_SIZE`] bytes, or netif's slot sizes) and never reads
+//! guest memory.
 
 use std::fmt;
+
+pub mod netif;
 
 /// `BLKIF_OP_READ`: disk to the granted pages (the backend writes them).
 pub const OP_READ: u8 = 0;
