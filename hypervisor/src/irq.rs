@@ -85,7 +85,7 @@ pub fn handle_pending(cpu: usize) {
             timer::disarm();
             sched::request_resched(cpu);
         } else if id == SGI_KICK {
-            sched::request_resched(cpu);
+            sched::kicked(cpu);
         } else if id == VIRT_TIMER.load(Ordering::Relaxed) {
             virt_timer_fired();
         } else if id == MAINTENANCE.load(Ordering::Relaxed) {

@@ -10,7 +10,8 @@
 //!   vCPUs this CPU saved last, whose virtual-timer deadlines it watches
 //!   (it arms its EL2 timer for the earliest and wakes them when due).
 //! * Per CPU: a "look again" flag ([`NEED_RESCHED`]), set by the EL2 timer
-//!   interrupt, the SGI and local events, which runs the timers; and a
+//!   interrupt, the SGI when the policy sent it, and local events, which
+//!   runs the timers; and a
 //!   "decide" flag ([`DECIDE`]), set only when the policy asks this CPU to
 //!   pick again (Xen's `SCHEDULE_SOFTIRQ`).
 //!
@@ -19,6 +20,8 @@
 //! watched guest timer, whichever is first; the policy's "tickle" masks
 //! become the reschedule SGI ([`irq::SGI_KICK`]); with nothing to run a CPU
 //! waits in WFI (interrupts masked at EL2; a pending one still wakes it).
+//! A guest's own WFI traps only while some vCPU waits for a CPU
+//! ([`VWFI_ADAPTIVE`], or Xen's `vwfi=trap|native`).
 //! A vCPU moves between CPUs with its whole state: its trap frame, EL1 and
 //! FP registers, GIC virtual-interface state (VMCR, APRs) and virtual timer
 //! are saved into its [`crate::domain::Vcpu`] when it leaves a CPU and
@@ -64,12 +67,13 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use oxen_sched::{CpuMask, Credit, SchedError, SchedParams, VcpuInfo, VcpuRef};
 use oxen_types::DomId;
 
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::arch::head::{MAX_CPUS, TrapFrame};
 use crate::arch::{self, sysreg, timer};
@@ -86,6 +90,100 @@ static SCHED: Mutex<Global> = Mutex::new(Global {
     credit: None,
     doms: BTreeMap::new(),
 });
+
+/// [`SCHED`], held. Releasing it publishes whether a vCPU now waits in a
+/// run queue ([`QUEUED`]), so every policy change is seen by the WFI trap
+/// decision ([`set_wfi_trap`]).
+struct Held(MutexGuard<'static, Global>);
+
+impl Deref for Held {
+    type Target = Global;
+    fn deref(&self) -> &Global {
+        &self.0
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Global {
+        &mut self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let queued = self.0.credit.as_ref().is_some_and(|c| c.nr_queued() > 0);
+        publish_queued(queued);
+    }
+}
+
+fn lock_sched() -> Held {
+    Held(SCHED.lock())
+}
+
+/// WFI trapping, Xen's `vwfi=` ([`VWFI_TRAP`], [`VWFI_NATIVE`]) or, by
+/// default, [`VWFI_ADAPTIVE`]: a guest's WFI traps only while some vCPU
+/// waits in a run queue. A vCPU alone on its CPU then waits for its
+/// interrupts in the hardware (an interrupt for it ends the WFI with one
+/// exit instead of a block, an idle period and a wake-up); as soon as a
+/// vCPU waits for a CPU, every CPU traps WFI again, so a vCPU with nothing
+/// to do gives its CPU away (and an idle CPU can steal). As KVM's default,
+/// and Xen's `vwfi=native` while no CPU is oversubscribed; the cost is
+/// that a vCPU waiting in WFI counts as running in its CPU time.
+const VWFI_ADAPTIVE: u8 = 0;
+const VWFI_TRAP: u8 = 1;
+const VWFI_NATIVE: u8 = 2;
+static VWFI: AtomicU8 = AtomicU8::new(VWFI_ADAPTIVE);
+/// Some vCPU waits in a run queue (as of the last release of [`SCHED`]).
+static QUEUED: AtomicBool = AtomicBool::new(false);
+/// Per CPU: its guests run with WFI untrapped (`HCR_EL2.TWI` clear).
+static WFI_UNTRAPPED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Record whether a vCPU waits in a run queue. When one starts waiting,
+/// CPUs running a guest with WFI untrapped are kicked: they look again
+/// (without a new decision) and re-enter with WFI trapped, so their vCPU
+/// blocks at its next WFI instead of keeping the CPU. (Sequentially
+/// consistent with [`set_wfi_trap`]'s announce-then-look: either that CPU
+/// sees `QUEUED` or this one sees its flag.)
+fn publish_queued(queued: bool) {
+    if QUEUED.swap(queued, Ordering::SeqCst) == queued
+        || !queued
+        || VWFI.load(Ordering::Relaxed) != VWFI_ADAPTIVE
+    {
+        return;
+    }
+    let me = this_cpu();
+    for (cpu, untrapped) in WFI_UNTRAPPED.iter().enumerate().take(nr_cpus()) {
+        if cpu != me && untrapped.load(Ordering::SeqCst) {
+            kick(cpu);
+        }
+    }
+}
+
+/// Set this CPU's WFI trap for the guest entry that follows (see
+/// [`VWFI_ADAPTIVE`]); HCR_EL2 is written only when the choice changes.
+fn set_wfi_trap(cpu: usize) {
+    let flag = &WFI_UNTRAPPED[cpu];
+    let was = flag.load(Ordering::Relaxed);
+    let now = match VWFI.load(Ordering::Relaxed) {
+        VWFI_TRAP => false,
+        VWFI_NATIVE => true,
+        _ if was => !QUEUED.load(Ordering::SeqCst),
+        _ => {
+            if QUEUED.load(Ordering::SeqCst) {
+                return;
+            }
+            // Announce, then look again (publish_queued does the reverse).
+            flag.store(true, Ordering::SeqCst);
+            !QUEUED.load(Ordering::SeqCst)
+        }
+    };
+    if flag.load(Ordering::Relaxed) != now {
+        flag.store(now, Ordering::SeqCst);
+    }
+    if now != was {
+        arch::set_wfi_trap(!now);
+    }
+}
 
 /// A destroyed domain may be waiting to leave the policy.
 static REAP: AtomicBool = AtomicBool::new(false);
@@ -136,7 +234,7 @@ pub fn set_cpus(mpidrs: &[u64]) {
     }
     let n = mpidrs.len().clamp(1, MAX_CPUS);
     NR_CPUS.store(n, Ordering::Relaxed);
-    SCHED.lock().credit = Some(Credit::new(n, now_ns()));
+    lock_sched().credit = Some(Credit::new(n, now_ns()));
 }
 
 /// How many physical CPUs oxen runs on.
@@ -246,7 +344,7 @@ pub fn add_domain(
     weight: Option<u16>,
     cap: Option<u16>,
 ) -> Result<(), SchedError> {
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     reap_locked(&mut g);
     let Global { credit, doms } = &mut *g;
     let Some(c) = credit.as_mut() else {
@@ -285,7 +383,7 @@ pub fn add_domain(
 
 /// A vCPU came online (boot, PSCI CPU_ON): let the policy run it.
 pub fn enqueue(dom: &Arc<Domain>, vcpu: usize) {
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     if eligible(dom, vcpu)
         && let Some(c) = g.credit.as_mut()
     {
@@ -297,7 +395,7 @@ pub fn enqueue(dom: &Arc<Domain>, vcpu: usize) {
 /// [`SCHED`] after the pause count dropped, so a CPU that blocked one of
 /// them for being paused did so before, and this wakes it.
 pub fn domain_unpaused(dom: &Arc<Domain>) {
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     let Some(c) = g.credit.as_mut() else { return };
     let now = now_ns();
     for i in 0..dom.vcpus.len() {
@@ -333,7 +431,7 @@ pub fn kick_all() {
 pub fn yield_current() {
     let cpu = this_cpu();
     if let Some((d, v)) = current() {
-        let mut g = SCHED.lock();
+        let mut g = lock_sched();
         if let Some(c) = g.credit.as_mut() {
             signal(c.yield_vcpu(vref(&d, v)));
         }
@@ -347,7 +445,7 @@ pub fn yield_current() {
 pub fn block_current() {
     let cpu = this_cpu();
     if let Some((d, v)) = current() {
-        let mut g = SCHED.lock();
+        let mut g = lock_sched();
         let blocked = {
             let mut vc = d.vcpus[v].lock();
             let b = vc.state == VcpuState::Runnable;
@@ -372,7 +470,7 @@ pub fn wake(dom: &Arc<Domain>, vcpu: usize) -> bool {
     if dom.vcpus[vcpu].lock().state != VcpuState::Blocked {
         return false;
     }
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     wake_locked(&mut g, dom, vcpu, now_ns())
 }
 
@@ -395,7 +493,17 @@ fn wake_locked(g: &mut Global, dom: &Domain, vcpu: usize, now: u64) -> bool {
     woke
 }
 
-/// The EL2 timer fired or a reschedule SGI arrived on `cpu`.
+/// The reschedule SGI arrived on `cpu`. It runs the scheduler only if the
+/// policy asked this CPU to decide ([`signal`] sets that before sending
+/// it); a kick that only makes the CPU leave its guest (new interrupts
+/// for its vCPU, a change of WFI trapping) needs no more than the exit.
+pub fn kicked(cpu: usize) {
+    if cpu < MAX_CPUS && DECIDE[cpu].load(Ordering::Acquire) {
+        NEED_RESCHED[cpu].store(true, Ordering::Release);
+    }
+}
+
+/// The EL2 timer fired on `cpu`.
 pub fn request_resched(cpu: usize) {
     if cpu < MAX_CPUS {
         NEED_RESCHED[cpu].store(true, Ordering::Release);
@@ -406,6 +514,10 @@ pub fn request_resched(cpu: usize) {
 const CNTV_ENABLE: u64 = 1 << 0;
 const CNTV_IMASK: u64 = 1 << 1;
 
+/// Save the vCPU leaving this CPU. Out of line (as [`moved_in`]): exit
+/// profiles name the exits that switch vCPUs by it (qemu/profile-exits.py
+/// "+switch").
+#[inline(never)]
 fn save(frame: &TrapFrame, dom: &Domain, vcpu: usize) {
     let mut v = dom.vcpus[vcpu].lock();
     v.running = false;
@@ -438,9 +550,7 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
     v.run_start = timer::now();
     CURRENT_CTX[cpu].store(v.ctx_id, Ordering::Relaxed);
     if moved {
-        MIGRATIONS.fetch_add(1, Ordering::Relaxed);
-        // Whatever this CPU's list registers held for it is stale.
-        crate::vgic::forget_loaded(cpu);
+        moved_in(cpu);
     }
     if LIVE_CTX[cpu].swap(v.ctx_id, Ordering::Relaxed) == v.ctx_id && !moved {
         // Registers untouched since save(), except the timer it stopped.
@@ -459,6 +569,16 @@ fn load(frame: &mut TrapFrame, dom: &Domain, vcpu: usize) {
         *frame = v.frame;
     }
     v.vif.restore();
+}
+
+/// A vCPU that last ran on another CPU is being loaded on `cpu`. Out of
+/// line: exit profiles name the exits that migrate a vCPU by it
+/// (qemu/profile-exits.py "+migrate").
+#[inline(never)]
+fn moved_in(cpu: usize) {
+    MIGRATIONS.fetch_add(1, Ordering::Relaxed);
+    // Whatever this CPU's list registers held for it is stale.
+    crate::vgic::forget_loaded(cpu);
 }
 
 /// CPU time `vcpu` of `dom` has used, in nanoseconds (including the
@@ -483,14 +603,14 @@ pub fn vcpu_info(dom: &Domain, vcpu: usize) -> Option<VcpuInfo> {
 
 /// `XEN_DOMCTL_SCHEDOP_getinfo`: (weight, cap) of `dom`.
 pub fn params(dom: DomId) -> Result<(u16, u16), SchedError> {
-    let g = SCHED.lock();
+    let g = lock_sched();
     g.credit.as_ref().ok_or(SchedError::NoDomain)?.params(dom)
 }
 
 /// `XEN_DOMCTL_SCHEDOP_putinfo` as Xen's hypervisor does it (weight 0 and
 /// cap 0xFFFF keep the value; ranges are libxl's to check).
 pub fn putinfo(dom: DomId, weight: u16, cap: u16) -> Result<(), SchedError> {
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     g.credit
         .as_mut()
         .ok_or(SchedError::NoDomain)?
@@ -499,7 +619,7 @@ pub fn putinfo(dom: DomId, weight: u16, cap: u16) -> Result<(), SchedError> {
 
 /// `XEN_SYSCTL_SCHEDOP_getinfo`.
 pub fn sched_params() -> SchedParams {
-    let g = SCHED.lock();
+    let g = lock_sched();
     g.credit
         .as_ref()
         .map(|c| c.sched_params())
@@ -508,7 +628,7 @@ pub fn sched_params() -> SchedParams {
 
 /// `XEN_SYSCTL_SCHEDOP_putinfo` (Xen's range checks; -EINVAL).
 pub fn set_sched_params(p: SchedParams) -> Result<SchedParams, SchedError> {
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     g.credit
         .as_mut()
         .ok_or(SchedError::BadSchedParam)?
@@ -525,7 +645,7 @@ pub fn set_affinity(
     hard: Option<u64>,
     soft: Option<u64>,
 ) -> Result<(u64, u64), SchedError> {
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     let c = g.credit.as_mut().ok_or(SchedError::NoDomain)?;
     let r = c.set_affinity(
         vref(dom, vcpu),
@@ -548,7 +668,7 @@ pub fn configure(opts: &oxen_dt::BootOptions) {
     {
         log::warn!("sched={s}: not available, using the credit scheduler");
     }
-    let mut g = SCHED.lock();
+    let mut g = lock_sched();
     let Some(c) = g.credit.as_mut() else { return };
     let mut p = c.sched_params();
     if let Some(t) = opts.sched_credit_tslice_ms {
@@ -568,6 +688,12 @@ pub fn configure(opts: &oxen_dt::BootOptions) {
         log::info!("credit scheduler: wake-up boost disabled (oxen.noboost)");
         c.set_wake_boost(false);
     }
+    let vwfi = match opts.vwfi {
+        None => VWFI_ADAPTIVE,
+        Some(oxen_dt::Vwfi::Trap) => VWFI_TRAP,
+        Some(oxen_dt::Vwfi::Native) => VWFI_NATIVE,
+    };
+    VWFI.store(vwfi, Ordering::Relaxed);
 }
 
 /// Remove destroyed domains' vCPUs from the policy once no CPU runs them
@@ -610,8 +736,15 @@ fn reap_locked(g: &mut Global) {
 
 /// Decide what runs next on this CPU and put it in `frame`. Returns when
 /// `frame` holds a runnable vCPU (waiting in WFI while there is none), and
-/// returns that vCPU.
+/// returns that vCPU, with this CPU's WFI trap set for it.
 pub fn schedule(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
+    let next = decide(frame);
+    set_wfi_trap(this_cpu());
+    next
+}
+
+/// [`schedule`]'s decision and context switch.
+fn decide(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
     let cpu = this_cpu();
     loop {
         if !NEED_RESCHED[cpu].load(Ordering::Acquire) {
@@ -625,7 +758,7 @@ pub fn schedule(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
             }
         }
         NEED_RESCHED[cpu].store(false, Ordering::Release);
-        let mut g = SCHED.lock();
+        let mut g = lock_sched();
         reap_locked(&mut g);
         let now = now_ns();
         wake_expired_timers(&mut g, cpu, now);
@@ -828,7 +961,7 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
         let us = timer::ticks_to_ns(t.abs_diff(now)) / 1000;
         if t >= now { us as i64 } else { -(us as i64) }
     };
-    let g = SCHED.lock();
+    let g = lock_sched();
     if let Some(c) = g.credit.as_ref() {
         let p = c.sched_params();
         let _ = writeln!(
@@ -873,7 +1006,7 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
 
 /// One line of scheduler statistics, printed when the machine stops.
 pub fn log_stats() {
-    let g = SCHED.lock();
+    let g = lock_sched();
     if let Some(c) = g.credit.as_ref() {
         let s = c.stats();
         log::info!(

@@ -49,6 +49,18 @@ pub fn guest_hcr() -> u64 {
     h.get()
 }
 
+/// Make this CPU's guest WFI trap to EL2 or not (`HCR_EL2.TWI`), from the
+/// next guest entry on; the rest of HCR_EL2 stays [`guest_hcr`].
+pub fn set_wfi_trap(trap: bool) {
+    let mut h: LocalRegisterCopy<u64, HCR_EL2::Register> = LocalRegisterCopy::new(guest_hcr());
+    if !trap {
+        h.modify(HCR_EL2::TWI::CLEAR);
+    }
+    // SAFETY: only the WFI trap changes; the exception return into the
+    // guest synchronises the write.
+    unsafe { sysreg::set_hcr_el2(h.get()) };
+}
+
 // CPTR_EL2 fields (non-VHE layout, Arm ARM "CPTR_EL2, Architectural
 // Feature Trap Register (EL2)"); `aarch64-cpu` only names TAM.
 /// `CPTR_EL2.TTA`, bit 20: trap system register accesses to trace registers.

@@ -41,6 +41,10 @@ pub struct BootOptions {
     /// `oxen.noboost` (not Xen's; for tests): the credit scheduler never
     /// boosts a waking vCPU.
     pub noboost: bool,
+    /// `vwfi=trap|native`: whether a guest's WFI always traps (Xen's
+    /// default) or never does. Without it oxen traps WFI only while some
+    /// vCPU waits for a CPU (see `sched`).
+    pub vwfi: Option<Vwfi>,
     /// Known Xen options oxen does not act on (whole tokens).
     pub ignored: Vec<String>,
     /// Unrecognised options (whole tokens), worth a warning.
@@ -64,6 +68,15 @@ pub enum LogLevel {
     Debug,
     /// Everything.
     All,
+}
+
+/// Xen's `vwfi=` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vwfi {
+    /// Every WFI traps: the vCPU blocks and its CPU may run another.
+    Trap,
+    /// WFI never traps: the vCPU waits on its CPU, which stays its.
+    Native,
 }
 
 /// What precedes each hypervisor console line (Xen `console_timestamps=`).
@@ -121,7 +134,6 @@ const IGNORED: &[&str] = &[
     "credit2_load_window_shift",
     "credit2_runqueue",
     "null_sched",
-    "vwfi",
     "serrors",
     "hmp_unsafe",
     "xsm",
@@ -289,6 +301,12 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
             ("sched_ratelimit_us", Some(v)) => {
                 v.parse().ok().map(|n| o.sched_ratelimit_us = Some(n))
             }
+            ("vwfi", Some(v)) => match v {
+                "trap" => Some(Vwfi::Trap),
+                "native" => Some(Vwfi::Native),
+                _ => None,
+            }
+            .map(|w| o.vwfi = Some(w)),
             ("oxen.noboost", None) => {
                 o.noboost = true;
                 Some(())
@@ -301,7 +319,8 @@ pub fn parse_cmdline(s: &str) -> BootOptions {
                 | "loglvl"
                 | "sched"
                 | "sched_credit_tslice_ms"
-                | "sched_ratelimit_us",
+                | "sched_ratelimit_us"
+                | "vwfi",
                 None,
             ) => None,
             (n, _) => {
@@ -354,6 +373,18 @@ mod tests {
         assert_eq!(o.invalid, ["noreboot=maybe"]);
         assert_eq!(o.ignored, ["reboot=warm"]);
         assert!(o.unknown.is_empty());
+    }
+
+    #[test]
+    fn vwfi_takes_xen_values() {
+        let w = |s: &str| parse_cmdline(s).vwfi;
+        assert_eq!(w(""), None);
+        assert_eq!(w("vwfi=trap"), Some(Vwfi::Trap));
+        assert_eq!(w("vwfi=native"), Some(Vwfi::Native));
+        let o = parse_cmdline("vwfi=sometimes vwfi");
+        assert_eq!(o.vwfi, None);
+        assert_eq!(o.invalid, ["vwfi=sometimes", "vwfi"]);
+        assert!(o.ignored.is_empty() && o.unknown.is_empty());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod tree;
 pub use boot::{
     BootInfo, Conduit, Cpu, DomainSpec, EnableMethod, Gic, Timer, Uart, UartKind, parse_boot_info,
 };
-pub use cmdline::{BootOptions, LogLevel, Timestamps, parse_cmdline, parse_size};
+pub use cmdline::{BootOptions, LogLevel, Timestamps, Vwfi, parse_cmdline, parse_size};
 pub use dom0::{Dom0DtConfig, build_dom0_dt};
 pub use guest::{GuestDtConfig, GuestGic, HypervisorNode, build_guest_dt};
 pub use passthrough::{dom0_mmio_regions, spi_of};

@@ -836,6 +836,12 @@ impl Credit {
         self.idlers
     }
 
+    /// How many runnable vCPUs wait in run queues for a CPU (0: no CPU has
+    /// more work than its current vCPU).
+    pub fn nr_queued(&self) -> usize {
+        self.cpus.iter().map(|p| p.runq.len()).sum()
+    }
+
     // ------------------------------------------------------------------
     // Events
     // ------------------------------------------------------------------

@@ -210,6 +210,25 @@ fn runq_by_priority_fifo_within_and_yield_behind_one() {
 }
 
 #[test]
+fn nr_queued_counts_waiting_vcpus_not_running_ones() {
+    let mut s = setup(2, &[(1, 0), (2, 0), (3, 1)]);
+    assert_eq!(s.nr_queued(), 0);
+    let _ = s.wake(v(1), 0);
+    let _ = s.wake(v(3), 0);
+    assert_eq!(s.nr_queued(), 2);
+    assert_eq!(sched(&mut s, 0, 0).next, Some(v(1)));
+    assert_eq!(sched(&mut s, 1, 0).next, Some(v(3)));
+    // Each CPU runs its only vCPU: nobody waits.
+    assert_eq!(s.nr_queued(), 0);
+    let _ = s.wake(v(2), 0);
+    assert_eq!(s.nr_queued(), 1);
+    let _ = s.block(v(3), MS);
+    // CPU 1, left with nothing, steals the waiting vCPU.
+    assert_eq!(sched(&mut s, 1, MS).next, Some(v(2)));
+    assert_eq!(s.nr_queued(), 0);
+}
+
+#[test]
 fn runq_sorted_at_the_first_tick_after_accounting() {
     let mut s = setup(1, &[(1, 0), (2, 0), (3, 0), (4, 0)]);
     let _ = s.wake(v(1), 0);
