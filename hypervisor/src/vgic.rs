@@ -14,8 +14,8 @@ use alloc::sync::Arc;
 use oxen_trap::DataAbort;
 use oxen_types::{Ipa, IpaRange};
 use oxen_vgic::{
-    GICV3_REDIST_STRIDE, GicVersion, LrEntry, NR_PRIVATE, Vgic, VgicError, Width, decode_lr_v2,
-    decode_lr_v3, encode_lr_v2, encode_lr_v3,
+    GICV3_REDIST_STRIDE, GicVersion, LrEntry, NR_PRIVATE, Synced, Vgic, VgicError, Width,
+    decode_lr_v2, decode_lr_v3, encode_lr_v2, encode_lr_v3,
 };
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -74,6 +74,11 @@ static LR_BUSY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_
 static LR_GEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static LR_DIRTY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(true) }; MAX_CPUS];
 static LR_UIE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU, bit `i` clear: list register `i` holds 0 (this CPU wrote 0
+/// there, and the hardware never validates an LR by itself), so a sync need
+/// not read it and a fill need not clear it. All set at first: the LRs'
+/// reset contents are unknown until the first fill writes them.
+static LR_LIVE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
 
 /// Forget which vCPU's list registers `cpu` holds (a vCPU that ran
 /// elsewhere since is coming back): its next entry syncs and fills afresh.
@@ -144,7 +149,11 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
     let mut raw = [0u64; MAX_LRS];
     let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
+    let live = LR_LIVE[cpu].load(Ordering::Relaxed);
     for (i, (r, slot)) in raw.iter_mut().zip(lrs.iter_mut()).enumerate().take(n) {
+        if live & (1 << i) == 0 {
+            continue;
+        }
         *r = gich::read_lr(i);
         *slot = if v2 {
             decode_lr_v2(*r as u32)
@@ -152,27 +161,38 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
             decode_lr_v3(*r)
         };
     }
-    let waiting = {
+    let (synced, waiting) = {
         let mut g = dom.vgic.lock();
-        if let Err(e) = g.sync_lrs(vcpu, &lrs[..n]) {
+        let synced = g.sync_lrs_exact(vcpu, &lrs[..n]).unwrap_or_else(|e| {
             log::error!("{}v{vcpu}: vGIC sync: {e}", dom.id);
-        }
-        g.needs_maintenance(vcpu)
+            Synced {
+                exact: false,
+                completed: 0,
+            }
+        });
+        (synced, g.needs_maintenance(vcpu))
     };
-    if lrs[..n].iter().all(Option::is_none) && !waiting {
-        // The guest completed everything listed and nothing else waits: a
-        // fill would only write empty LRs. Clear the completed ones here
-        // (an LR left invalid with its EOI bit set keeps the maintenance
-        // interrupt asserted) and drop an underflow request.
+    if synced.exact && !waiting {
+        // The guest only acknowledged or completed what was listed and
+        // nothing else waits: a fill would write what the LRs hold, minus
+        // the completed entries. Clear those here (an LR left invalid with
+        // its EOI bit set keeps the maintenance interrupt asserted) and
+        // drop an underflow request.
+        let mut live = LR_LIVE[cpu].load(Ordering::Relaxed);
         for (i, &r) in raw.iter().enumerate().take(n) {
-            if r != 0 {
-                gich::write_lr(i, 0);
+            if synced.completed & (1 << i) != 0 {
+                if r != 0 {
+                    gich::write_lr(i, 0);
+                }
+                live &= !(1 << i);
             }
         }
+        LR_LIVE[cpu].store(live, Ordering::Relaxed);
         if LR_UIE[cpu].swap(false, Ordering::Relaxed) {
             gich::write_hcr(gich::HCR_EN);
         }
-        LR_BUSY[cpu].store(false, Ordering::Relaxed);
+        let busy = (0..n).any(|i| synced.completed & (1 << i) == 0 && lrs[i].is_some());
+        LR_BUSY[cpu].store(busy, Ordering::Relaxed);
     } else {
         // LR_CTX still names this vCPU: its LRs are now in the model.
         LR_DIRTY[cpu].store(true, Ordering::Relaxed);
@@ -204,6 +224,8 @@ pub fn load_to_hw(dom: &Domain, vcpu: usize) {
             })
     };
     let mut busy = false;
+    let live = LR_LIVE[cpu].load(Ordering::Relaxed);
+    let mut now_live = 0;
     for (i, e) in lrs.iter().enumerate().take(n) {
         let raw = match e {
             None => 0,
@@ -211,8 +233,14 @@ pub fn load_to_hw(dom: &Domain, vcpu: usize) {
             Some(e) => encode_lr_v3(e),
         };
         busy |= e.is_some();
-        gich::write_lr(i, raw);
+        if raw != 0 {
+            now_live |= 1 << i;
+        }
+        if raw != 0 || live & (1 << i) != 0 {
+            gich::write_lr(i, raw);
+        }
     }
+    LR_LIVE[cpu].store(now_live, Ordering::Relaxed);
     gich::write_hcr(gich::HCR_EN | if maint { gich::HCR_UIE } else { 0 });
     LR_CTX[cpu].store(ctx, Ordering::Relaxed);
     LR_BUSY[cpu].store(busy || maint, Ordering::Relaxed);

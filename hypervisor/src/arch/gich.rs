@@ -18,8 +18,10 @@ const GICH_LR0: usize = 0x100;
 pub const HCR_EN: u64 = 1 << 0;
 /// GICH_HCR / ICH_HCR_EL2.UIE: maintenance interrupt when at most one LR is valid.
 pub const HCR_UIE: u64 = 1 << 1;
-/// Most list registers the architecture allows.
-pub const MAX_LRS: usize = 16;
+/// Most list registers oxen uses (GICv3 allows 16, GICv2 64; the Arm
+/// cores' CPU interfaces and the GIC-400 implement 4): the per-exit LR
+/// arrays are this long.
+pub const MAX_LRS: usize = 8;
 
 static GICH: AtomicUsize = AtomicUsize::new(0);
 

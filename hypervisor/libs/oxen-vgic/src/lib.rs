@@ -94,7 +94,7 @@ use alloc::vec::Vec;
 use core::cell::Cell;
 use core::fmt;
 
-pub use lr::{LrEntry, LrState, decode_lr_v2, decode_lr_v3, encode_lr_v2, encode_lr_v3};
+pub use lr::{LrEntry, LrState, Synced, decode_lr_v2, decode_lr_v3, encode_lr_v2, encode_lr_v3};
 pub use sgi::{SgiTargets, decode_sgi1r};
 
 /// Number of Software Generated Interrupts (INTID 0..15).

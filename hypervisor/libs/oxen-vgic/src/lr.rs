@@ -68,6 +68,17 @@ impl LrState {
     }
 }
 
+/// What [`Vgic::sync_lrs_exact`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Synced {
+    /// The hardware LRs, with the `completed` slots cleared, are what a
+    /// fill would write now if nothing waits to be listed.
+    pub exact: bool,
+    /// Slots (bit per slot) the guest completed: invalid in the hardware,
+    /// free in the model.
+    pub completed: u64,
+}
+
 /// One valid list register, independent of the GIC version. An invalid
 /// (empty) list register is `None` wherever `Option<LrEntry>` is used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,16 +305,57 @@ impl Vgic {
     /// active states move back into the model. Slots not covered by `lrs`
     /// or holding another INTID than oxen put there are taken as unchanged.
     pub fn sync_lrs(&mut self, vcpu: usize, lrs: &[Option<LrEntry>]) -> Result<(), VgicError> {
+        self.sync_lrs_exact(vcpu, lrs).map(|_| ())
+    }
+
+    /// [`Vgic::sync_lrs`], telling whether the hardware LRs still hold what
+    /// a fill would write now, once the slots in [`Synced::completed`] are
+    /// cleared: true when the guest only acknowledged (pending → active) or
+    /// completed entries of edge-like, software-injected interrupts (not
+    /// GICv2 SGIs, not HW-mapped, not level: their refresh can change the
+    /// entry), as the last fill listed them. Then, if nothing else waits
+    /// ([`Vgic::needs_maintenance`]) and nothing changed in the model since
+    /// that fill (the caller's generation count), a refill would write the
+    /// same LRs and can be skipped.
+    pub fn sync_lrs_exact(
+        &mut self,
+        vcpu: usize,
+        lrs: &[Option<LrEntry>],
+    ) -> Result<Synced, VgicError> {
         self.check_vcpu(vcpu)?;
+        let mut out = Synced {
+            exact: true,
+            completed: 0,
+        };
         for slot in 0..self.vcpus[vcpu].lrs.len() {
+            let hw = lrs.get(slot).copied();
             let Some(e) = self.vcpus[vcpu].lrs[slot] else {
+                out.exact &= matches!(hw, None | Some(None));
                 continue;
             };
-            let state = match lrs.get(slot) {
+            let state = match hw {
                 Some(None) => None,
                 Some(Some(h)) if h.intid == e.intid => Some(h.state),
                 _ => Some(e.state),
             };
+            match (hw, state) {
+                (Some(None), _) if slot < 64 => out.completed |= 1 << slot,
+                // Edge-like and software-injected: no EOI maintenance and
+                // no physical INTID (compose sets those from the trigger
+                // and the mapping, which only an MMIO store changes, and
+                // that bumps the generation: then a fill happens anyway).
+                (Some(Some(h)), Some(s))
+                    if e.pintid.is_none()
+                        && !e.eoi_maintenance
+                        && (s == e.state
+                            || (e.state, s) == (LrState::Pending, LrState::Active))
+                        && LrEntry {
+                            state: e.state,
+                            ..h
+                        } == e
+                        && !self.is_v2_sgi(e.intid) => {}
+                _ => out.exact = false,
+            }
             self.fold(vcpu, slot, e, state);
             match state {
                 None => self.release(vcpu, slot, e.intid),
@@ -311,7 +363,7 @@ impl Vgic {
             }
         }
         self.vcpus[vcpu].lrs_loaded = false;
-        Ok(())
+        Ok(out)
     }
 
     /// The LR contents oxen believes are loaded for `vcpu` (as last
