@@ -5,6 +5,9 @@ Reads a QEMU log made with `-d in_asm,exec,nochain -dfilter <hypervisor text>` (
 or a FIFO) and the hypervisor's symbols (`nm -C` output), and prints, for each kind of exit
 (from the lower-EL vector entry to the `eret` back to a guest), how many there were, the
 mean number of instructions per exit and where they go by function. qemu/profile.sh runs it.
+Suffixes of a kind: "+idle" the CPU waited in WFI inside the exit, else "+switch" another
+vCPU was loaded (oxen::sched::save ran); then "+migrate" the vCPU loaded had last run on
+another CPU (oxen::sched::moved_in ran).
 
 How instructions are counted: every translation block (TB) that QEMU logs with `in_asm` is
 followed by its first `exec` line, which gives the block's key (pc, flags, cflags); each
@@ -12,9 +15,11 @@ later `exec` line of that key counts the block's instructions, each attributed t
 function whose symbol covers its address. With `nochain` every executed block is logged.
 
 Usage: profile-exits.py LOG SYMS VBAR [--bias B] [--top N] [--summary FILE] [--exits N --enough FILE]
-                        [--detail FUNC]
+                        [--detail FUNC] [--sequence FILE]
 (--detail: also print, per instruction address of the functions whose name contains FUNC,
 how often it ran per exit: where the hot loop of a function is, for objdump -d)
+(--sequence: also write every exit, in trace order, as "<n> cpu<c> <instructions> <kind>" to FILE:
+what ran around one exit, e.g. both sides of a vCPU migration)
 (--bias: added to the symbols' addresses: load address minus link address; VBAR is run-time)
 (--exits: count the first N exits only, then create FILE and read the rest of the log unparsed)
 """
@@ -80,6 +85,11 @@ def main():
         detail = args[i + 1]
         del args[i : i + 2]
     addr_counts = defaultdict(int)  # address -> executions (functions named by --detail)
+    sequence = None
+    if "--sequence" in args:
+        i = args.index("--sequence")
+        sequence = open(args[i + 1], "w", encoding="utf-8")
+        del args[i : i + 2]
     if "--bias" in args:
         i = args.index("--bias")
         bias = int(args[i + 1], 0)
@@ -151,6 +161,8 @@ def main():
             kind += " +idle"
         elif "oxen::sched::save" in funcs:
             kind += " +switch"
+        if "oxen::sched::moved_in" in funcs:
+            kind += " +migrate"
         return kind
 
     seen = 0
@@ -195,9 +207,12 @@ def main():
             for a in blk[3]:
                 addr_counts[a] += 1
             if blk[1]:  # eret: back in a guest
-                k = kinds[classify(ex[0], ex[1], ex[2])]
+                kind = classify(ex[0], ex[1], ex[2])
+                k = kinds[kind]
                 k[0] += 1
                 k[1] += sum(ex[1].values())
+                if sequence:
+                    sequence.write(f"{seen} cpu{cpu} {sum(ex[1].values())} {kind}\n")
                 for f, n in ex[1].items():
                     k[2][f] += n
                 exits[cpu] = None

@@ -13,16 +13,22 @@
 # qemu/profile-exits.py cuts the trace into guest exits (lower-EL vector entry to `eret`),
 # names each exit's kind from the functions it ran (hypercall event_channel_op, interrupt,
 # WFI, MMIO vGIC, ...; "+switch" when another vCPU was loaded, "+idle" when the CPU waited
-# for an interrupt inside the exit) and prints per kind the exits, the mean instructions
-# per exit and the mean instructions per exit of each function (the ELF's symbols; inlined
-# functions count as their caller). The trace goes through a FIFO, never to disk.
+# for an interrupt inside the exit, "+migrate" when the vCPU loaded last ran on another
+# CPU) and prints per kind the exits, the mean instructions per exit and the mean
+# instructions per exit of each function (the ELF's symbols; inlined functions count as
+# their caller). The trace goes through a FIFO, never to disk.
 #
 # Environment (defaults in brackets):
 #   PROFILE_OXEN [build/oxen.bin]  PROFILE_ELF [oxen.elf beside PROFILE_OXEN]
 #   PROFILE_PING [1000000] evtchn-ping round trips (must outlast the tracing; QEMU is stopped then)
 #   PROFILE_EXITS [20000]  guest exits traced
 #   PROFILE_GIC [3]  PROFILE_SMP [2]  PROFILE_TOP [12] (functions listed per kind)
+#   PROFILE_HYP_ARGS [] more hypervisor options, e.g. `dom0_max_vcpus=2` with PROFILE_SMP=1
+#     (Dom0's vCPUs share one CPU: "+switch" exits) or `dom0_max_vcpus=4` (vCPUs move
+#     between the CPUs: "+migrate" exits)
 #   PROFILE_DETAIL [] per-address counts of the functions whose name contains this
+#   PROFILE_SEQUENCE [] set: also $PROFILE_OUT/sequence.txt, every exit in trace order
+#     (n, CPU, instructions, kind: what ran around one exit)
 #   PROFILE_LOAD [0x40200000] (where QEMU virt loads the image)  PROFILE_TIMEOUT [600]  PROFILE_OUT [.cache/profile/<date>] (console log, report)
 #   QEMU [qemu-system-aarch64]  NM [aarch64-linux-gnu-nm]  OXEN_CACHE [.cache]
 #   Another Dom0 workload (qemu/bench-io.sh --profile): PROFILE_INITRD (Dom0's initramfs),
@@ -85,7 +91,7 @@ cmp -s "$OUT/image.bin" "$OXEN_BIN" ||
     log "warning: $OXEN_BIN is not the image of $ELF: functions may be misnamed"
 
 # The bench's QEMU command (qemu/bench.sh), icount, its monitor on the console mux.
-HYP_ARGS="dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all"
+HYP_ARGS="dom0_mem=512M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all${PROFILE_HYP_ARGS:+ $PROFILE_HYP_ARGS}"
 DOM0_ARGS=${PROFILE_DOM0_ARGS:-"console=hvc0 earlycon=xen rdinit=/init oxen.dom0=check oxen.ping=$PING"}
 KADDR=$((0x50000000))
 IADDR=$(( (KADDR + $(stat -c %s "$IMAGE") + 0x200000 + 0x1fffff) & ~0x1fffff ))
@@ -107,7 +113,7 @@ monitor() { # one HMP command, through -nographic's console mux (Ctrl-a c toggle
 # The analyser reads the trace as QEMU writes it (QEMU opens the log at the first `log`).
 DETAIL=${PROFILE_DETAIL:-}
 python3 "$REPO/qemu/profile-exits.py" "$FIFO" "$OUT/syms.txt" "$VBAR" --bias "$BIAS" --top "$TOP" \
-    ${DETAIL:+--detail "$DETAIL"} \
+    ${DETAIL:+--detail "$DETAIL"} ${PROFILE_SEQUENCE:+--sequence "$OUT/sequence.txt"} \
     --summary "$OUT/summary.txt" --exits "$EXITS" --enough "$OUT/enough" > "$OUT/report.txt" &
 ANALYSER=$!
 cleanup() {
