@@ -20,7 +20,7 @@
 //! watched guest timer, whichever is first; the policy's "tickle" masks
 //! become the reschedule SGI ([`irq::SGI_KICK`]); with nothing to run a CPU
 //! waits in WFI (interrupts masked at EL2; a pending one still wakes it).
-//! A guest's own WFI traps only while some vCPU waits for a CPU
+//! A guest's own WFI traps only while the machine is oversubscribed
 //! ([`VWFI_ADAPTIVE`], or Xen's `vwfi=trap|native`).
 //! A vCPU moves between CPUs with its whole state: its trap frame, EL1 and
 //! FP registers, GIC virtual-interface state (VMCR, APRs) and virtual timer
@@ -91,9 +91,9 @@ static SCHED: Mutex<Global> = Mutex::new(Global {
     doms: BTreeMap::new(),
 });
 
-/// [`SCHED`], held. Releasing it publishes whether a vCPU now waits in a
-/// run queue ([`QUEUED`]), so every policy change is seen by the WFI trap
-/// decision ([`set_wfi_trap`]).
+/// [`SCHED`], held. Releasing it publishes whether the machine is now
+/// oversubscribed ([`OVERSUBSCRIBED`]), so every policy change is seen by
+/// the WFI trap decision ([`set_wfi_trap`]).
 struct Held(MutexGuard<'static, Global>);
 
 impl Deref for Held {
@@ -111,8 +111,8 @@ impl DerefMut for Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let queued = self.0.credit.as_ref().is_some_and(|c| c.nr_queued() > 0);
-        publish_queued(queued);
+        let busy = self.0.credit.as_ref().is_some_and(Credit::oversubscribed);
+        publish_oversubscribed(busy);
     }
 }
 
@@ -121,32 +121,34 @@ fn lock_sched() -> Held {
 }
 
 /// WFI trapping, Xen's `vwfi=` ([`VWFI_TRAP`], [`VWFI_NATIVE`]) or, by
-/// default, [`VWFI_ADAPTIVE`]: a guest's WFI traps only while some vCPU
-/// waits in a run queue. A vCPU alone on its CPU then waits for its
-/// interrupts in the hardware (an interrupt for it ends the WFI with one
-/// exit instead of a block, an idle period and a wake-up); as soon as a
-/// vCPU waits for a CPU, every CPU traps WFI again, so a vCPU with nothing
-/// to do gives its CPU away (and an idle CPU can steal). As KVM's default,
-/// and Xen's `vwfi=native` while no CPU is oversubscribed; the cost is
+/// default, [`VWFI_ADAPTIVE`]: a guest's WFI traps only while the machine
+/// is oversubscribed: more vCPUs than CPUs (Xen's definition), or a vCPU
+/// waiting in a run queue (two pinned to one CPU). Otherwise each vCPU has
+/// a CPU to itself and waits for its interrupts in the hardware (an
+/// interrupt for it ends the WFI with one exit instead of a block, an idle
+/// period and a wake-up); as soon as that stops, every CPU traps WFI
+/// again, so a vCPU with nothing to do gives its CPU away (and an idle CPU
+/// can steal). Xen's `vwfi=native` where Xen documents it harmless, and
+/// KVM's default (no WFI trap for a vCPU alone on its CPU); the cost is
 /// that a vCPU waiting in WFI counts as running in its CPU time.
 const VWFI_ADAPTIVE: u8 = 0;
 const VWFI_TRAP: u8 = 1;
 const VWFI_NATIVE: u8 = 2;
 static VWFI: AtomicU8 = AtomicU8::new(VWFI_ADAPTIVE);
-/// Some vCPU waits in a run queue (as of the last release of [`SCHED`]).
-static QUEUED: AtomicBool = AtomicBool::new(false);
+/// [`Credit::oversubscribed`] as of the last release of [`SCHED`].
+static OVERSUBSCRIBED: AtomicBool = AtomicBool::new(false);
 /// Per CPU: its guests run with WFI untrapped (`HCR_EL2.TWI` clear).
 static WFI_UNTRAPPED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
-/// Record whether a vCPU waits in a run queue. When one starts waiting,
-/// CPUs running a guest with WFI untrapped are kicked: they look again
-/// (without a new decision) and re-enter with WFI trapped, so their vCPU
-/// blocks at its next WFI instead of keeping the CPU. (Sequentially
-/// consistent with [`set_wfi_trap`]'s announce-then-look: either that CPU
-/// sees `QUEUED` or this one sees its flag.)
-fn publish_queued(queued: bool) {
-    if QUEUED.swap(queued, Ordering::SeqCst) == queued
-        || !queued
+/// Record whether the machine is oversubscribed. When it becomes so, CPUs
+/// running a guest with WFI untrapped are kicked: they look again (without
+/// a new decision) and re-enter with WFI trapped, so their vCPU blocks at
+/// its next WFI instead of keeping the CPU. (Sequentially consistent with
+/// [`set_wfi_trap`]'s announce-then-look: either that CPU sees
+/// `OVERSUBSCRIBED` or this one sees its flag.)
+fn publish_oversubscribed(busy: bool) {
+    if OVERSUBSCRIBED.swap(busy, Ordering::SeqCst) == busy
+        || !busy
         || VWFI.load(Ordering::Relaxed) != VWFI_ADAPTIVE
     {
         return;
@@ -167,14 +169,14 @@ fn set_wfi_trap(cpu: usize) {
     let now = match VWFI.load(Ordering::Relaxed) {
         VWFI_TRAP => false,
         VWFI_NATIVE => true,
-        _ if was => !QUEUED.load(Ordering::SeqCst),
+        _ if was => !OVERSUBSCRIBED.load(Ordering::SeqCst),
         _ => {
-            if QUEUED.load(Ordering::SeqCst) {
+            if OVERSUBSCRIBED.load(Ordering::SeqCst) {
                 return;
             }
-            // Announce, then look again (publish_queued does the reverse).
+            // Announce, then look again (publish_oversubscribed does the reverse).
             flag.store(true, Ordering::SeqCst);
-            !QUEUED.load(Ordering::SeqCst)
+            !OVERSUBSCRIBED.load(Ordering::SeqCst)
         }
     };
     if flag.load(Ordering::Relaxed) != now {

@@ -541,3 +541,71 @@ fn f4_boost_wakes_an_io_guest_within_1_2_ms_beside_a_hog() -> Result<(), Error> 
     );
     Ok(())
 }
+
+/// WFI/WFE exits oxen counted (its `guest exits:` line at power-off).
+fn wfi_exits(lines: &[Line]) -> u64 {
+    lines
+        .iter()
+        .find_map(|l| {
+            let rest = l.text.split_once("guest exits: ")?.1;
+            let (_, after) = rest.split_once(" hypercall/SMCCC, ")?;
+            after.split_once(" WFI/WFE")?.0.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no 'guest exits:' line"))
+}
+
+/// WFI traps only when the machine is oversubscribed (oxen's default; Xen's `vwfi=`
+/// overrides it). Guests that work 200 µs and sleep 800 µs in WFI on their virtual
+/// timer: two on two CPUs sleep in the hardware (WFI exits far fewer than sleeps; each
+/// still wakes on time, through the timer interrupt's exit); the same with `vwfi=trap`
+/// trap every sleep, as three guests on two CPUs do by default (more vCPUs than CPUs).
+#[test]
+fn wfi_traps_only_when_oversubscribed_or_asked() -> Result<(), Error> {
+    let run = |n: usize, hyp: &str| -> Result<(u64, u64, u64), Error> {
+        let d: Vec<DomainNode> = (0..n)
+            .map(|i| work_guest(i, 1500, 500, "oxen.busy=200 oxen.idle=800"))
+            .collect::<Result<_, _>>()?;
+        let lines = run_domains(2, &d, hyp)?;
+        let (mut max, mut sleeps) = (0, 0);
+        for i in 0..n as u32 {
+            let (m, s) = latency_in(&lines, i + 1, 0, u64::MAX);
+            max = max.max(m);
+            sleeps += s;
+        }
+        Ok((wfi_exits(&lines), sleeps, max))
+    };
+    let (alone, alone_sleeps, alone_max) = run(2, "loglvl=info")?;
+    let (trap, trap_sleeps, _) = run(2, "loglvl=info vwfi=trap")?;
+    let (over, over_sleeps, _) = run(3, "loglvl=info")?;
+    eprintln!(
+        "WFI exits / sleeps: 2 guests on 2 CPUs {alone}/{alone_sleeps} (max lateness \
+         {alone_max} us), vwfi=trap {trap}/{trap_sleeps}, 3 guests {over}/{over_sleeps}"
+    );
+    for (what, s) in [
+        ("alone", alone_sleeps),
+        ("trap", trap_sleeps),
+        ("3 guests", over_sleeps),
+    ] {
+        assert!(
+            s >= 500,
+            "{what}: too few sleeps ({s}) for the figures to mean anything"
+        );
+    }
+    assert!(
+        alone * 10 < alone_sleeps,
+        "each guest has a CPU: its WFIs should not trap ({alone} exits for {alone_sleeps} sleeps)"
+    );
+    assert!(
+        alone_max <= 500,
+        "a guest sleeping in the hardware woke {alone_max} us late"
+    );
+    assert!(
+        trap >= trap_sleeps,
+        "vwfi=trap: {trap} WFI exits for {trap_sleeps} sleeps"
+    );
+    assert!(
+        over >= over_sleeps,
+        "3 guests on 2 CPUs: {over} WFI exits for {over_sleeps} sleeps"
+    );
+    Ok(())
+}

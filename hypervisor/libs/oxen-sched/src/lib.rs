@@ -842,6 +842,13 @@ impl Credit {
         self.cpus.iter().map(|p| p.runq.len()).sum()
     }
 
+    /// Whether some vCPU waits for a CPU now, or could: a vCPU waits in a
+    /// run queue, or there are more vCPUs than CPUs (Xen's definition of
+    /// an oversubscribed system).
+    pub fn oversubscribed(&self) -> bool {
+        self.vcpus.len() > self.ncpus || self.nr_queued() > 0
+    }
+
     // ------------------------------------------------------------------
     // Events
     // ------------------------------------------------------------------

@@ -210,7 +210,7 @@ fn runq_by_priority_fifo_within_and_yield_behind_one() {
 }
 
 #[test]
-fn nr_queued_counts_waiting_vcpus_not_running_ones() {
+fn queued_and_oversubscribed() {
     let mut s = setup(2, &[(1, 0), (2, 0), (3, 1)]);
     assert_eq!(s.nr_queued(), 0);
     let _ = s.wake(v(1), 0);
@@ -226,6 +226,13 @@ fn nr_queued_counts_waiting_vcpus_not_running_ones() {
     // CPU 1, left with nothing, steals the waiting vCPU.
     assert_eq!(sched(&mut s, 1, MS).next, Some(v(2)));
     assert_eq!(s.nr_queued(), 0);
+    // Three vCPUs on two CPUs: oversubscribed even with empty queues.
+    assert!(s.oversubscribed());
+    let mut two = setup(2, &[(1, 0), (2, 1)]);
+    let _ = two.wake(v(1), 0);
+    assert!(two.oversubscribed(), "v1 waits in CPU 0's queue");
+    assert_eq!(sched(&mut two, 0, 0).next, Some(v(1)));
+    assert!(!two.oversubscribed());
 }
 
 #[test]
