@@ -190,8 +190,9 @@ const PRI_UNDER: i8 = -1;
 const PRI_OVER: i8 = -2;
 const PRI_IDLE: i8 = -64;
 
-/// A vCPU: its domain and its index in the domain.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+/// A vCPU: its domain and its index in the domain. Ordered by domain,
+/// then index.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct VcpuRef {
     /// The domain.
     pub dom: DomId,
@@ -206,6 +207,25 @@ impl VcpuRef {
             dom: DomId(dom),
             vcpu,
         }
+    }
+
+    /// (domain, index) as one number, in the same order: every policy
+    /// lookup compares keys, and one integer comparison is what keeps them
+    /// cheap.
+    const fn key(self) -> u64 {
+        ((self.dom.0 as u64) << 32) | self.vcpu as u64
+    }
+}
+
+impl Ord for VcpuRef {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for VcpuRef {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

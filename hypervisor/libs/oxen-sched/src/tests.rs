@@ -824,3 +824,21 @@ fn dump_like_xen() {
          \t  1: [2.0] pri=-1 flags=0 cpu=0 credit=0 [w=512,cap=50]\n"
     );
 }
+
+#[test]
+fn vcpu_refs_order_by_domain_then_index() {
+    let mut r = [
+        VcpuRef::new(2, 0),
+        VcpuRef::new(1, 7),
+        VcpuRef::new(u16::MAX, 0),
+        VcpuRef::new(1, u32::MAX),
+        VcpuRef::new(0, 3),
+    ];
+    r.sort();
+    let pairs: Vec<(u16, u32)> = r.iter().map(|v| (v.dom.0, v.vcpu)).collect();
+    let mut want = pairs.clone();
+    want.sort();
+    assert_eq!(pairs, want);
+    assert_eq!(pairs[0], (0, 3));
+    assert_eq!(pairs[4], (u16::MAX, 0));
+}
