@@ -41,6 +41,8 @@
 #   BENCH_TIMEOUT [300]    seconds before a run is stopped
 #   BENCH_SILENCE [120]    stop a run after this many seconds without console output
 #   BENCH_GIC [3]          2 or 3: -machine virt,gic-version=
+#   BENCH_HYP_ARGS []      more hypervisor options for both (e.g. vwfi=native or vwfi=trap,
+#                          which Xen and oxen both take)
 #   BENCH_PING [1000]      evtchn-ping round trips (oxen.ping=)
 #   BENCH_KINDS [wall icount]  which kinds of Dom0 boot runs ("" = none)
 #   BENCH_XL_KINDS [icount]    which kinds of toolstack (xl) runs ("" = none; wall, icount)
@@ -337,7 +339,7 @@ fi
 # One hypervisor command line for both (oxen accepts Xen's options). Boot modules as in
 # the Xen reference harness: kernel at 0x50000000 (QEMU puts the DTB at RAM + 128 MiB),
 # initrd 2 MiB-aligned after it with a 2 MiB gap.
-HYP_ARGS="dom0_mem=${DOM0_MEM}M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all"
+HYP_ARGS="dom0_mem=${DOM0_MEM}M console=dtuart dtuart=/pl011@9000000 loglvl=all guest_loglvl=all${BENCH_HYP_ARGS:+ $BENCH_HYP_ARGS}"
 DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/init oxen.dom0=check oxen.ping=$PING"
 KADDR=$((0x50000000))
 KSIZE=$(stat -c %s "$IMAGE")
