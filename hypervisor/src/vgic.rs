@@ -145,7 +145,7 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
         // No LR was valid: the guest cannot have changed any.
         return;
     }
-    let n = gich::nr_lrs();
+    let n = gich::nr_lrs(cpu);
     let mut raw = [0u64; MAX_LRS];
     let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
@@ -170,7 +170,8 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
                 completed: 0,
             }
         });
-        (synced, g.needs_maintenance(vcpu))
+        // (Only an exact sync can skip the refill, which finds out itself.)
+        (synced, synced.exact && g.needs_maintenance(vcpu))
     };
     if synced.exact && !waiting {
         // The guest only acknowledged or completed what was listed and
@@ -212,7 +213,7 @@ pub fn load_to_hw(dom: &Domain, vcpu: usize) {
         // them, and nothing new is deliverable.
         return;
     }
-    let n = gich::nr_lrs();
+    let n = gich::nr_lrs(cpu);
     let mut lrs: [Option<LrEntry>; MAX_LRS] = [None; MAX_LRS];
     let v2 = matches!(dom.vgic_layout.version, GicVersion::V2);
     let maint = {

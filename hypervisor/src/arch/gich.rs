@@ -8,6 +8,7 @@ use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::gic::{self, Version};
+use super::head::MAX_CPUS;
 
 const GICH_HCR: usize = 0x00;
 const GICH_VTR: usize = 0x04;
@@ -72,8 +73,26 @@ macro_rules! ich_lr {
     };
 }
 
-/// Number of implemented list registers.
-pub fn nr_lrs() -> usize {
+/// Per CPU: its number of list registers, once read (0: not yet).
+static NR_LRS: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+
+/// Number of list registers `cpu` (this CPU) implements, up to [`MAX_LRS`]
+/// (read from the hardware once).
+pub fn nr_lrs(cpu: usize) -> usize {
+    let Some(slot) = NR_LRS.get(cpu) else {
+        return read_nr_lrs();
+    };
+    match slot.load(Ordering::Relaxed) {
+        0 => {
+            let n = read_nr_lrs();
+            slot.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
+}
+
+fn read_nr_lrs() -> usize {
     let n = match gic::version() {
         Version::V2 => (gich_rd(GICH_VTR) & 0x3f) as usize + 1,
         Version::V3 => {
