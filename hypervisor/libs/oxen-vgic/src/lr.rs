@@ -310,13 +310,17 @@ impl Vgic {
 
     /// [`Vgic::sync_lrs`], telling whether the hardware LRs still hold what
     /// a fill would write now, once the slots in [`Synced::completed`] are
-    /// cleared: true when the guest only acknowledged (pending → active) or
-    /// completed entries of edge-like, software-injected interrupts (not
-    /// GICv2 SGIs, not HW-mapped, not level: their refresh can change the
-    /// entry), as the last fill listed them. Then, if nothing else waits
-    /// ([`Vgic::needs_maintenance`]) and nothing changed in the model since
-    /// that fill (the caller's generation count), a refill would write the
-    /// same LRs and can be skipped.
+    /// cleared: true when every listed entry was completed or is active
+    /// without a pending state (acknowledged since the fill, or already
+    /// active then), for edge-like, software-injected interrupts (not GICv2
+    /// SGIs, not HW-mapped, not level: their refresh can change the entry).
+    /// Such a sync moves no pending state back into the model, so a refill
+    /// would only compose the same active entries again. Then, if nothing
+    /// else waits ([`Vgic::needs_maintenance`]) and nothing changed in the
+    /// model before the entry (the caller's generation count), the refill
+    /// can be skipped. An entry still pending is never exact: its pending
+    /// state goes back into the model (where a store may clear it) and only
+    /// a refill lists it again.
     pub fn sync_lrs_exact(
         &mut self,
         vcpu: usize,
@@ -344,11 +348,10 @@ impl Vgic {
                 // no physical INTID (compose sets those from the trigger
                 // and the mapping, which only an MMIO store changes, and
                 // that bumps the generation: then a fill happens anyway).
-                (Some(Some(h)), Some(s))
+                (Some(Some(h)), Some(LrState::Active))
                     if e.pintid.is_none()
                         && !e.eoi_maintenance
-                        && (s == e.state
-                            || (e.state, s) == (LrState::Pending, LrState::Active))
+                        && e.state != LrState::PendingActive
                         && LrEntry {
                             state: e.state,
                             ..h
