@@ -34,6 +34,19 @@ pub struct Line {
     pub text: String,
 }
 
+/// The prompt at the end of `lines` that hypervisor lines completed: the last line that is
+/// not an `(oxen)` line matches `p` and at least one `(oxen)` line follows it (see
+/// [`Running::expect_prompt`]).
+fn cut_prompt(lines: &[Line], p: &Pattern) -> Option<String> {
+    let hyp = lines
+        .iter()
+        .rev()
+        .take_while(|l| l.text.starts_with("(oxen) "))
+        .count();
+    let prompt = lines.len().checked_sub(hyp + 1).map(|i| &lines[i])?;
+    (hyp > 0 && p.matches(&prompt.text)).then(|| prompt.text.clone())
+}
+
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{:9.3}] {}", self.at.as_secs_f64(), self.text)
@@ -366,6 +379,11 @@ impl Running {
     /// line (the text after the last newline, such as a shell prompt waiting for input)
     /// matches `pattern`, and return that text.
     ///
+    /// A prompt that hypervisor lines cut short counts too: oxen starts each of its lines on
+    /// a new line, which completes a guest's unterminated line (`console.rs`). When the
+    /// lines not consumed yet end with a line matching `pattern` followed only by
+    /// `(oxen)` lines, and nothing is left unterminated, that line is the prompt.
+    ///
     /// [`Running::expect`] only sees complete lines, so it cannot wait for a prompt. Complete
     /// lines that arrive in the meantime are consumed and checked against the forbidden list.
     /// Once the prompt line is completed (e.g. by the echo of typed input) it is an ordinary
@@ -381,11 +399,17 @@ impl Running {
         let deadline = Instant::now() + timeout;
         let shared = self.shared.clone();
         let mut st = shared.lock();
+        let start = self.cursor;
         loop {
             self.vet_rest(&st)?;
             self.cursor = st.console.len();
             if !st.partial.is_empty() && p.matches(&st.partial) {
                 return Ok(st.partial.clone());
+            }
+            if st.partial.is_empty()
+                && let Some(prompt) = cut_prompt(&st.console[start.min(st.console.len())..], &p)
+            {
+                return Ok(prompt);
             }
             if st.console_eof {
                 let status = self.reap(Instant::now() + Duration::from_secs(2));

@@ -336,6 +336,33 @@ fn expect_prompt_sees_an_unterminated_line() {
 }
 
 #[test]
+fn expect_prompt_sees_a_prompt_that_hypervisor_lines_completed() {
+    // oxen starts its line on a new line after the prompt (console.rs): the prompt is no
+    // longer the unterminated last line, but it is still the shell waiting for input.
+    let mut r = fake(
+        "prompt-cut",
+        "echo 'booting'; printf 'dom0:/# \\033[6n'; sleep 0.2; printf '\n(oxen) debug: d0: domctl 5 on d3: -ESRCH\n(oxen) d2: freed\n'; read x; echo \"got <$x>\"; sleep 30",
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let p = r.expect_prompt(re(r"dom0:\S*# (\x1b\[6n)?$"), T).unwrap();
+    assert_eq!(p, "dom0:/# \x1b[6n");
+    r.send("typed\n").unwrap();
+    assert_eq!(r.expect("got", T).unwrap().text, "got <typed>");
+    // Not a prompt: a guest line after the hypervisor lines, or no hypervisor line at all.
+    let e = fake(
+        "prompt-cut-not",
+        "printf 'dom0:/# \n(oxen) d2: freed\nmore output\n'; printf 'x:/# \n'; sleep 30",
+    )
+    .spawn()
+    .unwrap()
+    .expect_prompt(re(r"# $"), Duration::from_millis(800))
+    .unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Timeout { .. }), "{e}");
+}
+
+#[test]
 fn expect_prompt_vets_lines_and_reports_exit_and_timeout() {
     let e = fake(
         "prompt-forbid",
