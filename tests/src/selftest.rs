@@ -353,7 +353,8 @@ fn expect_prompt_sees_a_prompt_that_hypervisor_lines_completed() {
     // Not a prompt: a guest line after the hypervisor lines, or no hypervisor line at all.
     let e = fake(
         "prompt-cut-not",
-        "printf 'dom0:/# \n(oxen) d2: freed\nmore output\n'; printf 'x:/# \n'; sleep 30",
+        // One write, so that no poll sees the prompt and the (oxen) line without the rest.
+        "printf 'dom0:/# \n(oxen) d2: freed\nmore output\nx:/# \n'; sleep 30",
     )
     .spawn()
     .unwrap()
