@@ -15,8 +15,6 @@ use xenstore::Client;
 use crate::sys::{Gntalloc, GrantedPage};
 use crate::xenbus::{self, BOGUS_REF, CONNECTED, Dev, Port, Ring};
 
-/// Notifications of the flood case.
-const FLOOD: u32 = 20_000;
 /// How far past the responses `req_prod` is pushed.
 const PAST_RING: u32 = 1000;
 
@@ -367,12 +365,7 @@ impl Front {
             }
             "notify-flood" => {
                 self.ensure_connected()?;
-                let mut sent = 0;
-                for _ in 0..FLOOD {
-                    if self.notify().is_ok() {
-                        sent += 1;
-                    }
-                }
+                let sent = xenbus::flood(&self.ev, self.conn.as_ref().and_then(|c| c.port));
                 let after = self.read_into(be, true, 0)?;
                 Ok(Outcome::Text(format!(
                     "{sent} notifications sent, then {after}"

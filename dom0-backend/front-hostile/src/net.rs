@@ -28,8 +28,6 @@ use xenstore::Client;
 use crate::sys::{Gntalloc, GrantedPage};
 use crate::xenbus::{self, BOGUS_REF, CLOSING, CONNECTED, Dev, Port, Ring};
 
-/// Notifications of the flood case.
-const FLOOD: u32 = 20_000;
 /// How far past the responses tx `req_prod` is pushed.
 const PAST_RING: u32 = 1000;
 /// Rx requests kept posted for the ARP exchanges.
@@ -619,12 +617,7 @@ impl<'a> NetFront<'a> {
             }
             "notify-flood" => {
                 self.ensure_connected()?;
-                let mut sent = 0;
-                for _ in 0..FLOOD {
-                    if self.notify().is_ok() {
-                        sent += 1;
-                    }
-                }
+                let sent = xenbus::flood(&self.ev, self.conn.as_ref().and_then(|c| c.port));
                 let after = self.arp_exchange(RxPages::Good)?;
                 Ok(Outcome::Text(format!(
                     "{sent} notifications sent, then {after}"

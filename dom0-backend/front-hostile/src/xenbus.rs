@@ -228,6 +228,16 @@ pub fn event_port(
     })
 }
 
+/// Notifications of the flood cases.
+pub const FLOOD: u32 = 20_000;
+
+/// Notify `port` (none: the connection has no port) [`FLOOD`] times as
+/// fast as possible; returns how many notifications went through.
+pub fn flood(ev: &Evtchn, port: Option<u32>) -> u32 {
+    let Some(port) = port else { return 0 };
+    (0..FLOOD).map(|_| u32::from(ev.notify(port).is_ok())).sum()
+}
+
 /// Drain the pending ports of `ev` and unmask them (answers are read from
 /// the rings; the events only have to be re-enabled).
 pub fn drain(ev: &Evtchn) {
