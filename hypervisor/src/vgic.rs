@@ -192,7 +192,8 @@ pub fn sync_from_hw(dom: &Domain, vcpu: usize) {
         if LR_UIE[cpu].swap(false, Ordering::Relaxed) {
             gich::write_hcr(gich::HCR_EN);
         }
-        let busy = (0..n).any(|i| synced.completed & (1 << i) == 0 && lrs[i].is_some());
+        // (A completed slot decoded as invalid: only live entries remain.)
+        let busy = lrs[..n].iter().any(Option::is_some);
         LR_BUSY[cpu].store(busy, Ordering::Relaxed);
     } else {
         // LR_CTX still names this vCPU: its LRs are now in the model.
