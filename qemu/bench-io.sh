@@ -3,8 +3,9 @@
 # the same QEMU command under `-icount shift=0,sleep=off` (guest time = instructions).
 #
 #   qemu/bench-io.sh            # BENCH_IO_RUNS runs per hypervisor, Markdown table on stdout
-#   qemu/bench-io.sh --profile disk|net  # oxen only: EL2 instructions per guest exit while
-#                               # the DomU writes and reads xvda / Dom0 sends to the DomU
+#   qemu/bench-io.sh --profile disk|net|evtchn  # oxen only: EL2 instructions per guest exit
+#                               # while the DomU writes and reads xvda / Dom0 sends to the
+#                               # DomU / Dom0 and DomU processes ping-pong an event channel
 #   qemu/bench-io.sh --help
 #
 # What runs: qemu/bench.sh's toolstack (xl) runs, with its machinery (QEMU command, Xen 4.17
@@ -26,7 +27,11 @@
 #          receiver times it); then the event-channel round trip between a DomU process and
 #          a Dom0 process: the DomU runs `evtchn-ping BENCH_IO_EVTCHN --serve 0` (an unbound
 #          port for Dom0, printed on its console), Dom0 `evtchn-ping BENCH_IO_EVTCHN
-#          --connect <domid>:<port>` (median and mean of the round trips it times); `xl
+#          --connect <domid>:<port> --cpu 0` (median and mean of the round trips it times),
+#          pinned: the process and its events on Dom0's vCPU 0; then again with the events
+#          on vCPU 1 (`--event-cpu 1`: Linux wakes the process by an IPI). Unpinned, which
+#          of the two Linux does is decided by the order of earlier bindings and wake-ups,
+#          differently from run to run on either hypervisor (Xen 4.17: 52.7 or 93.0 us); `xl
 #          destroy`. Before `xl create` Dom0 also times its loopback channel (`evtchn-ping
 #          BENCH_IO_EVTCHN`, as bench.sh) for the ratio beside it.
 #          evtchn-ping (dom0-backend/evtchn-ping, built here) and the kernel's xen-evtchn.ko
@@ -37,8 +42,9 @@
 # clock. MB = MiB here, as dd and the reference harness count.
 #
 # --profile runs qemu/profile.sh (its QEMU command and exit analysis) on oxen's Dom0 image with
-# this scenario (BENCH_IO_NET_MB [512] then, so that the transfer outlasts the tracing):
-# tracing starts when the DomU begins its disk test (disk) or Dom0 starts sending (net), for
+# this scenario (BENCH_IO_NET_MB [512] with net, BENCH_IO_EVTCHN [200000], so that the
+# transfer and the ping-pong outlast the tracing): tracing starts when the DomU begins its
+# disk test (disk), Dom0 starts sending (net) or pinging the DomU (evtchn), for
 # PROFILE_EXITS guest exits; the report says which exits (hypercalls, interrupts, WFI, ...)
 # and functions the hypervisor's instructions go to.
 #
@@ -60,15 +66,15 @@ log() { echo "bench-io: $*" >&2; }
 PROFILE=
 case "${1:-}" in
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-    --profile) PROFILE=${2:-}; case $PROFILE in disk|net) ;; *) die "--profile disk or --profile net" ;; esac ;;
+    --profile) PROFILE=${2:-}; case $PROFILE in disk|net|evtchn) ;; *) die "--profile disk, net or evtchn" ;; esac ;;
     "") ;;
     *) echo "bench-io: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
 
 RUNS=${BENCH_IO_RUNS:-3}
 IO_MB=${BENCH_IO_MB:-64}
-NET_MB=${BENCH_IO_NET_MB:-$([ -n "$PROFILE" ] && echo 512 || echo 64)}
-EVTCHN=${BENCH_IO_EVTCHN:-1000}
+NET_MB=${BENCH_IO_NET_MB:-$([ "$PROFILE" = net ] && echo 512 || echo 64)}
+EVTCHN=${BENCH_IO_EVTCHN:-$([ -n "$PROFILE" ] && echo 200000 || echo 1000)}
 for v in RUNS IO_MB NET_MB EVTCHN; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_IO_$v=${!v} is not a positive integer"; done
 OUT=${BENCH_OUT:-$CACHE/bench/io-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/io" || die "cannot create $OUT"
@@ -129,6 +135,7 @@ mkdir -p /run/evp
 payload evtchn-ping /run/evp/evtchn-ping && chmod 0755 /run/evp/evtchn-ping || say "error=evtchn-ping payload failed"
 # Dom0's loopback channel, beside the Dom0 <-> DomU one below
 if /run/evp/evtchn-ping "$EVTCHN" > /run/evp/loop.out 2>&1; then
+    grep -a '^evtchn-ping: [0-9]' /run/evp/loop.out
     sed -n 's/^evtchn-ping: [0-9]* round trips, median \([0-9.]*\) us, mean \([0-9.]*\) us.*/evtchn_loopback_median_us=\1 evtchn_loopback_mean_us=\2/p' /run/evp/loop.out |
         tr ' ' '\n' | while read -r kv; do say "$kv"; done
 else
@@ -173,17 +180,26 @@ if wait_for DOMU-LISTEN 1200; then
 else
     say "error=the DomU did not listen"
 fi
-if wait_for "evtchn-ping: serving port" 1200; then
-    port=${WAIT_LINE#*serving port }; port=${port%% *}
-    if /run/evp/evtchn-ping "$EVTCHN" --connect "$(xl domid domu):$port" > /run/evp/inter.out 2>&1; then
-        sed -n 's/^evtchn-ping: [0-9]* round trips, median \([0-9.]*\) us, mean \([0-9.]*\) us.*/evtchn_dom0_domu_median_us=\1 evtchn_dom0_domu_mean_us=\2/p' /run/evp/inter.out |
-            tr ' ' '\n' | while read -r kv; do say "$kv"; done
+# Twice, pinned (Linux would spread the ports over Dom0's vCPUs and wake the process on
+# whichever it runs on: a run-to-run lottery on either hypervisor): the process and its
+# events on vCPU 0, then the events on vCPU 1 (Linux wakes the process there by an IPI).
+for run in "dom0_domu:--cpu 0" "dom0_domu_ipi:--cpu 0 --event-cpu 1"; do
+    key=${run%%:*}; pin=${run#*:}
+    if wait_for "evtchn-ping: serving port" 1200; then
+        port=${WAIT_LINE#*serving port }; port=${port%% *}
+        echo "bench-io: Dom0 pings the DomU's event channel ($pin)"
+        # shellcheck disable=SC2086 # $pin is two or four words
+        if /run/evp/evtchn-ping "$EVTCHN" --connect "$(xl domid domu):$port" $pin > /run/evp/inter.out 2>&1; then
+            grep -a '^evtchn-ping: ' /run/evp/inter.out
+            sed -n "s/^evtchn-ping: [0-9]* round trips, median \([0-9.]*\) us, mean \([0-9.]*\) us.*/evtchn_${key}_median_us=\1 evtchn_${key}_mean_us=\2/p" /run/evp/inter.out |
+                tr ' ' '\n' | while read -r kv; do say "$kv"; done
+        else
+            say "error=evtchn-ping --connect $pin: $(tail -n 1 /run/evp/inter.out)"
+        fi
     else
-        say "error=evtchn-ping --connect: $(tail -n 1 /run/evp/inter.out)"
+        say "error=the DomU's evtchn-ping did not serve"
     fi
-else
-    say "error=the DomU's evtchn-ping did not serve"
-fi
+done
 wait_for DOMU-DONE 1200 || say "error=the DomU did not finish"
 # the DomU's figures, relayed
 grep -a '^DOMU-KV ' "$CONLOG" | tr -d '\r' | while read -r _ kv; do say "$kv"; done
@@ -277,7 +293,9 @@ if [ ! -e /dev/xen/evtchn ]; then
     modprobe xen-evtchn 2>/dev/null || { payload xen-evtchn /tmp/evp/xen-evtchn.ko && insmod /tmp/evp/xen-evtchn.ko; }
 fi
 i=0; while [ ! -e /dev/xen/evtchn ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-/tmp/evp/evtchn-ping "$EVTCHN" --serve 0 --wait-ms 1200000 2>&1 || echo "DOMU-ERR evtchn-ping --serve failed"
+for run in 1 2; do # Dom0 pings twice (see the top)
+    /tmp/evp/evtchn-ping "$EVTCHN" --serve 0 --wait-ms 1200000 2>&1 || echo "DOMU-ERR evtchn-ping --serve $run failed"
+done
 echo "DOMU-DONE"
 while :; do sleep 3600; done
 exit 0
@@ -322,6 +340,7 @@ if [ -n "$PROFILE" ]; then
     case $PROFILE in
         disk) arm="bench-io: the DomU writes and reads its disk*"; end="bench-io: the DomU is done with its disk*" ;;
         net) arm="bench-io: Dom0 sends to the DomU*"; end="bench-io: Dom0 has sent*" ;;
+        evtchn) arm="bench-io: Dom0 pings the DomU's event channel*"; end="DOMU-DONE*" ;;
     esac
     log "profiling oxen: $PROFILE ($OUT)"
     PROFILE_INITRD=$OUT/io/oxen-dom0-initrd.gz PROFILE_DOM0_ARGS="console=hvc0 earlycon=xen rdinit=/bench-xl-init" \
@@ -369,11 +388,13 @@ XEN_VER=$(sed -n 's/.*(XEN) Xen version \([^ ]*\) .*/\1/p' "$OUT"/xen-*.log 2>/d
     row "TCP Dom0 → DomU, $NET_MB MiB, at the DomU's receiver (MB/s)" net_dom0_to_domu_mbps
     row "ping DomU → Dom0, average of 10 (µs)" ping_rtt_us
     row "ping replies received (of 10)" ping_received
-    row "event-channel round trip Dom0 process ↔ DomU process, median of $EVTCHN (µs)" evtchn_dom0_domu_median_us
+    row "event-channel round trip Dom0 process ↔ DomU process, its events on its Dom0 vCPU, median of $EVTCHN (µs)" evtchn_dom0_domu_median_us
     row "… mean (µs)" evtchn_dom0_domu_mean_us
+    row "… events on the other Dom0 vCPU (woken by IPI), median (µs)" evtchn_dom0_domu_ipi_median_us
+    row "… mean (µs)" evtchn_dom0_domu_ipi_mean_us
     row "event-channel round trip in Dom0 (loopback), median of $EVTCHN (µs)" evtchn_loopback_median_us
     row "\`xl create\` with the disk and vif (s)" xl_create_s
     row "\`xl destroy\` (s)" xl_destroy_s
     echo
-    echo "Method: qemu/bench-io.sh (see its --help): the Xen reference harness's \`io\` scenario (disk image /run/io.img on Dom0's tmpfs behind a loop device, blkback; vif on the bridge xenbr0, netback; busybox dd and nc with 64 KiB blocks; event channels: \`evtchn-ping $EVTCHN --serve 0\` in the DomU, \`evtchn-ping $EVTCHN --connect <domid>:<port>\` in Dom0, which times the round trips, and \`evtchn-ping $EVTCHN\` (loopback) in Dom0 before \`xl create\`) on both hypervisors, Xen with Debian's toolstack and hotplug scripts, oxen with ours. Per-run figures and consoles: \`$OUT/\`."
+    echo "Method: qemu/bench-io.sh (see its --help): the Xen reference harness's \`io\` scenario (disk image /run/io.img on Dom0's tmpfs behind a loop device, blkback; vif on the bridge xenbr0, netback; busybox dd and nc with 64 KiB blocks; event channels: \`evtchn-ping $EVTCHN --serve 0\` in the DomU, \`evtchn-ping $EVTCHN --connect <domid>:<port> --cpu 0 [--event-cpu 1]\` in Dom0, which times the round trips, and \`evtchn-ping $EVTCHN\` (loopback) in Dom0 before \`xl create\`) on both hypervisors, Xen with Debian's toolstack and hotplug scripts, oxen with ours. Per-run figures and consoles: \`$OUT/\`."
 } | tee "$OUT/summary.md"

@@ -18,6 +18,9 @@ pub const USAGE: &str = "usage: evtchn-ping [ROUNDS] [--domid ID] [--timeout-ms 
                   (a server's), measure ROUNDS round trips
   --wait-ms MS    with --serve: how long the first event may take (default 600000)
   --timeout-ms MS give up when one event takes longer (default 5000)
+  --cpu N         run on CPU N only, and have the events of the ports bound here
+                  delivered to CPU N (Linux spreads new ports over the CPUs)
+  --event-cpu M   with --cpu: deliver the events to CPU M instead
   --device PATH   event-channel device (default /dev/xen/evtchn)";
 
 /// What to measure.
@@ -54,6 +57,9 @@ pub struct Args {
     pub mode: Mode,
     /// `--serve`: how long the first event may take.
     pub first_wait: Duration,
+    /// `--cpu N [--event-cpu M]`: the CPU to run on and the CPU the events
+    /// are delivered to.
+    pub pin: Option<(usize, usize)>,
 }
 
 impl Default for Args {
@@ -65,6 +71,7 @@ impl Default for Args {
             device: "/dev/xen/evtchn".to_string(),
             mode: Mode::Loopback,
             first_wait: Duration::from_secs(600),
+            pin: None,
         }
     }
 }
@@ -94,11 +101,34 @@ fn parse_domid(v: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("bad domain id {v:?}"))
 }
 
+/// The kernel's text form of a CPU mask holding only `cpu`: 32-bit hex
+/// groups, most significant first, separated by commas.
+pub fn cpu_mask(cpu: usize) -> String {
+    let groups = cpu / 32 + 1;
+    (0..groups)
+        .rev()
+        .map(|g| {
+            let bits: u32 = if g == cpu / 32 { 1 << (cpu % 32) } else { 0 };
+            format!("{bits:08x}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A CPU number (below 1024, the kernel's usual limit).
+fn parse_cpu(name: &str, v: &str) -> Result<usize, String> {
+    parse_num(v)
+        .filter(|&n| n < 1024)
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("bad {name} {v:?}"))
+}
+
 /// Parses the arguments after the program name; errors are one-line messages.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
     let mut out = Args::default();
     let mut it = args.into_iter();
     let mut rounds_seen = false;
+    let (mut cpu, mut event_cpu) = (None, None);
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
@@ -147,6 +177,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 out.timeout = Duration::from_millis(ms);
             }
             "--device" => out.device = value("--device")?,
+            "--cpu" => cpu = Some(parse_cpu("--cpu", &value("--cpu")?)?),
+            "--event-cpu" => event_cpu = Some(parse_cpu("--event-cpu", &value("--event-cpu")?)?),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if !rounds_seen => {
                 out.rounds = parse_num(s)
@@ -158,6 +190,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             s => return Err(format!("unexpected argument {s}")),
         }
     }
+    out.pin = match (cpu, event_cpu) {
+        (Some(c), e) => Some((c, e.unwrap_or(c))),
+        (None, Some(_)) => return Err("--event-cpu needs --cpu".into()),
+        (None, None) => None,
+    };
     Ok(Command::Run(out))
 }
 
@@ -191,6 +228,30 @@ mod tests {
         assert_eq!(a.domid, 0x7FF0);
         assert_eq!(a.timeout, Duration::from_millis(250));
         assert_eq!(a.device, "/tmp/x");
+    }
+
+    #[test]
+    fn cpu_masks() {
+        assert_eq!(cpu_mask(0), "00000001");
+        assert_eq!(cpu_mask(5), "00000020");
+        assert_eq!(cpu_mask(33), "00000002,00000000");
+    }
+
+    #[test]
+    fn pinning() {
+        let Ok(Command::Run(a)) = p(&["--cpu", "1"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(a.pin, Some((1, 1)));
+        let Ok(Command::Run(a)) = p(&["--event-cpu", "0", "--cpu", "1"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(a.pin, Some((1, 0)));
+        assert_eq!(
+            p(&["--event-cpu", "0"]),
+            Err("--event-cpu needs --cpu".into())
+        );
+        assert_eq!(p(&["--cpu", "x"]), Err("bad --cpu \"x\"".into()));
     }
 
     #[test]

@@ -108,6 +108,28 @@ impl EvtchnDevice for LinuxEvtchn {
     }
 }
 
+/// Where Linux puts the interrupts it allocates from now on.
+const DEFAULT_AFFINITY: &str = "/proc/irq/default_smp_affinity";
+
+/// Run this process on `cpu` only, and make `event_cpu` the CPU of the
+/// interrupts Linux allocates from now on: an event channel bound through
+/// the device is delivered to the next CPU of its interrupt's affinity
+/// (Linux's `evtchn_bind_interdom_next_vcpu`), which is then `event_cpu`.
+/// Returns the previous default affinity, for [`unpin_events`].
+pub fn pin(cpu: usize, event_cpu: usize) -> io::Result<String> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).map_err(io::Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)?;
+    let old = std::fs::read_to_string(DEFAULT_AFFINITY)?;
+    std::fs::write(DEFAULT_AFFINITY, crate::cli::cpu_mask(event_cpu))?;
+    Ok(old.trim().to_string())
+}
+
+/// Put back the default interrupt affinity [`pin`] replaced.
+pub fn unpin_events(old: &str) -> io::Result<()> {
+    std::fs::write(DEFAULT_AFFINITY, old)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,33 @@ use evtchn_ping::pingpong::{self, Config, PingError};
 
 #[cfg(target_os = "linux")]
 fn run(args: &cli::Args) -> Result<(), PingError> {
+    // Pinned: this process on one CPU, the events of the ports bound below on
+    // one CPU (the default affinity is put back when the run ends).
+    let old_affinity = match args.pin {
+        Some((cpu, event_cpu)) => {
+            let old = evtchn_ping::linux::pin(cpu, event_cpu).map_err(|source| PingError::Pin {
+                cpu,
+                event_cpu,
+                source,
+            })?;
+            println!("evtchn-ping: running on CPU {cpu}, events delivered to CPU {event_cpu}");
+            Some(old)
+        }
+        None => None,
+    };
+    let r = run_pinned(args);
+    if let Some(old) = old_affinity
+        && let Err(e) = evtchn_ping::linux::unpin_events(&old)
+    {
+        eprintln!(
+            "evtchn-ping: warning: could not restore /proc/irq/default_smp_affinity to {old}: {e}"
+        );
+    }
+    r
+}
+
+#[cfg(target_os = "linux")]
+fn run_pinned(args: &cli::Args) -> Result<(), PingError> {
     use evtchn_ping::cli::Mode;
     use evtchn_ping::device::MonotonicClock;
     use evtchn_ping::linux::LinuxEvtchn;

@@ -50,6 +50,15 @@ pub enum PingError {
         /// The OS error.
         source: io::Error,
     },
+    /// `--cpu`: pinning the process or the events failed.
+    Pin {
+        /// CPU to run on.
+        cpu: usize,
+        /// CPU for the events.
+        event_cpu: usize,
+        /// The OS error.
+        source: io::Error,
+    },
     /// `IOCTL_EVTCHN_BIND_UNBOUND_PORT` failed.
     BindUnbound {
         /// Remote domain asked for.
@@ -132,6 +141,15 @@ impl fmt::Display for PingError {
                     _ => f.write_str(" (is this Dom0 under oxen or Xen?)"),
                 }
             }
+            PingError::Pin {
+                cpu,
+                event_cpu,
+                source,
+            } => write!(
+                f,
+                "run on CPU {cpu} with events on CPU {event_cpu}: {source} \
+                 (is that CPU online? run as root with /proc mounted)"
+            ),
             PingError::BindUnbound {
                 remote_domain,
                 source,
@@ -507,6 +525,10 @@ pub struct Stats {
     pub mean_ns: f64,
     /// Slowest round trip.
     pub max_ns: u64,
+    /// 10th and 90th percentiles (nearest rank).
+    pub p10_ns: u64,
+    /// See `p10_ns`.
+    pub p90_ns: u64,
 }
 
 impl Stats {
@@ -524,24 +546,30 @@ impl Stats {
             (v[n / 2 - 1] as f64 + v[n / 2] as f64) / 2.0
         };
         let sum: u128 = v.iter().map(|&x| u128::from(x)).sum();
+        // Nearest rank: the smallest sample with at least p% of them at or below it.
+        let pct = |p: usize| v[(n * p).div_ceil(100).clamp(1, n) - 1];
         Self {
             count: n,
             min_ns: v[0],
             median_ns,
             mean_ns: sum as f64 / n as f64,
             max_ns: v[n - 1],
+            p10_ns: pct(10),
+            p90_ns: pct(90),
         }
     }
 
     /// The result line: `evtchn-ping: <N> round trips, median <x> us, mean <y> us, ...`.
     pub fn summary_line(&self) -> String {
         format!(
-            "evtchn-ping: {} round trips, median {:.1} us, mean {:.1} us, min {:.1} us, max {:.1} us",
+            "evtchn-ping: {} round trips, median {:.1} us, mean {:.1} us, min {:.1} us, max {:.1} us, p10 {:.1} us, p90 {:.1} us",
             self.count,
             self.median_ns / 1000.0,
             self.mean_ns / 1000.0,
             self.min_ns as f64 / 1000.0,
             self.max_ns as f64 / 1000.0,
+            self.p10_ns as f64 / 1000.0,
+            self.p90_ns as f64 / 1000.0,
         )
     }
 }
@@ -830,8 +858,13 @@ mod tests {
         assert_eq!(Stats::from_samples(&[]), Stats::default());
         assert_eq!(
             s.summary_line(),
-            "evtchn-ping: 4 round trips, median 3.0 us, mean 4.0 us, min 1.0 us, max 9.0 us"
+            "evtchn-ping: 4 round trips, median 3.0 us, mean 4.0 us, min 1.0 us, max 9.0 us, p10 1.0 us, p90 9.0 us"
         );
+        // Nearest-rank percentiles of 1..=100 µs.
+        let v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        let s = Stats::from_samples(&v);
+        assert_eq!((s.p10_ns, s.p90_ns), (10_000, 90_000));
+        assert_eq!(Stats::from_samples(&[7]).p10_ns, 7);
     }
 
     #[test]
