@@ -171,6 +171,10 @@ wait_for DOMU-INIT 600 || { say "error=no DOMU-INIT in $CONLOG"; off; }
 # markers for qemu/profile.sh (bench-io.sh --profile)
 wait_for DOMU-DISK 600 && echo "bench-io: the DomU writes and reads its disk"
 wait_for DOMU-NET 1200 && echo "bench-io: the DomU is done with its disk"
+# blkback's request counts for the disk phase (what one request costs = phase / requests)
+for c in rd_req wr_req rd_sect wr_sect; do
+    v=$(cat /sys/bus/xen-backend/devices/vbd-*/statistics/$c 2>/dev/null | head -n 1); say "vbd_$c=${v:-?}"
+done
 if wait_for DOMU-LISTEN 1200; then
     echo "bench-io: Dom0 sends to the DomU"
     stamp; a=$STAMP
@@ -264,6 +268,9 @@ out=$(ping -c 10 -W 5 192.0.2.1 2>&1)
 kv "ping_received=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
 avg=$(echo "$out" | sed -n 's|.*min/avg/max = [0-9.]*/\([0-9.]*\)/.*|\1|p')
 [ -n "$avg" ] && kv "ping_rtt_us=$(awk -v m="$avg" 'BEGIN { printf "%.0f", m * 1000 }')"
+mm=$(echo "$out" | sed -n 's|.*min/avg/max = \([0-9.]*\)/[0-9.]*/\([0-9.]*\).*|\1 \2|p')
+[ -n "$mm" ] && kv "ping_min_us=$(echo "$mm" | awk '{ printf "%.0f", $1 * 1000 }')" &&
+    kv "ping_max_us=$(echo "$mm" | awk '{ printf "%.0f", $2 * 1000 }')"
 # network DomU -> Dom0 (Dom0's receiver times it; the sender's time for reference)
 a=$(t); nc 192.0.2.1 5001 -e dd if=/dev/zero bs=64k count=$((NET_MB * 16)) 2>/dev/null; b=$(t)
 kv "net_domu_to_dom0_sender_s=$(secs $a $b)"
@@ -387,6 +394,8 @@ XEN_VER=$(sed -n 's/.*(XEN) Xen version \([^ ]*\) .*/\1/p' "$OUT"/xen-*.log 2>/d
     row "TCP DomU → Dom0, $NET_MB MiB, at Dom0's receiver (MB/s)" net_domu_to_dom0_mbps
     row "TCP Dom0 → DomU, $NET_MB MiB, at the DomU's receiver (MB/s)" net_dom0_to_domu_mbps
     row "ping DomU → Dom0, average of 10 (µs)" ping_rtt_us
+    row "… fastest of the 10 (µs)" ping_min_us
+    row "… slowest of the 10 (µs)" ping_max_us
     row "ping replies received (of 10)" ping_received
     row "event-channel round trip Dom0 process ↔ DomU process, its events on its Dom0 vCPU, median of $EVTCHN (µs)" evtchn_dom0_domu_median_us
     row "… mean (µs)" evtchn_dom0_domu_mean_us

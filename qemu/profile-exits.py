@@ -5,7 +5,8 @@ Reads a QEMU log made with `-d in_asm,exec,nochain -dfilter <hypervisor text>` (
 or a FIFO) and the hypervisor's symbols (`nm -C` output), and prints, for each kind of exit
 (from the lower-EL vector entry to the `eret` back to a guest), how many there were, the
 mean number of instructions per exit and where they go by function. qemu/profile.sh runs it.
-Suffixes of a kind: "+idle" the CPU waited in WFI inside the exit, else "+switch" another
+A WFI exit whose vCPU waited in place for its interrupt (sched::wait_in_place) is "WFI in
+place". Suffixes of a kind: "+idle" the CPU waited in WFI inside the exit, else "+switch" another
 vCPU was loaded (oxen::sched::save ran); then "+migrate" the vCPU loaded had last run on
 another CPU (oxen::sched::moved_in ran).
 
@@ -47,6 +48,7 @@ SYNC_RULES = [
     (r"^oxen::vgic::mmio", "MMIO vGIC"),
     (r"^oxen::vuart::", "MMIO vUART"),
     (r"^oxen::sched::block_current", "WFI"),
+    (r"^oxen::sched::wait_in_place", "WFI in place"),
     (r"^oxen::sched::yield_current", "WFE"),
     (r"^oxen::idregs::|idreg", "sysreg ID register"),
 ]
@@ -157,7 +159,7 @@ def main():
                 if any(rx.search(f) for f in funcs):
                     kind = k
                     break
-        if idle:
+        if idle and kind != "WFI in place":
             kind += " +idle"
         elif "oxen::sched::save" in funcs:
             kind += " +switch"

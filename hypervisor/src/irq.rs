@@ -69,8 +69,9 @@ pub fn uart_irq() -> Option<u32> {
     (u != NONE).then_some(u)
 }
 
-/// Acknowledge and handle every pending interrupt on this CPU.
-pub fn handle_pending(cpu: usize) {
+/// Acknowledge and handle every pending interrupt on this CPU; returns how
+/// many there were.
+pub fn handle_pending(cpu: usize) -> u32 {
     let mut n = 0u32;
     while let Some(id) = gic::ack() {
         n += 1;
@@ -103,6 +104,7 @@ pub fn handle_pending(cpu: usize) {
         }
         gic::eoi(id);
     }
+    n
 }
 
 /// The running vCPU's virtual timer fired: mask it in the guest's own

@@ -21,7 +21,9 @@
 //! become the reschedule SGI ([`irq::SGI_KICK`]); with nothing to run a CPU
 //! waits in WFI (interrupts masked at EL2; a pending one still wakes it).
 //! A guest's own WFI traps only while the machine is oversubscribed
-//! ([`VWFI_ADAPTIVE`], or Xen's `vwfi=trap|native`).
+//! ([`VWFI_ADAPTIVE`], or Xen's `vwfi=trap|native`), and a trapped WFI
+//! waits in place, its vCPU loaded, while nothing is queued on its CPU
+//! ([`wait_in_place`]; such a CPU counts as idle to place a waking vCPU).
 //! A vCPU moves between CPUs with its whole state: its trap frame, EL1 and
 //! FP registers, GIC virtual-interface state (VMCR, APRs) and virtual timer
 //! are saved into its [`crate::domain::Vcpu`] when it leaves a CPU and
@@ -55,6 +57,11 @@
 //!   [`SCHED`] is free.
 //! * A vCPU's `pcpu` is the CPU it runs on or last ran on; its registers
 //!   may be reused without reloading only on that CPU (`LIVE_CTX`).
+//!
+//! * [`WAITING`]`[cpu]` is set only inside [`wait_in_place`], by `cpu`,
+//!   while its current vCPU is loaded and waits; [`QUEUED`] and
+//!   [`WAITING`] are published announce-then-look, so a vCPU queued on a
+//!   waiting CPU always ends the wait.
 //!
 //! # Lock order
 //!
@@ -111,8 +118,11 @@ impl DerefMut for Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let busy = self.0.credit.as_ref().is_some_and(Credit::oversubscribed);
-        publish_oversubscribed(busy);
+        let Some(c) = self.0.credit.as_ref() else {
+            return;
+        };
+        publish_oversubscribed(c.oversubscribed());
+        publish_queued(c);
     }
 }
 
@@ -185,6 +195,99 @@ fn set_wfi_trap(cpu: usize) {
     if now != was {
         arch::set_wfi_trap(!now);
     }
+}
+
+/// Per CPU: whether a vCPU waits in its run queue, as of the last release
+/// of [`SCHED`] (its current vCPU does not wait in place while one does,
+/// see [`wait_in_place`]).
+static QUEUED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: its current vCPU waits in place for an interrupt.
+static WAITING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: nanoseconds its current vCPU waited in place that the policy
+/// has not been told yet (it is, before it next looks at that CPU).
+static WAITED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// WFIs that waited in place until an interrupt came (statistics).
+static WAITS: AtomicU64 = AtomicU64::new(0);
+
+/// Record, per CPU, whether a vCPU waits in its run queue. A CPU whose
+/// vCPU waits in place when one starts to is kicked: it stops waiting and
+/// blocks it, and runs the queued vCPU. (Sequentially consistent with
+/// [`wait_in_place`]'s announce-then-look.)
+fn publish_queued(c: &Credit) {
+    let me = this_cpu();
+    for (cpu, queued) in QUEUED.iter().enumerate().take(c.ncpus().min(MAX_CPUS)) {
+        let q = c.runq_len(cpu) > 0;
+        if queued.load(Ordering::Relaxed) == q {
+            continue;
+        }
+        queued.store(q, Ordering::SeqCst);
+        if q && cpu != me && WAITING[cpu].load(Ordering::SeqCst) {
+            kick(cpu);
+        }
+    }
+}
+
+/// The CPUs whose vCPU waits in place now (as good as idle to place a
+/// vCPU that wakes up: [`Credit::wake_near`]).
+fn waiting_cpus() -> CpuMask {
+    let mut m = CpuMask::EMPTY;
+    for (cpu, w) in WAITING.iter().enumerate().take(nr_cpus()) {
+        if w.load(Ordering::SeqCst) {
+            m.insert(cpu);
+        }
+    }
+    m
+}
+
+/// The current vCPU executed WFI (trapped: the machine is oversubscribed)
+/// and has no interrupt to take. By default ([`VWFI_ADAPTIVE`]), while no
+/// vCPU waits in this CPU's run queue, it waits here, its context loaded
+/// and the CPU kept for it, until this CPU takes an interrupt: returns
+/// true, resume the vCPU (as an interrupt would have ended its WFI had it
+/// not trapped: spurious for this vCPU or not, which WFI allows; an event
+/// sent to it from another CPU kicks this one). An interrupt for it then
+/// costs one exit, not a block, an idle period and a wake-up through the
+/// policy. A vCPU that wakes up meanwhile is placed on such a CPU rather
+/// than queued behind a busy one ([`Credit::wake_near`]). Returns false,
+/// for the caller to block the vCPU, when a vCPU waits in this CPU's run
+/// queue (this vCPU then also yields, so that an interrupt that came for
+/// it meanwhile does not keep the CPU from that vCPU for the rate limit)
+/// or this CPU must look again (the policy's timer or decision, a
+/// watched vCPU's timer), which bounds the wait by the credit tick. The
+/// time waited is not charged to the vCPU's credit ([`Credit::waited`]).
+/// With `vwfi=trap` (Xen's behaviour) the vCPU always blocks.
+pub fn wait_in_place() -> bool {
+    let cpu = this_cpu();
+    if VWFI.load(Ordering::Relaxed) != VWFI_ADAPTIVE {
+        return false;
+    }
+    let must_look =
+        || QUEUED[cpu].load(Ordering::SeqCst) || NEED_RESCHED[cpu].load(Ordering::Acquire);
+    // Announce, then look (publish_queued does the reverse).
+    WAITING[cpu].store(true, Ordering::SeqCst);
+    let start = timer::now();
+    let resume = loop {
+        if must_look() {
+            break false;
+        }
+        sysreg::dsb_sy();
+        sysreg::wfi();
+        if irq::handle_pending(cpu) != 0 {
+            break !must_look();
+        }
+    };
+    WAITING[cpu].store(false, Ordering::Relaxed);
+    let waited = timer::ticks_to_ns(timer::now().saturating_sub(start));
+    WAITED[cpu].fetch_add(waited, Ordering::Relaxed);
+    if resume {
+        WAITS.fetch_add(1, Ordering::Relaxed);
+    } else if QUEUED[cpu].load(Ordering::SeqCst) {
+        // A vCPU waits for this CPU: this one, idle until now, gives way
+        // even if an interrupt came for it meanwhile (as it would have had
+        // it blocked), instead of keeping the CPU for the rate limit.
+        yield_current();
+    }
+    resume
 }
 
 /// A destroyed domain may be waiting to leave the policy.
@@ -490,7 +593,7 @@ fn wake_locked(g: &mut Global, dom: &Domain, vcpu: usize, now: u64) -> bool {
         && !dom.is_paused()
         && let Some(c) = g.credit.as_mut()
     {
-        signal(c.wake(vref(dom, vcpu), now));
+        signal(c.wake_near(vref(dom, vcpu), now, waiting_cpus()));
     }
     woke
 }
@@ -770,7 +873,12 @@ fn decide(frame: &mut TrapFrame) -> (Arc<Domain>, usize) {
             idle_wait(cpu, None);
             continue;
         };
-        // Timer work first (accounting, credit tick, slice end).
+        // The current vCPU's waits in place are not charged (then timer
+        // work: accounting, credit tick, slice end).
+        let waited = WAITED[cpu].swap(0, Ordering::Relaxed);
+        if waited != 0 {
+            c.waited(cpu, waited);
+        }
         signal(c.timer(cpu, now));
         let mut rq = RQ[cpu].lock();
         let keep = match &rq.current {
@@ -974,7 +1082,7 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
         let s = c.stats();
         let _ = writeln!(
             out,
-            "  steals={} migrations={} boosts={} tickles={} parks={} accountings={} switches={} moved-in={}",
+            "  steals={} migrations={} boosts={} tickles={} parks={} accountings={} switches={} moved-in={} waited-in-place={}",
             s.steals,
             s.migrations,
             s.boosts,
@@ -982,7 +1090,8 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
             s.parks,
             s.accountings,
             SWITCHES.load(Ordering::Relaxed),
-            MIGRATIONS.load(Ordering::Relaxed)
+            MIGRATIONS.load(Ordering::Relaxed),
+            WAITS.load(Ordering::Relaxed)
         );
     }
     for (cpu, rq) in RQ.iter().enumerate().take(nr_cpus()) {
@@ -1012,9 +1121,10 @@ pub fn log_stats() {
     if let Some(c) = g.credit.as_ref() {
         let s = c.stats();
         log::info!(
-            "credit scheduler: {} switches, {} vCPUs moved in, {} steals, {} migrations, {} boosts, {} parks, {} accountings",
+            "credit scheduler: {} switches, {} vCPUs moved in, {} WFIs waited in place, {} steals, {} migrations, {} boosts, {} parks, {} accountings",
             SWITCHES.load(Ordering::Relaxed),
             MIGRATIONS.load(Ordering::Relaxed),
+            WAITS.load(Ordering::Relaxed),
             s.steals,
             s.migrations,
             s.boosts,

@@ -116,7 +116,9 @@ pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
     match cur {
         Some((dom, vcpu)) => match kind {
             KIND_SYNC => guest_sync(&dom, vcpu, frame),
-            KIND_IRQ | KIND_FIQ => irq::handle_pending(cpu),
+            KIND_IRQ | KIND_FIQ => {
+                irq::handle_pending(cpu);
+            }
             KIND_SERROR => {
                 log::info!(
                     "{}v{vcpu}: SError (ESR {:#x}): domain {} crashed",
@@ -128,7 +130,9 @@ pub extern "C" fn handle_lower_el(frame: &mut TrapFrame, kind: u64) {
             }
             _ => {}
         },
-        None => irq::handle_pending(cpu),
+        None => {
+            irq::handle_pending(cpu);
+        }
     }
     let (dom, vcpu) = sched::schedule(frame);
     vgic::load_to_hw(&dom, vcpu);
@@ -163,11 +167,15 @@ fn guest_sync(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) {
             advance_pc(frame, &esr);
             match esr.wfx() {
                 Some(oxen_trap::Wfx::Wfi) => {
-                    // Block first, then look: an interrupt injected in
-                    // between finds the vCPU blocked and wakes it.
-                    sched::block_current();
-                    if vgic::current_has_pending(dom, vcpu) {
-                        sched::wake(dom, vcpu);
+                    // An interrupt to take, or one that came while the
+                    // vCPU waited in place: resume it. Otherwise block
+                    // first, then look: an interrupt injected in between
+                    // finds the vCPU blocked and wakes it.
+                    if !vgic::current_has_pending(dom, vcpu) && !sched::wait_in_place() {
+                        sched::block_current();
+                        if vgic::current_has_pending(dom, vcpu) {
+                            sched::wake(dom, vcpu);
+                        }
                     }
                 }
                 _ => sched::yield_current(),

@@ -856,6 +856,11 @@ impl Credit {
         self.idlers
     }
 
+    /// How many runnable vCPUs wait in `cpu`'s run queue.
+    pub fn runq_len(&self, cpu: usize) -> usize {
+        self.cpus.get(cpu).map_or(0, |p| p.runq.len())
+    }
+
     /// How many runnable vCPUs wait in run queues for a CPU (0: no CPU has
     /// more work than its current vCPU).
     pub fn nr_queued(&self) -> usize {
@@ -886,6 +891,44 @@ impl Credit {
         }
         vc.blocked = false;
         self.vcpu_wake(v)
+    }
+
+    /// [`Credit::wake`], where the CPUs in `waiting` run a vCPU that only
+    /// waits for an interrupt with the CPU kept for it (a WFI waiting in
+    /// place), so they are as good as idle to place it: a vCPU whose own
+    /// CPU runs another vCPU (and does not wait) is queued on one of them
+    /// instead (its soft affinity first, its hard affinity only), and
+    /// tickled there if it beats the waiting vCPU. Not a vCPU still being
+    /// descheduled or moved elsewhere.
+    #[must_use]
+    pub fn wake_near(&mut self, v: VcpuRef, now: u64, waiting: CpuMask) -> CpuMask {
+        if let Some(vc) = self.vcpus.get(&v)
+            && vc.blocked
+            && !vc.is_running
+            && !vc.on_runq
+            && !vc.migrate_req
+            && !waiting.contains(vc.cpu)
+            && self.cpus[vc.cpu].curr.is_some()
+        {
+            let home = vc.cpu;
+            let mut to = None;
+            for soft_step in [true, false] {
+                if soft_step && !self.has_soft_affinity(vc) {
+                    continue;
+                }
+                let cand = Self::balance_mask(vc, soft_step)
+                    .and(self.online)
+                    .and(waiting);
+                if let Some(t) = cand.cycle(home) {
+                    to = Some(t);
+                    break;
+                }
+            }
+            if let Some(t) = to {
+                self.vc_mut(v).cpu = t;
+            }
+        }
+        self.wake(v, now)
     }
 
     /// The vCPU blocks (WFI, `SCHEDOP_block`): leaves its queue, or its CPU
@@ -943,6 +986,19 @@ impl Credit {
         }
         vc.pause_count -= 1;
         self.vcpu_wake(v)
+    }
+
+    /// The vCPU running on `cpu` spent `ns` waiting for an interrupt with
+    /// the CPU kept for it (its WFI waited in place, nothing else wanting
+    /// the CPU): it is not charged credit for that time, as it would not
+    /// have been had it blocked. Its CPU time still counts it (as Xen's
+    /// `vwfi=native` does).
+    pub fn waited(&mut self, cpu: usize, ns: u64) {
+        if let Some(c) = self.cpus.get(cpu).and_then(|p| p.curr)
+            && let Some(vc) = self.vcpus.get_mut(&c)
+        {
+            vc.start_time = vc.start_time.saturating_add(ns.min(i64::MAX as u64) as i64);
+        }
     }
 
     /// The earliest time at which `cpu` needs [`Credit::timer`]: its credit

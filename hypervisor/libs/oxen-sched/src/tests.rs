@@ -68,6 +68,76 @@ fn burn_is_exact_with_remainder_carried() {
     assert_eq!(s.cpu_time(v(1), t), 20 * 50 * US);
 }
 
+#[test]
+fn time_waited_in_place_is_not_charged() {
+    let mut s = setup(1, &[(1, 0)]);
+    let _ = s.wake(v(1), 0);
+    assert_eq!(sched(&mut s, 0, 0).next, Some(v(1)));
+    // 1 ms on the CPU, of which 600 µs waiting in place: 0.4 ms = 4 credits.
+    s.waited(0, 600 * US);
+    let _ = s.tick(0, MS);
+    assert_eq!(credit(&s, v(1)), -4);
+    // An idle CPU has nobody to credit; a CPU out of range is ignored.
+    let mut s = setup(2, &[(1, 0)]);
+    s.waited(1, MS);
+    s.waited(7, MS);
+    let _ = s.wake(v(1), 0);
+    sched(&mut s, 0, 0);
+    let _ = s.tick(0, MS);
+    assert_eq!(credit(&s, v(1)), -10);
+}
+
+#[test]
+fn a_wake_goes_to_a_cpu_whose_vcpu_waits_in_place() {
+    // d1 runs on CPU 0, d2 on CPU 1 (waiting in place); d3 last ran on CPU 0.
+    let two_busy = || {
+        let mut s = setup(2, &[(1, 0), (2, 1), (3, 0)]);
+        // d3 ran on CPU 0 and blocked (its next wake-up is boosted).
+        let _ = s.wake(v(3), 0);
+        sched(&mut s, 0, 0);
+        let _ = s.block(v(3), 0);
+        sched(&mut s, 0, 0);
+        let _ = s.wake(v(1), 0);
+        let _ = s.wake(v(2), 0);
+        sched(&mut s, 0, 0);
+        sched(&mut s, 1, 0);
+        assert_eq!(s.current(0), Some(v(1)));
+        assert_eq!(s.current(1), Some(v(2)));
+        // Their wake-up boosts end.
+        let _ = s.tick(0, 100 * US);
+        let _ = s.tick(1, 100 * US);
+        s
+    };
+    // Plain wake: queued behind d1 on CPU 0.
+    let mut s = two_busy();
+    let _ = s.wake(v(3), MS);
+    assert_eq!(s.runq(0), vec![v(3)]);
+    // CPU 1 waits: queued there, and CPU 1 tickled (boost beats d2).
+    let mut s = two_busy();
+    let t = s.wake_near(v(3), MS, CpuMask::single(1));
+    assert_eq!(s.runq(0), vec![]);
+    assert_eq!(s.runq(1), vec![v(3)]);
+    assert_eq!(s.runq_len(1), 1);
+    assert!(t.contains(1), "{t:?}");
+    let d = sched(&mut s, 1, MS);
+    assert_eq!(d.next, Some(v(3)), "{d:?} {:?}", s.vcpu_info(v(2)));
+    s.check_invariants().unwrap();
+    // Its own CPU waiting, or pinned away from the waiting CPU: it stays.
+    let mut s = setup(2, &[(1, 0), (2, 1), (3, 0)]);
+    let _ = s.wake(v(1), 0);
+    sched(&mut s, 0, 0);
+    s.set_affinity(v(3), Some(CpuMask::single(0)), None, 0)
+        .unwrap();
+    let _ = s.wake_near(v(3), MS, CpuMask::single(1));
+    assert_eq!(s.runq(0), vec![v(3)]);
+    let mut s = setup(2, &[(1, 0), (3, 0)]);
+    let _ = s.wake(v(1), 0);
+    sched(&mut s, 0, 0);
+    let _ = s.wake_near(v(3), MS, CpuMask::single(0));
+    assert_eq!(s.runq(0), vec![v(3)]);
+    assert_eq!(s.runq(1), vec![]);
+}
+
 fn activate(s: &mut Credit, x: VcpuRef) {
     s.acct_start(x);
 }
