@@ -87,7 +87,7 @@ cat > "$OUT/io/bench-io-dom0" <<'IODOM0'
 # bench-io.sh scenario (Dom0, rdinit=/bench-xl-init)
 export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TERM=dumb LANG=C
-IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@
+IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@ EVTCHN_LOOP=@EVTCHN_LOOP@
 /bin/busybox mount -t proc proc /proc
 echo "OXEN-DOM0-INIT"
 read -r UP _ < /proc/uptime
@@ -134,7 +134,7 @@ payload() { # NAME DEST: the payload NAME appended to this script (base64 of gzi
 mkdir -p /run/evp
 payload evtchn-ping /run/evp/evtchn-ping && chmod 0755 /run/evp/evtchn-ping || say "error=evtchn-ping payload failed"
 # Dom0's loopback channel, beside the Dom0 <-> DomU one below
-if /run/evp/evtchn-ping "$EVTCHN" > /run/evp/loop.out 2>&1; then
+if /run/evp/evtchn-ping "$EVTCHN_LOOP" > /run/evp/loop.out 2>&1; then
     grep -a '^evtchn-ping: [0-9]' /run/evp/loop.out
     sed -n 's/^evtchn-ping: [0-9]* round trips, median \([0-9.]*\) us, mean \([0-9.]*\) us.*/evtchn_loopback_median_us=\1 evtchn_loopback_mean_us=\2/p' /run/evp/loop.out |
         tr ' ' '\n' | while read -r kv; do say "$kv"; done
@@ -235,7 +235,7 @@ IODOM0
 cat > "$OUT/io/bench-io-domu" <<'IODOMU'
 #!/bin/busybox sh
 # bench-io.sh scenario (DomU, rdinit=/bench-xl-domu)
-IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@
+IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@ EVTCHN_LOOP=@EVTCHN_LOOP@
 /bin/busybox mount -t proc proc /proc
 read UP IDLE < /proc/uptime
 echo "DOMU-INIT uptime=$UP"
@@ -307,7 +307,9 @@ echo "DOMU-DONE"
 while :; do sleep 3600; done
 exit 0
 IODOMU
-sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/; s/@EVTCHN@/$EVTCHN/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
+# (--profile: the loopback run stays short; only the traced ping-pong is long)
+EVTCHN_LOOP=$([ -n "$PROFILE" ] && echo 1000 || echo "$EVTCHN")
+sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/; s/@EVTCHN@/$EVTCHN/; s/@EVTCHN_LOOP@/$EVTCHN_LOOP/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
 
 # ---------------------------------------------------------------- payloads
 # evtchn-ping (static musl, stripped when binutils-aarch64-linux-gnu is there) and the
