@@ -23,6 +23,7 @@ const KEYS: &[(u8, &str)] = &[
     ),
     (b'q', "domains and their vCPUs: state, timer, virtual GIC"),
     (b'e', "event channels of every domain"),
+    (b'x', "guest exit and scheduler counters"),
 ];
 
 /// Handle debug key `c` (unknown keys print the list).
@@ -44,6 +45,13 @@ pub fn handle(c: u8) {
             for d in domain::DOMAINS.lock().clone() {
                 let _ = writeln!(s, "d{}:", d.id.0);
                 crate::xen::dump_evtchn(&d, &mut s);
+            }
+        }
+        b'x' => {
+            let _ = writeln!(s, "'x' pressed -> guest exit and scheduler counters");
+            let _ = writeln!(s, "{}", crate::trap::exit_stats());
+            if let Some(st) = crate::sched::stats() {
+                let _ = writeln!(s, "{st}");
             }
         }
         b'\r' | b'\n' => return,
