@@ -1,10 +1,12 @@
 //! Debug keys: what oxen prints when the console input is switched to the
-//! hypervisor (Ctrl-a three times, as on Xen) and a key is typed.
+//! hypervisor (Ctrl-a three times, as on Xen) and a key is typed, or when
+//! Dom0 sends keys (`xl debug-keys`, sysctl `debug_keys`).
 //!
 //! Owns nothing but the key table. Each dump takes the locks it reads one at
 //! a time (a run queue, a vCPU, a vGIC, a domain's Xen state), never two
-//! together, so it may run from the console interrupt on any CPU. The
-//! output is a snapshot of moving state, for people chasing a hang.
+//! together, so it may run from the console interrupt or Dom0's hypercall on
+//! any CPU. The output is a snapshot of moving state, for people chasing a
+//! hang.
 
 extern crate alloc;
 
