@@ -1,10 +1,12 @@
 //! Debug keys: what oxen prints when the console input is switched to the
-//! hypervisor (Ctrl-a three times, as on Xen) and a key is typed.
+//! hypervisor (Ctrl-a three times, as on Xen) and a key is typed, or when
+//! Dom0 sends keys (`xl debug-keys`, sysctl `debug_keys`).
 //!
 //! Owns nothing but the key table. Each dump takes the locks it reads one at
 //! a time (a run queue, a vCPU, a vGIC, a domain's Xen state), never two
-//! together, so it may run from the console interrupt on any CPU. The
-//! output is a snapshot of moving state, for people chasing a hang.
+//! together, so it may run from the console interrupt or Dom0's hypercall on
+//! any CPU. The output is a snapshot of moving state, for people chasing a
+//! hang.
 
 extern crate alloc;
 
@@ -23,6 +25,7 @@ const KEYS: &[(u8, &str)] = &[
     ),
     (b'q', "domains and their vCPUs: state, timer, virtual GIC"),
     (b'e', "event channels of every domain"),
+    (b'x', "guest exit and scheduler counters"),
 ];
 
 /// Handle debug key `c` (unknown keys print the list).
@@ -44,6 +47,13 @@ pub fn handle(c: u8) {
             for d in domain::DOMAINS.lock().clone() {
                 let _ = writeln!(s, "d{}:", d.id.0);
                 crate::xen::dump_evtchn(&d, &mut s);
+            }
+        }
+        b'x' => {
+            let _ = writeln!(s, "'x' pressed -> guest exit and scheduler counters");
+            let _ = writeln!(s, "{}", crate::trap::exit_stats());
+            if let Some(st) = crate::sched::stats() {
+                let _ = writeln!(s, "{st}");
             }
         }
         b'\r' | b'\n' => return,

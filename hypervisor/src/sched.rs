@@ -1115,22 +1115,49 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
     }
 }
 
-/// One line of scheduler statistics, printed when the machine stops.
-pub fn log_stats() {
+/// The scheduler's counters at one moment: this module's switches, vCPUs
+/// moved in and WFIs waited in place, and the credit policy's own; shown as the one `credit
+/// scheduler: ...` line.
+pub struct Stats {
+    switches: u64,
+    moved_in: u64,
+    waits: u64,
+    policy: oxen_sched::Stats,
+}
+
+/// The scheduler's counters now (`None` before the policy is set up).
+pub fn stats() -> Option<Stats> {
     let g = lock_sched();
-    if let Some(c) = g.credit.as_ref() {
-        let s = c.stats();
-        log::info!(
+    g.credit.as_ref().map(|c| Stats {
+        switches: SWITCHES.load(Ordering::Relaxed),
+        moved_in: MIGRATIONS.load(Ordering::Relaxed),
+        waits: WAITS.load(Ordering::Relaxed),
+        policy: c.stats(),
+    })
+}
+
+impl core::fmt::Display for Stats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let s = &self.policy;
+        write!(
+            f,
             "credit scheduler: {} switches, {} vCPUs moved in, {} WFIs waited in place, {} steals, {} migrations, {} boosts, {} parks, {} accountings",
-            SWITCHES.load(Ordering::Relaxed),
-            MIGRATIONS.load(Ordering::Relaxed),
-            WAITS.load(Ordering::Relaxed),
+            self.switches,
+            self.moved_in,
+            self.waits,
             s.steals,
             s.migrations,
             s.boosts,
             s.parks,
             s.accountings
-        );
+        )
+    }
+}
+
+/// One line of scheduler statistics, printed when the machine stops.
+pub fn log_stats() {
+    if let Some(s) = stats() {
+        log::info!("{s}");
     }
 }
 

@@ -33,21 +33,44 @@ const SPSR_M_MASK: u64 = 0xf;
 const SPSR_M_EL0T: u64 = 0b0000;
 
 /// Exits from guests by exception class (index 64: interrupts), for the
-/// statistics line printed at power-off.
+/// statistics line printed at power-off and by debug key `x`.
 static EXITS: [AtomicU64; 65] = [const { AtomicU64::new(0) }; 65];
 
-/// One line of exit statistics (hypercalls, WFI, MMIO, system registers,
-/// interrupts), printed when the machine stops.
-pub fn log_exit_stats() {
+/// The exit counters at one moment (hypercalls, WFI, MMIO, system
+/// registers, interrupts); shown as the one `guest exits: ...` line.
+pub struct ExitStats {
+    hypercall: u64,
+    wfi: u64,
+    mmio: u64,
+    sysreg: u64,
+    interrupt: u64,
+}
+
+/// The exit counters now.
+pub fn exit_stats() -> ExitStats {
     let n = |i: usize| EXITS[i].load(Ordering::Relaxed);
-    log::info!(
-        "guest exits: {} hypercall/SMCCC, {} WFI/WFE, {} MMIO, {} sysreg, {} interrupt",
-        n(0x16) + n(0x17),
-        n(0x01),
-        n(0x24),
-        n(0x18),
-        n(64)
-    );
+    ExitStats {
+        hypercall: n(0x16) + n(0x17),
+        wfi: n(0x01),
+        mmio: n(0x24),
+        sysreg: n(0x18),
+        interrupt: n(64),
+    }
+}
+
+impl core::fmt::Display for ExitStats {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "guest exits: {} hypercall/SMCCC, {} WFI/WFE, {} MMIO, {} sysreg, {} interrupt",
+            self.hypercall, self.wfi, self.mmio, self.sysreg, self.interrupt
+        )
+    }
+}
+
+/// One line of exit statistics, printed when the machine stops.
+pub fn log_exit_stats() {
+    log::info!("{}", exit_stats());
 }
 
 /// Per CPU: the domain and vCPU that the last `sched::schedule` on this

@@ -8,7 +8,8 @@
 //! * `xl sched-credit` and `xl vcpu-pin` drive the scheduler (F7, F8): weight and cap set
 //!   and read back, bad values refused with libxl's messages, pool time slice and rate
 //!   limit, a running vCPU pinned to another CPU moves there and its timer keeps firing.
-//!   Needs a Dom0 image built from this tree (`qemu/build-dom0.sh`, for `xl`).
+//!   `xl debug-keys x` and `h` show oxen's exit and scheduler counters and its key list on
+//!   the console. Needs a Dom0 image built from this tree (`qemu/build-dom0.sh`, for `xl`).
 //! * Fairness (the research note's F1-F3, F5, F6) with bare-metal test guests as
 //!   boot-time domains under icount (see below).
 //!
@@ -251,7 +252,57 @@ fn xl_sched_credit_and_vcpu_pin_drive_the_scheduler() -> Result<(), Error> {
     assert_ne!(out.status, 0);
     assert_eq!(out.lines, ["Could not set affinity for vcpu `7'."], "{out}");
     ok(&mut sh, "kill %1 2>/dev/null; wait", &b)?;
+
+    xl_debug_keys(&mut sh, &b)?;
     dom0shell::power_off(&mut sh, &b)
+}
+
+/// `xl debug-keys`: the hypervisor handles the keys as if typed on its console, where their
+/// output goes (`x`: the exit and scheduler counters, the power-off lines; `h`: the key
+/// list); xl prints nothing and exits 0. Too many keys (oxen takes 256) fail with one line.
+fn xl_debug_keys(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+    let from = sh.running().lines().len();
+    let out = ok(sh, "xl debug-keys x", b)?;
+    assert!(out.lines.is_empty(), "xl debug-keys prints nothing: {out}");
+    ok(sh, "xl debug-keys h", b)?;
+    let hyp: Vec<String> = sh.running().lines()[from..]
+        .iter()
+        .filter_map(|l| Some(l.text.strip_prefix("(oxen) ")?.to_string()))
+        .collect();
+    let has = |s: &str| hyp.iter().any(|l| l == s);
+    assert!(
+        has("'x' pressed -> guest exit and scheduler counters"),
+        "{hyp:#?}"
+    );
+    let hypercalls: u64 = hyp
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("guest exits: ")?
+                .split_once(" hypercall/SMCCC, ")
+        })
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'guest exits:' line: {hyp:#?}"));
+    assert!(hypercalls > 0, "no hypercall counted: {hyp:#?}");
+    assert!(
+        hyp.iter()
+            .any(|l| re(r"^credit scheduler: \d+ switches, ").matches(l)),
+        "no 'credit scheduler:' line: {hyp:#?}"
+    );
+    for k in [
+        "debug keys:",
+        "  h  this list",
+        "  x  guest exit and scheduler counters",
+    ] {
+        assert!(has(k), "key list without {k:?}: {hyp:#?}");
+    }
+    let out = sh.run("xl debug-keys $(printf %0300d 0 | tr 0 h) 2>&1", b.step())?;
+    assert_ne!(out.status, 0, "300 keys accepted:\n{out}");
+    assert_eq!(out.lines.len(), 1, "one error line:\n{out}");
+    assert!(
+        out.lines[0].starts_with("cannot send debug keys: hhh") && out.lines[0].contains("EINVAL"),
+        "{out}"
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! The verbs, over [`Hv`] and [`Store`]: domain lookup, `create` (config → builder → saved
 //! config), `list`, `destroy`, `shutdown`/`reboot`, `pause`/`unpause`, `domid`, `domname`,
-//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `info`. Output goes to the given writers, so tests
+//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `info`, `debug-keys`. Output goes to the given writers, so tests
 //! read it back.
 //!
 //! Invariants: a failing verb returns one line (xl's wording where xl has one) and has changed
@@ -1258,6 +1258,30 @@ mod tests {
         cleanup(&paths);
     }
 
+    #[test]
+    fn debug_keys_sends_the_keys_or_says_why_not() {
+        let hv = FakeHv::new();
+        debug_keys(&hv, "xh").unwrap();
+        debug_keys(&hv, "").unwrap();
+        assert_eq!(hv.0.borrow().debug_keys, b"xh");
+        assert_eq!(hv.calls(), ["send_debug_keys", "send_debug_keys"]);
+        // One line: xl's, and why.
+        let e = debug_keys(&hv, &"q".repeat(300)).unwrap_err();
+        assert!(
+            e.0.starts_with("cannot send debug keys: qqq")
+                && e.0.ends_with(": EINVAL (Invalid argument)"),
+            "{e:?}"
+        );
+        hv.0.borrow_mut().fail = Some(("send_debug_keys", 1));
+        let e = debug_keys(&hv, "x").unwrap_err();
+        assert_eq!(
+            e.0,
+            "cannot send debug keys: x: EPERM (Operation not permitted)"
+        );
+        assert!(!e.0.contains('\n'));
+        assert_eq!(hv.0.borrow().debug_keys, b"xh");
+    }
+
     /// Runs the monitor; when the restarted domain 5 appears, kills it so the monitor ends.
     fn monitor_until_restart(
         hv: &FakeHv,
@@ -1488,4 +1512,11 @@ pub fn vcpu_pin(
             Ok(())
         }
     }
+}
+
+/// `xl debug-keys <keys>`: the hypervisor handles the keys as if typed on its console (what
+/// they print goes there: `xl dmesg`, the serial console); silent on success, as xl.
+pub fn debug_keys(hv: &dyn Hv, keys: &str) -> CmdResult {
+    hv.send_debug_keys(keys.as_bytes())
+        .map_err(|e| Fail(format!("cannot send debug keys: {keys}: {e}")))
 }

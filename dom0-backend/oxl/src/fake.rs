@@ -50,6 +50,8 @@ pub struct HvState {
     pub max_mapped: u64,
     /// Pool-0's credit parameters (tslice ms, ratelimit µs, migration delay µs).
     pub sched_params: (u32, u32, u32),
+    /// Debug keys sent, in order.
+    pub debug_keys: Vec<u8>,
 }
 
 pub struct FakeHv(pub RefCell<HvState>);
@@ -407,6 +409,15 @@ impl Hv for FakeHv {
             d.info.flags |= dominf::PAUSED;
             Ok(())
         })
+    }
+    fn send_debug_keys(&self, keys: &[u8]) -> SysResult<()> {
+        self.enter("send_debug_keys", None)?;
+        // oxen's limit per call.
+        if keys.len() > 256 {
+            return Err(SysError::errno(EINVAL));
+        }
+        self.0.borrow_mut().debug_keys.extend_from_slice(keys);
+        Ok(())
     }
     fn unpause(&self, domid: u32) -> SysResult<()> {
         self.enter("unpause", Some(domid))?;

@@ -210,6 +210,16 @@ enum Cmd {
         #[arg(required = true)]
         domains: Vec<String>,
     },
+    /// Send debug keys to Xen.
+    #[command(name = "debug-keys")]
+    DebugKeys {
+        /// The keys, handled one by one as if typed on the hypervisor's console.
+        #[arg(value_name = "Keys")]
+        keys: String,
+        /// Ignored, as xl ignores arguments after the keys.
+        #[arg(hide = true)]
+        _rest: Vec<String>,
+    },
     /// Convert a domain name to a domain id.
     Domid { name: String },
     /// Convert a domain id to a domain name.
@@ -591,6 +601,10 @@ fn run(cli: Cli) -> Result<(), Fail> {
             let (hv, xs) = open()?;
             cmd::device_list(&hv, &xs, &domains, true, &mut out)
         }
+        Cmd::DebugKeys { keys, _rest: _ } => {
+            let hv = xen::XenHv::open().map_err(|e| Fail(format!("xl: {e}")))?;
+            cmd::debug_keys(&hv, &keys)
+        }
         Cmd::Domid { name } => {
             let (hv, xs) = open()?;
             cmd::domid(&hv, &xs, &name, &mut out)
@@ -667,5 +681,9 @@ mod tests {
         assert!(Cli::try_parse_from(["xl", "vcpu-list", "a", "b"]).is_ok());
         assert!(Cli::try_parse_from(["xl", "shutdown", "-w", "-a"]).is_ok());
         assert!(Cli::try_parse_from(["xl", "bogus"]).is_err());
+        let c = Cli::try_parse_from(["xl", "debug-keys", "xh"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::DebugKeys { ref keys, .. } if keys == "xh"));
+        assert!(Cli::try_parse_from(["xl", "debug-keys"]).is_err());
+        assert!(Cli::try_parse_from(["xl", "debug-keys", "x", "extra"]).is_ok());
     }
 }

@@ -288,6 +288,8 @@ pub trait Hv {
     /// Set Pool-0's credit parameters (tslice ms, ratelimit µs, migration delay µs).
     fn set_sched_credit_params(&self, p: (u32, u32, u32)) -> SysResult<()>;
     fn pause(&self, domid: u32) -> SysResult<()>;
+    /// sysctl debug_keys: the hypervisor handles `keys` as if typed on its console.
+    fn send_debug_keys(&self, keys: &[u8]) -> SysResult<()>;
     fn unpause(&self, domid: u32) -> SysResult<()>;
     fn destroy(&self, domid: u32) -> SysResult<()>;
 }

@@ -378,6 +378,10 @@ impl Hv for XenHv {
         self.xc.pause(id(domid)?).map_err(e)
     }
 
+    fn send_debug_keys(&self, keys: &[u8]) -> SysResult<()> {
+        self.xc.send_debug_keys(keys).map_err(e)
+    }
+
     fn unpause(&self, domid: u32) -> SysResult<()> {
         self.xc.unpause(id(domid)?).map_err(e)
     }

@@ -69,6 +69,7 @@ pub fn sysctl_op_name(cmd: u32) -> &'static str {
         sc::XEN_SYSCTL_PHYSINFO => "sysctl physinfo",
         sc::XEN_SYSCTL_SCHED_ID => "sysctl sched_id",
         sc::XEN_SYSCTL_GETDOMAININFOLIST => "sysctl getdomaininfolist",
+        sc::XEN_SYSCTL_DEBUG_KEYS => "sysctl debug_keys",
         sc::XEN_SYSCTL_CPUTOPOINFO => "sysctl cputopoinfo",
         sc::XEN_SYSCTL_NUMAINFO => "sysctl numainfo",
         sc::XEN_SYSCTL_CPUPOOL_OP => "sysctl cpupool_op",
@@ -805,6 +806,23 @@ impl Xc {
         Ok((buf.bytes()[..r.count as usize].to_vec(), r.index))
     }
 
+    /// Have the hypervisor handle `keys` as if typed on its console
+    /// (`xc_send_debug_keys`; what they print goes to the hypervisor's
+    /// console).
+    pub fn send_debug_keys(&self, keys: &[u8]) -> Result<()> {
+        const OP: &str = "sysctl debug_keys";
+        let nr_keys = u32::try_from(keys.len())
+            .map_err(|_| Error::invalid(OP, format!("{} keys", keys.len())))?;
+        let mut buf = self.hypercall_buf(keys.len())?;
+        buf.bytes_mut()[..keys.len()].copy_from_slice(keys);
+        let mut s = XenSysctl::new(sc::XEN_SYSCTL_DEBUG_KEYS).with_payload(&sc::DebugKeys {
+            keys: buf.addr(),
+            nr_keys,
+            _pad: 0,
+        });
+        self.sysctl(&mut s).map(drop)
+    }
+
     /// The first CPU pool with id ≥ `first`; `None` past the last.
     pub fn cpupool_info(&self, first: u32) -> Result<Option<CpupoolInfo>> {
         let buf = self.hypercall_buf(CPUMAP_BYTES)?;
@@ -934,6 +952,10 @@ mod tests {
             "domctl createdomain"
         );
         assert_eq!(domctl_op_name(4242), "domctl");
+        assert_eq!(
+            sysctl_op_name(sc::XEN_SYSCTL_DEBUG_KEYS),
+            "sysctl debug_keys"
+        );
         assert_eq!(
             sysctl_op_name(sc::XEN_SYSCTL_GETDOMAININFOLIST),
             "sysctl getdomaininfolist"

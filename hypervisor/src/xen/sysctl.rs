@@ -1,7 +1,8 @@
 //! `sysctl`: the toolstack's view of the machine (Xen 4.17, interface
 //! version 0x15), Dom0 only: readconsole (`xl dmesg`), physinfo, sched_id, getdomaininfolist,
-//! cputopoinfo, numainfo (one node), cpupool_op (one pool, Pool-0, holding
-//! every CPU) and the credit scheduler's pool parameters (`sched`).
+//! debug_keys (`xl debug-keys`: [`crate::debugkeys`]), cputopoinfo, numainfo (one node),
+//! cpupool_op (one pool, Pool-0, holding every CPU) and the credit scheduler's pool
+//! parameters (`sched`).
 //! Everything else is -ENOSYS. Argument order as `domctl`'s.
 
 extern crate alloc;
@@ -45,6 +46,11 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
             let mut l: GetDomainInfoList = op.payload();
             l.num_domains = domain_info_list(dom, &l)?;
             op.set_payload(&l);
+        }
+        XEN_SYSCTL_DEBUG_KEYS => {
+            debug_keys(dom, &op.payload())?;
+            // As Xen: nothing to copy back.
+            return Ok(0);
         }
         XEN_SYSCTL_CPUTOPOINFO => {
             let mut c: CpuTopoInfo = op.payload();
@@ -160,6 +166,27 @@ fn readconsole(dom: &Domain, r: &mut ReadConsole) -> Result<(), Errno> {
     }
     r.count = done;
     r.index = pos as u32;
+    Ok(())
+}
+
+/// Most keys one `XEN_SYSCTL_debug_keys` takes (Xen has no limit; `xl
+/// debug-keys` sends what was typed on its command line).
+const MAX_DEBUG_KEYS: usize = 256;
+
+/// `XEN_SYSCTL_debug_keys`: handle each key as if typed on the console
+/// ([`crate::debugkeys::handle`]). More than [`MAX_DEBUG_KEYS`] keys is
+/// -EINVAL and an unreadable buffer -EFAULT, both before any key is handled
+/// (Xen handles the keys before a fault and takes any number).
+fn debug_keys(dom: &Domain, k: &DebugKeys) -> Result<(), Errno> {
+    let n = k.nr_keys as usize;
+    if n > MAX_DEBUG_KEYS {
+        return Err(Errno::EINVAL);
+    }
+    let mut keys = [0u8; MAX_DEBUG_KEYS];
+    guest_mem::copy_from_guest(dom, k.keys, &mut keys[..n])?;
+    for &c in &keys[..n] {
+        crate::debugkeys::handle(c);
+    }
     Ok(())
 }
 

@@ -271,6 +271,21 @@ pub struct GetDomainInfoList {
     pub _pad2: u32,
 }
 
+/// `struct xen_sysctl_debug_keys` (16 bytes): keys handled as if typed on
+/// the hypervisor's console.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct DebugKeys {
+    /// IN: guest handle of the keys (`const char *`, not NUL-terminated).
+    pub keys: u64,
+    /// IN: number of keys.
+    pub nr_keys: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
 /// `struct xen_sysctl_cputopo` (12 bytes): one CPU of cputopoinfo.
 #[repr(C)]
 #[derive(
@@ -431,6 +446,8 @@ const _: () = assert!(size_of::<GetDomainInfoList>() == 24);
 const _: () = assert!(offset_of!(GetDomainInfoList, max_domains) == 4);
 const _: () = assert!(offset_of!(GetDomainInfoList, buffer) == 8);
 const _: () = assert!(offset_of!(GetDomainInfoList, num_domains) == 16);
+const _: () = assert!(size_of::<DebugKeys>() == 16);
+const _: () = assert!(offset_of!(DebugKeys, nr_keys) == 8);
 const _: () = assert!(size_of::<CpuTopo>() == 12);
 const _: () = assert!(size_of::<CpuTopoInfo>() == 16);
 const _: () = assert!(offset_of!(CpuTopoInfo, cputopo) == 8);
@@ -510,5 +527,20 @@ mod tests {
         assert_eq!(&op.as_bytes()[16..20], &30u32.to_le_bytes());
         assert_eq!(op.params::<SysctlCreditSchedule>().ratelimit_us, 1000);
         assert_eq!(cmd_name(XEN_SYSCTL_CPUPOOL_OP), Some("cpupool_op"));
+    }
+
+    #[test]
+    fn debug_keys_payload() {
+        let s = XenSysctl::new(XEN_SYSCTL_DEBUG_KEYS).with_payload(&DebugKeys {
+            keys: 0xffff_8000_1234_5000,
+            nr_keys: 2,
+            _pad: 0,
+        });
+        let b = s.as_bytes();
+        assert_eq!(&b[0..4], &7u32.to_le_bytes());
+        assert_eq!(&b[8..16], &0xffff_8000_1234_5000u64.to_le_bytes());
+        assert_eq!(&b[16..20], &2u32.to_le_bytes());
+        assert_eq!(s.payload::<DebugKeys>().nr_keys, 2);
+        assert_eq!(cmd_name(XEN_SYSCTL_DEBUG_KEYS), Some("debug_keys"));
     }
 }
