@@ -169,18 +169,28 @@ say "xl_create_rc=$rc"
 say "xl_create_s=$(sub "$T0" "$T1")"
 wait_for DOMU-INIT 600 || { say "error=no DOMU-INIT in $CONLOG"; off; }
 # markers for qemu/profile.sh (bench-io.sh --profile)
-wait_for DOMU-DISK 600 && echo "bench-io: the DomU writes and reads its disk"
-wait_for DOMU-NET 1200 && echo "bench-io: the DomU is done with its disk"
-# blkback's request counts for the disk phase (what one request costs = phase / requests)
+# the hypervisor's exit counters (oxen's debug key 'x', on its console) and blkback's
+# request counts at the edges of each phase: exits per request = deltas (the disk phase's
+# edges are where Dom0 sees the DomU's markers, so a few requests fall outside)
+counters() {
+    echo "bench-io: counters $1 vbd $(cat /sys/bus/xen-backend/devices/vbd-*/statistics/rd_req 2>/dev/null | head -n 1) $(cat /sys/bus/xen-backend/devices/vbd-*/statistics/wr_req 2>/dev/null | head -n 1)"
+    xl debug-keys x > /dev/null 2>&1
+}
+wait_for DOMU-DISK 600 && echo "bench-io: the DomU writes and reads its disk" && counters disk-start
+wait_for DOMU-NET 1200 && echo "bench-io: the DomU is done with its disk" && counters disk-end
+# blkback's request counts for the disk phase
 for c in rd_req wr_req rd_sect wr_sect; do
     v=$(cat /sys/bus/xen-backend/devices/vbd-*/statistics/$c 2>/dev/null | head -n 1); say "vbd_$c=${v:-?}"
 done
 if wait_for DOMU-LISTEN 1200; then
+    counters net-start
     echo "bench-io: Dom0 sends to the DomU"
     stamp; a=$STAMP
     nc 192.0.2.2 5002 -e dd if=/dev/zero bs=64k count=$((NET_MB * 16)) 2>/dev/null
     stamp; say "net_dom0_to_domu_sender_s=$(sub "$a" "$STAMP")"
     echo "bench-io: Dom0 has sent"
+    counters net-end
+    echo "bench-io: vif $(cat /sys/class/net/vif*.0/statistics/tx_packets 2>/dev/null | head -n 1) packets to the DomU, $(cat /sys/class/net/vif*.0/statistics/rx_packets 2>/dev/null | head -n 1) from it"
 else
     say "error=the DomU did not listen"
 fi
@@ -192,8 +202,10 @@ for run in "dom0_domu:--cpu 0" "dom0_domu_ipi:--cpu 0 --event-cpu 1"; do
     if wait_for "evtchn-ping: serving port" 1200; then
         port=${WAIT_LINE#*serving port }; port=${port%% *}
         echo "bench-io: Dom0 pings the DomU's event channel ($pin)"
+        counters "$key-start"
         # shellcheck disable=SC2086 # $pin is two or four words
         if /run/evp/evtchn-ping "$EVTCHN" --connect "$(xl domid domu):$port" $pin > /run/evp/inter.out 2>&1; then
+            counters "$key-end"
             grep -a '^evtchn-ping: ' /run/evp/inter.out
             sed -n "s/^evtchn-ping: [0-9]* round trips, median \([0-9.]*\) us, mean \([0-9.]*\) us.*/evtchn_${key}_median_us=\1 evtchn_${key}_mean_us=\2/p" /run/evp/inter.out |
                 tr ' ' '\n' | while read -r kv; do say "$kv"; done
