@@ -53,6 +53,9 @@
 #
 # Environment (defaults in brackets): BENCH_IO_RUNS [3]  BENCH_IO_MB [64]  BENCH_IO_NET_MB [64]
 #   BENCH_IO_EVTCHN [1000] (event-channel round trips)
+#   BENCH_IO_COUNTERS [0] 1: the hypervisor's exit counters (`xl debug-keys x`, oxen's key) and
+#     blkback's request counts at the edges of each phase, for exits per request; off by
+#     default, as the disk phase's first snapshot runs beside the DomU's writes (~3% slower)
 #   BENCH_IO_TIMEOUT [1500] (s per run)  BENCH_HYPS [oxen xen]  BENCH_GIC [3]  BENCH_OUT
 #   and the rest of qemu/bench.sh's (BENCH_OXEN, BENCH_XEN, BENCH_VERBOSE, QEMU, ...).
 set -uo pipefail
@@ -87,7 +90,7 @@ cat > "$OUT/io/bench-io-dom0" <<'IODOM0'
 # bench-io.sh scenario (Dom0, rdinit=/bench-xl-init)
 export PATH=/usr/lib/xen-4.17/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TERM=dumb LANG=C
-IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@ EVTCHN_LOOP=@EVTCHN_LOOP@
+IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@ EVTCHN_LOOP=@EVTCHN_LOOP@ COUNTERS=@COUNTERS@
 /bin/busybox mount -t proc proc /proc
 echo "OXEN-DOM0-INIT"
 read -r UP _ < /proc/uptime
@@ -169,10 +172,11 @@ say "xl_create_rc=$rc"
 say "xl_create_s=$(sub "$T0" "$T1")"
 wait_for DOMU-INIT 600 || { say "error=no DOMU-INIT in $CONLOG"; off; }
 # markers for qemu/profile.sh (bench-io.sh --profile)
-# the hypervisor's exit counters (oxen's debug key 'x', on its console) and blkback's
-# request counts at the edges of each phase: exits per request = deltas (the disk phase's
-# edges are where Dom0 sees the DomU's markers, so a few requests fall outside)
+# BENCH_IO_COUNTERS=1: the hypervisor's exit counters (oxen's debug key 'x', on its console)
+# and blkback's request counts at the edges of each phase: exits per request = deltas (the disk
+# phase's edges are where Dom0 sees the DomU's markers, so a few requests fall outside)
 counters() {
+    [ "$COUNTERS" = 1 ] || return 0
     echo "bench-io: counters $1 vbd $(cat /sys/bus/xen-backend/devices/vbd-*/statistics/rd_req 2>/dev/null | head -n 1) $(cat /sys/bus/xen-backend/devices/vbd-*/statistics/wr_req 2>/dev/null | head -n 1)"
     xl debug-keys x > /dev/null 2>&1
 }
@@ -247,7 +251,7 @@ IODOM0
 cat > "$OUT/io/bench-io-domu" <<'IODOMU'
 #!/bin/busybox sh
 # bench-io.sh scenario (DomU, rdinit=/bench-xl-domu)
-IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@ EVTCHN_LOOP=@EVTCHN_LOOP@
+IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@ EVTCHN_LOOP=@EVTCHN_LOOP@ COUNTERS=@COUNTERS@
 /bin/busybox mount -t proc proc /proc
 read UP IDLE < /proc/uptime
 echo "DOMU-INIT uptime=$UP"
@@ -321,7 +325,8 @@ exit 0
 IODOMU
 # (--profile: the loopback run stays short; only the traced ping-pong is long)
 EVTCHN_LOOP=$([ -n "$PROFILE" ] && echo 1000 || echo "$EVTCHN")
-sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/; s/@EVTCHN@/$EVTCHN/; s/@EVTCHN_LOOP@/$EVTCHN_LOOP/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
+COUNTERS=${BENCH_IO_COUNTERS:-0}
+sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/; s/@EVTCHN@/$EVTCHN/; s/@EVTCHN_LOOP@/$EVTCHN_LOOP/; s/@COUNTERS@/$COUNTERS/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
 
 # ---------------------------------------------------------------- payloads
 # evtchn-ping (static musl, stripped when binutils-aarch64-linux-gnu is there) and the
