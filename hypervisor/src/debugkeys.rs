@@ -41,6 +41,16 @@ pub fn handle(c: u8) {
             for d in domain::DOMAINS.lock().clone() {
                 dump_domain(&d, &mut s);
             }
+            // Destroyed domains something still references (their RAM is not back yet).
+            for z in domain::zombies() {
+                let _ = writeln!(
+                    s,
+                    "d{} '{}': destroyed, {} references left",
+                    z.id.0,
+                    z.name,
+                    alloc::sync::Arc::strong_count(&z) - 1
+                );
+            }
         }
         b'e' => {
             let _ = writeln!(s, "'e' pressed -> event channels");

@@ -1094,9 +1094,17 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
             WAITS.load(Ordering::Relaxed)
         );
     }
+    let _ = write!(out, "  domains scheduled:");
+    for (id, d) in &g.doms {
+        let _ = write!(out, " d{id}({:?})", d.state());
+    }
+    let _ = writeln!(out);
     for (cpu, rq) in RQ.iter().enumerate().take(nr_cpus()) {
         if let Some(c) = g.credit.as_ref() {
             let _ = c.dump_cpu(cpu, out);
+        }
+        if let Some((d, v)) = &rq.lock().current {
+            let _ = writeln!(out, "  current: d{}v{v}", d.id.0);
         }
         let rq = rq.lock();
         let _ = write!(out, "  blocked (timer in us):");

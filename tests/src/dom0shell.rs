@@ -140,13 +140,24 @@ pub fn free_memory(sh: &mut Shell<'_>, b: &Budget) -> Result<u64, Error> {
 
 /// The rows of `xl list` after its header (which must be xl's), Domain-0 (2 vCPUs) first.
 pub fn xl_list(sh: &mut Shell<'_>, b: &Budget) -> Result<Vec<String>, Error> {
+    xl_list_dom0_vcpus(sh, 2, b)
+}
+
+/// [`xl_list`] for a Dom0 with `vcpus` vCPUs (`dom0_max_vcpus=`).
+pub fn xl_list_dom0_vcpus(
+    sh: &mut Shell<'_>,
+    vcpus: u32,
+    b: &Budget,
+) -> Result<Vec<String>, Error> {
     let out = ok(sh, "xl list", b)?;
     let header = re(r"^Name\s+ID\s+Mem\s+VCPUs\s+State\s+Time\(s\)$");
     assert!(
         out.lines.first().is_some_and(|l| header.matches(l)),
         "xl list header is not xl's:\n{out}"
     );
-    let dom0 = re(r"^Domain-0\s+0\s+\d+\s+2\s+[-rbpsc]{6}\s+\d+\.\d$");
+    let dom0 = re(&format!(
+        r"^Domain-0\s+0\s+\d+\s+{vcpus}\s+[-rbpsc]{{6}}\s+\d+\.\d$"
+    ));
     assert!(
         out.lines.get(1).is_some_and(|l| dom0.matches(l)),
         "xl list has no Domain-0 row:\n{out}"

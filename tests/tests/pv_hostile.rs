@@ -37,7 +37,7 @@
 
 use oxen_tests::dom0shell::{
     Budget, CONSOLE_LOG_DIR, DOMU_PROMPT, HYP_ARGS, PROMPT, assert_free_memory_back, domu_cfg,
-    free_memory, ok, shell_forbidden, xl_list,
+    free_memory, ok, shell_forbidden, xl_list_dom0_vcpus,
 };
 use oxen_tests::{Error, LinuxDom0, Qemu, Running, Shell, re, scaled};
 use std::time::Duration;
@@ -300,13 +300,31 @@ fn good_answers(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
     Ok(())
 }
 
-/// The `front-hostile` lines of a run's output (`rc=` line and report).
-fn report_lines(run: &oxen_tests::Output) -> Vec<String> {
-    run.lines
+/// The domain names `xl list | tail -n +2 | cut -d' ' -f1` printed, without empty lines
+/// (what is left of a name's line after an `(oxen)` line cut it, see [`report_lines`]).
+fn names(out: &oxen_tests::Output) -> Vec<&str> {
+    out.lines
         .iter()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .filter(|l| l.starts_with("front-hostile"))
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// The `front-hostile` lines of a run's output (`rc=` line and report). A line that does
+/// not start with `front-hostile` continues the one before: the hypervisor's console
+/// starts its own lines on a line of their own, so an `(oxen)` line (dropped from the
+/// output) printed while a report line was half out cuts that line in two (seen on
+/// GICv2, a grant-copy rejection netback's retries caused during the `cat`).
+fn report_lines(run: &oxen_tests::Output) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for l in run.lines.iter().map(|l| l.trim_end_matches('\r')) {
+        match lines.last_mut() {
+            Some(prev) if !l.starts_with("front-hostile") => prev.push_str(l),
+            _ if l.starts_with("front-hostile") => lines.push(l.to_string()),
+            _ => {}
+        }
+    }
+    lines
 }
 
 /// The run exited 0 after all of `expected`'s cases, each with the outcome wanted.
@@ -348,12 +366,17 @@ fn outcome<'a>(lines: &'a [String], case: &str) -> &'a str {
 #[test]
 fn gicv3_hostile_blkif_and_netif_frontends_get_errors_and_dom0_and_others_keep_working()
 -> Result<(), Error> {
-    hostile_frontends(3)
+    hostile_frontends(3, 2)
 }
 
-/// The whole scenario on GIC version `gic`. Only GICv3 is a test for now. On GICv2 a
-/// connection's first tx request is sometimes never answered (2 runs in 29): a race in
-/// Dom0's Linux netback, not in oxen. `xenvif_connect_data` starts the rx kthread and
+/// The whole scenario on GIC version `gic`, Dom0 on `dom0_vcpus` vCPUs. Only GICv3 with
+/// 2 is a test for now. With Dom0 on 1 vCPU (GICv2 or GICv3) every frontend case gets its
+/// outcome, but at the end the good DomU, destroyed last, stays a zombie holding its 256
+/// MiB: one reference left inside the hypervisor (not the scheduler's; Dom0 has no
+/// backend, event channel or privcmd mapping left for it), the same with the build before
+/// the WFI wait in place; open. With Dom0 on 2 vCPUs, on GICv2 a connection's first tx
+/// request is sometimes never answered (2 runs in 29): a race in Dom0's Linux netback,
+/// not in oxen. `xenvif_connect_data` starts the rx kthread and
 /// binds the event channel (pending at once: `EVTCHNOP_bind_interdomain` sets the new
 /// local port pending, as Xen does) before it stores `queue->rx_irq`. The bind-time event
 /// runs `xenvif_interrupt` inside `request_irq`; when that finds rx work it kicks the rx
@@ -364,14 +387,17 @@ fn gicv3_hostile_blkif_and_netif_frontends_get_errors_and_dom0_and_others_keep_w
 /// `vifN.M-q0-guest`, then nothing on the port for 33 s); see the commit message. Xen
 /// sets the port pending at bind too, so only the timing (the kthread on the other vCPU
 /// winning against `request_irq`'s caller) is oxen's and GICv2's.
-fn hostile_frontends(gic: u8) -> Result<(), Error> {
+fn hostile_frontends(gic: u8, dom0_vcpus: u32) -> Result<(), Error> {
     let b = Budget::start(BUDGET);
     let dom0 = LinuxDom0::from_cache()?;
     let mut q = Qemu::oxen()?
         .gic_version(gic)
         .smp(2)
         .memory_mib(2048)
-        .append(&HYP_ARGS.replace("loglvl=info", "loglvl=debug"))
+        .append(&format!(
+            "{} dom0_max_vcpus={dom0_vcpus}",
+            HYP_ARGS.replace("loglvl=info", "loglvl=debug")
+        ))
         .linux_dom0(&dom0, SHELL_ARGS)?;
     for p in shell_forbidden()
         .into_iter()
@@ -555,7 +581,7 @@ fn hostile_frontends(gic: u8) -> Result<(), Error> {
         );
     }
     dom0_served(&mut sh, &b)?;
-    let rows = xl_list(&mut sh, &b)?;
+    let rows = xl_list_dom0_vcpus(&mut sh, dom0_vcpus, &b)?;
     assert_eq!(rows.len(), 3, "Domain-0, good and evil: {rows:?}");
     // good's eth0 is on the same bridge as evil's disabled vifs.
     good_answers(&mut sh, &b)?;
@@ -568,7 +594,7 @@ fn hostile_frontends(gic: u8) -> Result<(), Error> {
         "i=0; while [ $(xl list | wc -l) -gt 3 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done; xl list | tail -n +2 | cut -d' ' -f1",
         &b,
     )?;
-    assert_eq!(out.lines, ["Domain-0", "good"], "evil left over:\n{out}");
+    assert_eq!(names(&out), ["Domain-0", "good"], "evil left over:\n{out}");
     let out = ok(
         &mut sh,
         &format!(
@@ -634,7 +660,7 @@ fn hostile_frontends(gic: u8) -> Result<(), Error> {
         "i=0; while [ $(xl list | wc -l) -gt 2 ] && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done; xl list | tail -n +2 | cut -d' ' -f1",
         &b,
     )?;
-    assert_eq!(out.lines, ["Domain-0"], "domains left over:\n{out}");
+    assert_eq!(names(&out), ["Domain-0"], "domains left over:\n{out}");
     assert_free_memory_back(&mut sh, free, &b)?;
     dom0_kernel_clean(&mut sh, &b)?;
     dom0_served(&mut sh, &b)?;
