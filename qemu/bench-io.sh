@@ -53,9 +53,10 @@
 #
 # Environment (defaults in brackets): BENCH_IO_RUNS [3]  BENCH_IO_MB [64]  BENCH_IO_NET_MB [64]
 #   BENCH_IO_EVTCHN [1000] (event-channel round trips)
-#   BENCH_IO_COUNTERS [0] 1: the hypervisor's exit counters (`xl debug-keys x`, oxen's key) and
-#     blkback's request counts at the edges of each phase, for exits per request; off by
-#     default, as the disk phase's first snapshot runs beside the DomU's writes (~3% slower)
+#   BENCH_IO_COUNTERS [0] 1: the hypervisor's exit counters (`xl debug-keys x`, oxen's key),
+#     blkback's request and the vif's packet counts at the edges of each phase, for exits per
+#     request and per packet; off by default, as the disk phase's first snapshot runs beside
+#     the DomU's writes (~3% slower)
 #   BENCH_IO_TIMEOUT [1500] (s per run)  BENCH_HYPS [oxen xen]  BENCH_GIC [3]  BENCH_OUT
 #   and the rest of qemu/bench.sh's (BENCH_OXEN, BENCH_XEN, BENCH_VERBOSE, QEMU, ...).
 set -uo pipefail
@@ -79,6 +80,9 @@ IO_MB=${BENCH_IO_MB:-64}
 NET_MB=${BENCH_IO_NET_MB:-$([ "$PROFILE" = net ] && echo 512 || echo 64)}
 EVTCHN=${BENCH_IO_EVTCHN:-$([ -n "$PROFILE" ] && echo 200000 || echo 1000)}
 for v in RUNS IO_MB NET_MB EVTCHN; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "BENCH_IO_$v=${!v} is not a positive integer"; done
+# (--profile: the loopback run stays short; only the traced ping-pong is long)
+EVTCHN_LOOP=$([ -n "$PROFILE" ] && echo 1000 || echo "$EVTCHN")
+COUNTERS=${BENCH_IO_COUNTERS:-0}
 OUT=${BENCH_OUT:-$CACHE/bench/io-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT/io" || die "cannot create $OUT"
 
@@ -171,21 +175,22 @@ say "xl_create_rc=$rc"
 [ $rc = 0 ] || { show /tmp/create.out; off; }
 say "xl_create_s=$(sub "$T0" "$T1")"
 wait_for DOMU-INIT 600 || { say "error=no DOMU-INIT in $CONLOG"; off; }
-# markers for qemu/profile.sh (bench-io.sh --profile)
-# BENCH_IO_COUNTERS=1: the hypervisor's exit counters (oxen's debug key 'x', on its console)
-# and blkback's request counts at the edges of each phase: exits per request = deltas (the disk
-# phase's edges are where Dom0 sees the DomU's markers, so a few requests fall outside)
+# BENCH_IO_COUNTERS=1: the hypervisor's exit counters (oxen's debug key 'x', on its console),
+# blkback's request and the vif's packet counts at the edges of each phase: exits per request or
+# packet = deltas (the disk phase's edges are where Dom0 sees the DomU's markers, so a few
+# requests fall outside)
+vbd_stat() { cat /sys/bus/xen-backend/devices/vbd-*/statistics/"$1" 2>/dev/null | head -n 1; }
+vif_stat() { cat /sys/class/net/vif*.0/statistics/"$1" 2>/dev/null | head -n 1; }
 counters() {
     [ "$COUNTERS" = 1 ] || return 0
-    echo "bench-io: counters $1 vbd $(cat /sys/bus/xen-backend/devices/vbd-*/statistics/rd_req 2>/dev/null | head -n 1) $(cat /sys/bus/xen-backend/devices/vbd-*/statistics/wr_req 2>/dev/null | head -n 1)"
+    echo "bench-io: counters $1 vbd $(vbd_stat rd_req) $(vbd_stat wr_req) vif $(vif_stat tx_packets) $(vif_stat rx_packets)"
     xl debug-keys x > /dev/null 2>&1
 }
+# markers for qemu/profile.sh (bench-io.sh --profile)
 wait_for DOMU-DISK 600 && echo "bench-io: the DomU writes and reads its disk" && counters disk-start
 wait_for DOMU-NET 1200 && echo "bench-io: the DomU is done with its disk" && counters disk-end
 # blkback's request counts for the disk phase
-for c in rd_req wr_req rd_sect wr_sect; do
-    v=$(cat /sys/bus/xen-backend/devices/vbd-*/statistics/$c 2>/dev/null | head -n 1); say "vbd_$c=${v:-?}"
-done
+for c in rd_req wr_req rd_sect wr_sect; do v=$(vbd_stat $c); say "vbd_$c=${v:-?}"; done
 if wait_for DOMU-LISTEN 1200; then
     counters net-start
     echo "bench-io: Dom0 sends to the DomU"
@@ -194,7 +199,6 @@ if wait_for DOMU-LISTEN 1200; then
     stamp; say "net_dom0_to_domu_sender_s=$(sub "$a" "$STAMP")"
     echo "bench-io: Dom0 has sent"
     counters net-end
-    echo "bench-io: vif $(cat /sys/class/net/vif*.0/statistics/tx_packets 2>/dev/null | head -n 1) packets to the DomU, $(cat /sys/class/net/vif*.0/statistics/rx_packets 2>/dev/null | head -n 1) from it"
 else
     say "error=the DomU did not listen"
 fi
@@ -234,7 +238,7 @@ else
     say "error=Dom0 received nothing from the DomU"
 fi
 for c in rx_packets tx_packets rx_dropped tx_dropped; do
-    v=$(cat /sys/class/net/vif*.0/statistics/$c 2>/dev/null | head -n 1); say "vif_$c=${v:-?}"
+    v=$(vif_stat $c); say "vif_$c=${v:-?}"
 done
 stamp; T0=$STAMP
 xl destroy domu > /tmp/destroy.out 2>&1
@@ -251,7 +255,7 @@ IODOM0
 cat > "$OUT/io/bench-io-domu" <<'IODOMU'
 #!/bin/busybox sh
 # bench-io.sh scenario (DomU, rdinit=/bench-xl-domu)
-IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@ EVTCHN_LOOP=@EVTCHN_LOOP@ COUNTERS=@COUNTERS@
+IO_MB=@IO_MB@ NET_MB=@NET_MB@ EVTCHN=@EVTCHN@
 /bin/busybox mount -t proc proc /proc
 read UP IDLE < /proc/uptime
 echo "DOMU-INIT uptime=$UP"
@@ -323,9 +327,6 @@ echo "DOMU-DONE"
 while :; do sleep 3600; done
 exit 0
 IODOMU
-# (--profile: the loopback run stays short; only the traced ping-pong is long)
-EVTCHN_LOOP=$([ -n "$PROFILE" ] && echo 1000 || echo "$EVTCHN")
-COUNTERS=${BENCH_IO_COUNTERS:-0}
 sed -i "s/@IO_MB@/$IO_MB/; s/@NET_MB@/$NET_MB/; s/@EVTCHN@/$EVTCHN/; s/@EVTCHN_LOOP@/$EVTCHN_LOOP/; s/@COUNTERS@/$COUNTERS/" "$OUT/io/bench-io-dom0" "$OUT/io/bench-io-domu"
 
 # ---------------------------------------------------------------- payloads

@@ -1103,10 +1103,10 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
         if let Some(c) = g.credit.as_ref() {
             let _ = c.dump_cpu(cpu, out);
         }
-        if let Some((d, v)) = &rq.lock().current {
+        let rq = rq.lock();
+        if let Some((d, v)) = &rq.current {
             let _ = writeln!(out, "  current: d{}v{v}", d.id.0);
         }
-        let rq = rq.lock();
         let _ = write!(out, "  blocked (timer in us):");
         for (d, v) in &rq.blocked {
             let vc = d.vcpus[*v].lock();
@@ -1124,8 +1124,8 @@ pub fn dump(out: &mut dyn core::fmt::Write) {
 }
 
 /// The scheduler's counters at one moment: this module's switches, vCPUs
-/// moved in and WFIs waited in place, and the credit policy's own; shown as the one `credit
-/// scheduler: ...` line.
+/// moved in and WFIs waited in place, and the credit policy's own; shown
+/// as the one `credit scheduler: ...` line.
 pub struct Stats {
     switches: u64,
     moved_in: u64,

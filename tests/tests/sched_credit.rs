@@ -276,11 +276,7 @@ fn xl_debug_keys(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
     );
     let hypercalls: u64 = hyp
         .iter()
-        .find_map(|l| {
-            l.strip_prefix("guest exits: ")?
-                .split_once(" hypercall/SMCCC, ")
-        })
-        .and_then(|(n, _)| n.parse().ok())
+        .find_map(|l| counter(l, "guest exits: ", " hypercall/SMCCC"))
         .unwrap_or_else(|| panic!("no 'guest exits:' line: {hyp:#?}"));
     assert!(hypercalls > 0, "no hypercall counted: {hyp:#?}");
     assert!(
@@ -537,11 +533,7 @@ fn f6_three_guests_on_two_cpus_get_two_thirds_each() -> Result<(), Error> {
             i + 1
         );
     }
-    let steals: u64 = regex::Regex::new(r" (\d+) steals")
-        .unwrap()
-        .captures(&stats)
-        .and_then(|c| c[1].parse().ok())
-        .unwrap_or(0);
+    let steals = counter(&stats, "credit scheduler: ", " steals").unwrap_or(0);
     assert!(steals >= 1, "no work stealing seen: {stats}");
     Ok(())
 }
@@ -599,28 +591,52 @@ fn f4_boost_wakes_an_io_guest_within_1_2_ms_beside_a_hog() -> Result<(), Error> 
     Ok(())
 }
 
-/// WFI/WFE exits oxen counted (its `guest exits:` line at power-off).
-fn wfi_exits(lines: &[Line]) -> u64 {
+/// The counter written just before `label` in one of oxen's counter lines `<line>: <n>
+/// <label>, <n> <label>, ...` (`guest exits:`, `credit scheduler:`), if `text` is that line.
+fn counter(text: &str, line: &str, label: &str) -> Option<u64> {
+    let rest = text.split_once(line)?.1;
+    let (before, _) = rest.split_once(label)?;
+    before
+        .rsplit([' ', ','])
+        .find(|w| !w.is_empty())?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn counter_reads_oxen_counter_lines() {
+    let exits = "(oxen) guest exits: 12 hypercall/SMCCC, 34 WFI/WFE, 0 MMIO, 5 sysreg, 6 interrupt";
+    assert_eq!(
+        counter(exits, "guest exits: ", " hypercall/SMCCC"),
+        Some(12)
+    );
+    assert_eq!(counter(exits, "guest exits: ", " WFI/WFE"), Some(34));
+    let sched = "credit scheduler: 9 switches, 2 vCPUs moved in, 7 WFIs waited in place, 3 steals";
+    assert_eq!(
+        counter(sched, "credit scheduler: ", " WFIs waited in place"),
+        Some(7)
+    );
+    assert_eq!(counter(sched, "credit scheduler: ", " steals"), Some(3));
+    assert_eq!(counter(sched, "guest exits: ", " steals"), None);
+    assert_eq!(counter(sched, "credit scheduler: ", " parks"), None);
+}
+
+/// The counter before `label` in the first of `lines` that is oxen's `line` counter line.
+fn counter_in(lines: &[Line], line: &str, label: &str) -> u64 {
     lines
         .iter()
-        .find_map(|l| {
-            let rest = l.text.split_once("guest exits: ")?.1;
-            let (_, after) = rest.split_once(" hypercall/SMCCC, ")?;
-            after.split_once(" WFI/WFE")?.0.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no 'guest exits:' line"))
+        .find_map(|l| counter(&l.text, line, label))
+        .unwrap_or_else(|| panic!("no {label:?} in a {line:?} line"))
+}
+
+/// WFI/WFE exits oxen counted (its `guest exits:` line at power-off).
+fn wfi_exits(lines: &[Line]) -> u64 {
+    counter_in(lines, "guest exits: ", " WFI/WFE")
 }
 
 /// WFIs that waited in place for their interrupt (oxen's `credit scheduler:` line).
 fn waits_in_place(lines: &[Line]) -> u64 {
-    lines
-        .iter()
-        .find_map(|l| {
-            let rest = l.text.split_once("credit scheduler: ")?.1;
-            let (n, _) = rest.split_once(" WFIs waited in place")?;
-            n.rsplit(' ').next()?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no 'WFIs waited in place' in the 'credit scheduler:' line"))
+    counter_in(lines, "credit scheduler: ", " WFIs waited in place")
 }
 
 /// WFI traps only when the machine is oversubscribed (oxen's default; Xen's `vwfi=`

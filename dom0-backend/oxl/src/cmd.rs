@@ -1,7 +1,7 @@
 //! The verbs, over [`Hv`] and [`Store`]: domain lookup, `create` (config → builder → saved
 //! config), `list`, `destroy`, `shutdown`/`reboot`, `pause`/`unpause`, `domid`, `domname`,
-//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `info`, `debug-keys`. Output goes to the given writers, so tests
-//! read it back.
+//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `info`, `debug-keys`. Output goes to the given
+//! writers, so tests read it back.
 //!
 //! Invariants: a failing verb returns one line (xl's wording where xl has one) and has changed
 //! nothing it could avoid changing; domain 0 is never destroyed or shut down; names and ids
