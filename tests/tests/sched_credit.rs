@@ -9,7 +9,9 @@
 //!   and read back, bad values refused with libxl's messages, pool time slice and rate
 //!   limit, a running vCPU pinned to another CPU moves there and its timer keeps firing.
 //!   `xl debug-keys x` and `h` show oxen's exit and scheduler counters and its key list on
-//!   the console. Needs a Dom0 image built from this tree (`qemu/build-dom0.sh`, for `xl`).
+//!   the console; `xl dmesg` prints the same lines back from oxen's console ring, after every
+//!   hypervisor line since boot, and `xl dmesg -c` clears the ring. Needs a Dom0 image built
+//!   from this tree (`qemu/build-dom0.sh`, for `xl`).
 //! * Fairness (the research note's F1-F3, F5, F6) with bare-metal test guests as
 //!   boot-time domains under icount (see below).
 //!
@@ -162,7 +164,8 @@ fn linux_dom0_with_4_vcpus_on_2_cpus_boots_and_stays_responsive() -> Result<(), 
 /// scheduler; `xl sched-credit` sets and shows weight and cap in xl's format and refuses
 /// bad values with libxl's messages (nothing changed); `-s` shows and sets the pool's time
 /// slice and rate limit; `xl vcpu-pin` moves a running vCPU (shown by `xl vcpu-list`, and
-/// a program on that vCPU still gets its timer: `sleep` returns).
+/// a program on that vCPU still gets its timer: `sleep` returns) `xl debug-keys` and `xl dmesg` ([`xl_debug_keys`],
+/// [`xl_dmesg`]).
 #[test]
 fn xl_sched_credit_and_vcpu_pin_drive_the_scheduler() -> Result<(), Error> {
     let b = Budget::start(BUDGET);
@@ -254,6 +257,7 @@ fn xl_sched_credit_and_vcpu_pin_drive_the_scheduler() -> Result<(), Error> {
     ok(&mut sh, "kill %1 2>/dev/null; wait", &b)?;
 
     xl_debug_keys(&mut sh, &b)?;
+    xl_dmesg(&mut sh, &b)?;
     dom0shell::power_off(&mut sh, &b)
 }
 
@@ -298,6 +302,92 @@ fn xl_debug_keys(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
         out.lines[0].starts_with("cannot send debug keys: hhh") && out.lines[0].contains("EINVAL"),
         "{out}"
     );
+    Ok(())
+}
+
+/// The line `xl debug-keys x` starts with.
+const X_PRESSED: &str = "(oxen) 'x' pressed -> guest exit and scheduler counters";
+
+/// `xl dmesg [-c]` in Dom0: the lines xl printed. The serial console shows the hypervisor's
+/// own `(oxen)` lines too, and the shell harness drops every `(oxen)` line as console noise,
+/// so xl's output is read back from a file with a `dmesg: ` prefix that only its lines carry
+/// (no line, no prefix: an `xl dmesg` that printed nothing gives nothing here).
+fn dmesg_lines(sh: &mut Shell<'_>, args: &str, b: &Budget) -> Result<Vec<String>, Error> {
+    let out = ok(
+        sh,
+        &format!("xl dmesg {args} > /tmp/dmesg && sed 's/^/dmesg: /' /tmp/dmesg"),
+        b,
+    )?;
+    Ok(out
+        .lines
+        .iter()
+        .map(|l| {
+            l.strip_prefix("dmesg: ")
+                .unwrap_or_else(|| panic!("a line not from xl dmesg: {l:?}\n{out}"))
+                .to_string()
+        })
+        .collect())
+}
+
+/// `xl dmesg` (after [`xl_debug_keys`]): oxen's console ring, oldest first, so it starts
+/// with every `(oxen)` line the serial console showed since boot, in order (the boot banner
+/// first, `xl debug-keys x`'s counters and `h`'s key list last); `xl dmesg -c` prints the
+/// same and clears the ring, so a following `xl dmesg` has none of those lines, only what
+/// was logged since: another `xl debug-keys x`, read after the clear.
+fn xl_dmesg(sh: &mut Shell<'_>, b: &Budget) -> Result<(), Error> {
+    let hyp_lines = |sh: &mut Shell<'_>, from: usize| -> Vec<String> {
+        sh.running().lines()[from..]
+            .iter()
+            .filter(|l| l.text.starts_with("(oxen) "))
+            .map(|l| l.text.clone())
+            .collect()
+    };
+    let serial = hyp_lines(sh, 0);
+    assert!(
+        serial
+            .first()
+            .is_some_and(|l| l.starts_with("(oxen) oxen ")),
+        "the serial console does not start with oxen's banner: {serial:#?}"
+    );
+    assert!(
+        serial.iter().any(|l| l == "(oxen) debug keys:"),
+        "{serial:#?}"
+    );
+    // The ring keeps the last 16 KiB: all of it in this test.
+    let bytes: usize = serial.iter().map(|l| l.len() + 1).sum();
+    assert!(
+        bytes < 16 * 1024,
+        "{bytes} bytes of (oxen) lines: more than the ring keeps"
+    );
+
+    for args in ["", "-c"] {
+        let d = dmesg_lines(sh, args, b)?;
+        assert!(
+            d.len() >= serial.len() && d[..serial.len()] == serial[..],
+            "xl dmesg {args} does not start with the {} (oxen) lines of the serial console, \
+             in order:\nserial: {serial:#?}\nxl dmesg {args}: {d:#?}",
+            serial.len()
+        );
+    }
+
+    // Cleared: the old lines are gone; what is logged after the clear is read (the serial
+    // lines since, read after xl dmesg, may have more at the end, or xl dmesg may).
+    let from = sh.running().lines().len();
+    ok(sh, "xl debug-keys x", b)?;
+    let d = dmesg_lines(sh, "", b)?;
+    let after = hyp_lines(sh, from);
+    assert!(
+        !d.is_empty() && (after.starts_with(&d) || d.starts_with(&after)),
+        "xl dmesg after -c is not the (oxen) lines since:\n{d:#?}\nserial: {after:#?}"
+    );
+    assert_eq!(
+        d.iter().filter(|l| *l == X_PRESSED).count(),
+        1,
+        "not exactly the one 'x' from after the clear: {d:#?}"
+    );
+    for gone in [&serial[0], "(oxen) debug keys:", "(oxen)   h  this list"] {
+        assert!(!d.iter().any(|l| l == gone), "{gone:?} not cleared: {d:#?}");
+    }
     Ok(())
 }
 

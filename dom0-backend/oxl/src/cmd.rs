@@ -1,7 +1,7 @@
 //! The verbs, over [`Hv`] and [`Store`]: domain lookup, `create` (config → builder → saved
 //! config), `list`, `destroy`, `shutdown`/`reboot`, `pause`/`unpause`, `domid`, `domname`,
-//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `info`, `debug-keys`. Output goes to the given
-//! writers, so tests read it back.
+//! `vcpu-list`, `vcpu-pin`, `sched-credit`, `info`, `debug-keys`, `dmesg`. Output goes to the
+//! given writers, so tests read it back.
 //!
 //! Invariants: a failing verb returns one line (xl's wording where xl has one) and has changed
 //! nothing it could avoid changing; domain 0 is never destroyed or shut down; names and ids
@@ -1282,6 +1282,55 @@ mod tests {
         assert_eq!(hv.0.borrow().debug_keys, b"xh");
     }
 
+    #[test]
+    fn dmesg_prints_the_ring_and_clears_it_when_asked() {
+        let hv = FakeHv::new();
+        let ring = b"(oxen) oxen 0.1.0 (Xen ABI 4.17) on linux,dummy-virt\n(d1) hello\n";
+        hv.0.borrow_mut().console = ring.to_vec();
+        let mut out = Vec::new();
+        dmesg(&hv, false, &mut out).unwrap();
+        assert_eq!(out, ring, "printed as the ring holds it");
+        assert_eq!(hv.0.borrow().console, ring, "not cleared without -c");
+        // -c prints what was there, then the ring is empty.
+        let mut out = Vec::new();
+        dmesg(&hv, true, &mut out).unwrap();
+        assert_eq!(out, ring);
+        let mut out = Vec::new();
+        dmesg(&hv, false, &mut out).unwrap();
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(hv.calls(), ["read_console", "read_console", "read_console"]);
+        // Bytes that are not UTF-8 are passed through.
+        hv.0.borrow_mut().console = vec![b'(', 0xff, b')', b'\n'];
+        let mut out = Vec::new();
+        dmesg(&hv, false, &mut out).unwrap();
+        assert_eq!(out, [b'(', 0xff, b')', b'\n']);
+    }
+
+    #[test]
+    fn dmesg_failure_is_one_line_saying_what_to_do() {
+        let hv = FakeHv::new();
+        hv.0.borrow_mut().console = b"(oxen) kept\n".to_vec();
+        for (errno, name, todo) in [
+            (1, "EPERM", "run xl dmesg in Dom0"),
+            (13, "EACCES", "use its own xl"),
+            (38, "ENOSYS", "read its serial console instead"),
+            (14, "EFAULT", "read them there"),
+        ] {
+            hv.0.borrow_mut().fail = Some(("read_console", errno));
+            let mut out = Vec::new();
+            let e = dmesg(&hv, true, &mut out).unwrap_err();
+            assert!(
+                e.0.starts_with(&format!(
+                    "cannot read the hypervisor's console ring: {name} ("
+                )) && e.0.ends_with(&format!("{todo})")),
+                "{e:?}"
+            );
+            assert!(!e.0.contains('\n'), "{e:?}");
+            assert!(out.is_empty(), "nothing printed: {out:?}");
+        }
+        assert_eq!(hv.0.borrow().console, b"(oxen) kept\n", "not cleared");
+    }
+
     /// Runs the monitor; when the restarted domain 5 appears, kills it so the monitor ends.
     fn monitor_until_restart(
         hv: &FakeHv,
@@ -1519,4 +1568,25 @@ pub fn vcpu_pin(
 pub fn debug_keys(hv: &dyn Hv, keys: &str) -> CmdResult {
     hv.send_debug_keys(keys.as_bytes())
         .map_err(|e| Fail(format!("cannot send debug keys: {keys}: {e}")))
+}
+
+/// `xl dmesg [-c]`: the hypervisor's console ring (its `(oxen) ...` lines and other domains'
+/// `(dN) ...` lines, oldest first) as the ring holds it; with `clear` the ring is emptied
+/// once read (Xen's "Read and clear Xen's message buffer"). On failure nothing is printed,
+/// and the line says why and what to do.
+pub fn dmesg(hv: &dyn Hv, clear: bool, out: &mut dyn Write) -> CmdResult {
+    let text = hv.read_console(clear).map_err(|e| {
+        let todo = match e.errno {
+            Some(1) => "only Dom0 may read it: run xl dmesg in Dom0",
+            Some(13) => "the hypervisor's sysctl interface is not Xen 4.17's: use its own xl",
+            Some(38) => "this hypervisor does not keep one: read its serial console instead",
+            _ => "its lines went to the hypervisor's serial console too: read them there",
+        };
+        Fail(format!(
+            "cannot read the hypervisor's console ring: {e} ({todo})"
+        ))
+    })?;
+    out.write_all(&text)
+        .and_then(|()| out.flush())
+        .map_err(|e| Fail(format!("writing the console ring: {e}")))
 }

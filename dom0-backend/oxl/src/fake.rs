@@ -52,6 +52,8 @@ pub struct HvState {
     pub sched_params: (u32, u32, u32),
     /// Debug keys sent, in order.
     pub debug_keys: Vec<u8>,
+    /// The hypervisor's console ring (what `read_console` returns).
+    pub console: Vec<u8>,
 }
 
 pub struct FakeHv(pub RefCell<HvState>);
@@ -418,6 +420,15 @@ impl Hv for FakeHv {
         }
         self.0.borrow_mut().debug_keys.extend_from_slice(keys);
         Ok(())
+    }
+    fn read_console(&self, clear: bool) -> SysResult<Vec<u8>> {
+        self.enter("read_console", None)?;
+        let mut s = self.0.borrow_mut();
+        let text = s.console.clone();
+        if clear {
+            s.console.clear();
+        }
+        Ok(text)
     }
     fn unpause(&self, domid: u32) -> SysResult<()> {
         self.enter("unpause", Some(domid))?;

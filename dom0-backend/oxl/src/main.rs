@@ -220,6 +220,12 @@ enum Cmd {
         #[arg(hide = true)]
         _rest: Vec<String>,
     },
+    /// Read and/or clear Xen's message buffer (the hypervisor's console ring).
+    Dmesg {
+        /// Clear the buffer as well as printing it.
+        #[arg(short = 'c', long = "clear")]
+        clear: bool,
+    },
     /// Convert a domain name to a domain id.
     Domid { name: String },
     /// Convert a domain id to a domain name.
@@ -605,6 +611,10 @@ fn run(cli: Cli) -> Result<(), Fail> {
             let hv = xen::XenHv::open().map_err(|e| Fail(format!("xl: {e}")))?;
             cmd::debug_keys(&hv, &keys)
         }
+        Cmd::Dmesg { clear } => {
+            let hv = xen::XenHv::open().map_err(|e| Fail(format!("xl: {e}")))?;
+            cmd::dmesg(&hv, clear, &mut out)
+        }
         Cmd::Domid { name } => {
             let (hv, xs) = open()?;
             cmd::domid(&hv, &xs, &name, &mut out)
@@ -685,5 +695,11 @@ mod tests {
         assert!(matches!(c.cmd, Cmd::DebugKeys { ref keys, .. } if keys == "xh"));
         assert!(Cli::try_parse_from(["xl", "debug-keys"]).is_err());
         assert!(Cli::try_parse_from(["xl", "debug-keys", "x", "extra"]).is_ok());
+        let c = Cli::try_parse_from(["xl", "dmesg"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Dmesg { clear: false }));
+        let c = Cli::try_parse_from(["xl", "dmesg", "-c"]).unwrap();
+        assert!(matches!(c.cmd, Cmd::Dmesg { clear: true }));
+        assert!(Cli::try_parse_from(["xl", "dmesg", "--clear"]).is_ok());
+        assert!(Cli::try_parse_from(["xl", "dmesg", "extra"]).is_err());
     }
 }

@@ -382,6 +382,10 @@ impl Hv for XenHv {
         self.xc.send_debug_keys(keys).map_err(e)
     }
 
+    fn read_console(&self, clear: bool) -> SysResult<Vec<u8>> {
+        self.xc.read_console_ring(clear).map_err(e)
+    }
+
     fn unpause(&self, domid: u32) -> SysResult<()> {
         self.xc.unpause(id(domid)?).map_err(e)
     }

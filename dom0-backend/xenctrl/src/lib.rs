@@ -3,6 +3,7 @@
 //! (interface: `docs/toolstack.md`).
 //!
 //! - [`abi`]: ioctl numbers and argument layouts (host-tested).
+//! - [`conring`]: reading the hypervisor's console ring whole (`xl dmesg`; host-tested).
 //! - [`error`]: [`Error`], one-line messages naming the operation and errno.
 //! - [`domain`]: [`DomainInfo`] decoded from getdomaininfo.
 //! - Linux only: [`Xc`] (hypercalls, domctl/sysctl and typed helpers),
@@ -13,6 +14,7 @@
 #![deny(unsafe_code)]
 
 pub mod abi;
+pub mod conring;
 pub mod domain;
 pub mod error;
 

@@ -22,6 +22,7 @@ use xen_abi::memory::{XENMEM_POPULATE_PHYSMAP, XenMemoryReservation};
 use xen_abi::sysctl::{self as sc, XenSysctl};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::conring;
 use crate::domain::DomainInfo;
 use crate::error::{Error, Result};
 use crate::hcall::HypercallBuf;
@@ -788,8 +789,26 @@ impl Xc {
         index: u32,
         max: u32,
     ) -> Result<(Vec<u8>, u32)> {
-        const OP: &str = "sysctl readconsole";
         let buf = self.hypercall_buf(max as usize)?;
+        self.readconsole_into(&buf, clear, incremental, index, max)
+    }
+
+    /// [`Xc::readconsole`] into `buf` (at least `max` bytes).
+    fn readconsole_into(
+        &self,
+        buf: &HypercallBuf,
+        clear: bool,
+        incremental: bool,
+        index: u32,
+        max: u32,
+    ) -> Result<(Vec<u8>, u32)> {
+        const OP: &str = "sysctl readconsole";
+        if max as usize > buf.len() {
+            return Err(Error::invalid(
+                OP,
+                format!("{max} bytes asked of a {}-byte buffer", buf.len()),
+            ));
+        }
         let mut s = XenSysctl::new(sc::XEN_SYSCTL_READCONSOLE).with_payload(&sc::ReadConsole {
             clear: u8::from(clear),
             incremental: u8::from(incremental),
@@ -804,6 +823,18 @@ impl Xc {
             return Err(Error::invalid(OP, format!("count {} over {max}", r.count)));
         }
         Ok((buf.bytes()[..r.count as usize].to_vec(), r.index))
+    }
+
+    /// The whole hypervisor console ring, oldest byte first (`xl dmesg`; libxl's console
+    /// reader over `xc_readconsolering`): incremental reads of [`conring::READ_CHUNK`] bytes
+    /// into one hypercall buffer until a read returns nothing ([`conring::read_ring`]);
+    /// `clear` empties the ring after it was read. Errors name `sysctl readconsole`.
+    pub fn read_console_ring(&self, clear: bool) -> Result<Vec<u8>> {
+        let buf = self.hypercall_buf(conring::READ_CHUNK as usize)?;
+        conring::read_ring(
+            |index, clear| self.readconsole_into(&buf, clear, true, index, conring::READ_CHUNK),
+            clear,
+        )
     }
 
     /// Have the hypervisor handle `keys` as if typed on its console
@@ -955,6 +986,10 @@ mod tests {
         assert_eq!(
             sysctl_op_name(sc::XEN_SYSCTL_DEBUG_KEYS),
             "sysctl debug_keys"
+        );
+        assert_eq!(
+            sysctl_op_name(sc::XEN_SYSCTL_READCONSOLE),
+            "sysctl readconsole"
         );
         assert_eq!(
             sysctl_op_name(sc::XEN_SYSCTL_GETDOMAININFOLIST),
