@@ -167,9 +167,19 @@ impl ConRing {
         (n, pos)
     }
 
-    /// Forget everything written so far (`readconsole` with `clear`).
-    pub fn clear(&mut self) {
-        self.cons = self.prod;
+    /// The position a 32-bit `readconsole` index names: the last one at or
+    /// before the producer with those low 32 bits (the ABI's indexes are
+    /// 32-bit and wrap, positions here are 64-bit).
+    pub fn position(&self, index: u32) -> u64 {
+        let behind = (self.prod as u32).wrapping_sub(index);
+        self.prod.saturating_sub(u64::from(behind))
+    }
+
+    /// Forget what was written before position `upto` (`readconsole` with
+    /// `clear`: up to where that read stopped, as Xen, so nothing logged
+    /// after it or left unread for lack of room is lost).
+    pub fn clear_to(&mut self, upto: u64) {
+        self.cons = self.cons.max(upto.min(self.prod));
     }
 }
 

@@ -4,10 +4,10 @@
 //! until one returns nothing. [`read_ring`] is that loop, apart from the hypercall
 //! ([`crate::Xc::read_console_ring`]), so it runs on the host against a model of the ring.
 //!
-//! Clearing: oxen's `readconsole` with `clear` empties the whole ring after its copy (Xen's
-//! only up to what it copied), so a read with `clear` is made only once the reads without it
-//! have found the end; it returns what was logged in between, and nothing is cleared that was
-//! not read, whatever the ring's size. Invariant: at most [`MAX_TOTAL`] bytes plus one last
+//! Clearing: `readconsole` with `clear` forgets the ring up to where its copy stopped (oxen
+//! and Xen; an oxen before 2026-12-07 emptied the whole ring), so a read with `clear` is made
+//! only once the reads without it have found the end; it returns what was logged in between,
+//! and nothing is cleared that was not read, whatever the ring's size. Invariant: at most [`MAX_TOTAL`] bytes plus one last
 //! clearing read are collected, so a ring that fills as fast as it is read (or a hypervisor
 //! whose index does not advance) ends the loop.
 
@@ -20,8 +20,8 @@ pub const MAX_TOTAL: usize = 64 * READ_CHUNK as usize;
 
 /// The whole console ring, oldest byte first. `read(index, clear)` is one `readconsole`
 /// call with `incremental` set from `index`, returning the bytes copied (empty: nothing
-/// more) and the index to continue from. With `clear`, a last read with `clear` set empties
-/// the ring and its bytes are appended (see the module docs). The first error ends the
+/// more) and the index to continue from. With `clear`, a last read with `clear` set clears
+/// the ring up to where it stopped, and its bytes are appended (see the module docs). The first error ends the
 /// reading and is returned (nothing cleared unless the clearing read itself failed after).
 pub fn read_ring<E>(
     mut read: impl FnMut(u32, bool) -> Result<(Vec<u8>, u32), E>,
@@ -50,7 +50,7 @@ mod tests {
 
     /// oxen's ring (`hypervisor/src/console.rs` + `sysctl.rs`): `size` bytes kept, `prod`
     /// counts every byte written, `cons` is where a clear left off; a read copies up to
-    /// `count` bytes from `max(index, oldest)`, and `clear` empties everything after.
+    /// `count` bytes from `max(index, oldest)`, and `clear` forgets up to where it stopped.
     struct Ring {
         size: usize,
         buf: Vec<u8>,
@@ -94,7 +94,7 @@ mod tests {
                 pos += 1;
             }
             if clear {
-                self.cons = self.prod;
+                self.cons = self.cons.max(pos);
             }
             let more = self.log_per_read.clone();
             self.write(&more);
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn clear_reads_everything_first_then_clears_once() {
         let text = lines(100);
-        // Smaller chunks than the ring: a clear on the first read would lose the rest.
+        // Smaller chunks than the ring: the ring is read to its end before the one clear.
         let mut r = Ring::new(4096, 256);
         r.write(&text);
         let got = read_ring(|i, c| r.read(i, c), true).unwrap();

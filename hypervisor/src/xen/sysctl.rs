@@ -140,11 +140,12 @@ pub(crate) fn sysctl(dom: &Arc<Domain>, vcpu: usize, frame: &mut TrapFrame) -> R
 
 /// `XEN_SYSCTL_readconsole`: copy the console ring to the caller's
 /// buffer: from where the last incremental read stopped (`index`), or
-/// from the oldest byte; `count` = bytes copied; `clear` empties the ring.
+/// from the oldest byte; `count` = bytes copied; `clear` forgets what was
+/// read (and anything older).
 fn readconsole(dom: &Domain, r: &mut ReadConsole) -> Result<(), Errno> {
     let mut chunk = [0u8; 512];
     let from = if r.incremental != 0 {
-        u64::from(r.index)
+        crate::console::CONRING.lock().position(r.index)
     } else {
         0
     };
@@ -162,7 +163,7 @@ fn readconsole(dom: &Domain, r: &mut ReadConsole) -> Result<(), Errno> {
         pos = next;
     }
     if r.clear != 0 {
-        crate::console::CONRING.lock().clear();
+        crate::console::CONRING.lock().clear_to(pos);
     }
     r.count = done;
     r.index = pos as u32;
