@@ -25,7 +25,7 @@ const KEYS: &[(u8, &str)] = &[
     ),
     (b'q', "domains and their vCPUs: state, timer, virtual GIC"),
     (b'e', "event channels of every domain"),
-    (b'x', "guest exit and scheduler counters"),
+    (b'x', "guest exit, scheduler and memory scrubbing counters"),
 ];
 
 /// Handle debug key `c` (unknown keys print the list).
@@ -65,6 +65,7 @@ pub fn handle(c: u8) {
             if let Some(st) = crate::sched::stats() {
                 let _ = writeln!(s, "{st}");
             }
+            let _ = writeln!(s, "{}", crate::mem::scrub_stats());
         }
         b'\r' | b'\n' => return,
         _ => {

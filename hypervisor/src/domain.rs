@@ -41,7 +41,7 @@ use crate::arch::context::{El1Context, FpContext};
 use crate::arch::gich::VifState;
 use crate::arch::head::TrapFrame;
 use crate::console::LineBuf;
-use crate::mem::{FRAMES, HostTables};
+use crate::mem::HostTables;
 use crate::vgic::VgicLayout;
 
 /// PSTATE a vCPU starts with: EL1h, D/A/I/F masked.
@@ -381,14 +381,13 @@ impl Drop for Domain {
         }
         let bytes = self.ram_bytes();
         let extra = core::mem::take(&mut *self.extra_mem.lock());
+        // The domain is gone (no vCPU runs, no reference is left), so its
+        // RAM is ours again: idle CPUs scrub it before anything can reuse it
+        // (crate::mem), so no other domain reads what this one left behind,
+        // and whoever dropped the last reference (maybe under the
+        // scheduler's lock) does not wait for that.
         for r in self.mem.iter().map(|b| b.phys).chain(extra) {
-            // SAFETY: the domain is gone (no vCPU runs, no reference is
-            // left), so its RAM is ours again; scrub it before reuse so no
-            // other domain can read what this one left behind.
-            unsafe { crate::arch::zero_phys(r.start.as_u64(), r.size as usize) };
-            if let Err(e) = FRAMES.lock().free(r) {
-                log::error!("{}: returning RAM {r}: {e:?}", self.id);
-            }
+            crate::mem::free_dirty(r);
         }
         log::info!("{}: freed, {} KiB returned", self.id, bytes >> 10);
     }

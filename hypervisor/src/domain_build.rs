@@ -408,17 +408,19 @@ fn image_layout(kernel: &PhysRange) -> Result<(u64, u64), BuildError> {
 /// limit first; the first bank holds `first_min` bytes), another domain's
 /// one block from the top of RAM, at Xen's guest RAM base.
 fn alloc_ram(is_dom0: bool, size: u64, first_min: u64) -> Result<Vec<MemBank>, BuildError> {
-    let mut f = FRAMES.lock();
     if !is_dom0 {
-        let free = f.free_bytes();
-        let phys = f
-            .alloc_top(size, MIB2)
-            .map_err(|_| BuildError::NoMemory { size, free })?;
+        let phys = crate::mem::alloc_scrubbing(|f| f.alloc_top(size, MIB2)).map_err(|_| {
+            BuildError::NoMemory {
+                size,
+                free: crate::mem::free_bytes(),
+            }
+        })?;
         return Ok(vec![MemBank {
             ipa: Ipa(GUEST_RAM0_BASE),
             phys: PhysRange::new(phys, size),
         }]);
     }
+    let mut f = FRAMES.lock();
     let req = BankRequest {
         size,
         align: MIB2,
@@ -450,7 +452,7 @@ fn build(
 ) -> Result<Arc<Domain>, BuildError> {
     let size = align_up(size.max(MIB2 * 4), MIB2).ok_or(BuildError::NoMemory {
         size,
-        free: FRAMES.lock().free_bytes(),
+        free: crate::mem::free_bytes(),
     })?;
     let vcpus = vcpus.clamp(1, 64);
     // The kernel, then the initrd 2 MiB aligned, then the DTB slot, all in

@@ -20,10 +20,12 @@
 //! watched guest timer, whichever is first; the policy's "tickle" masks
 //! become the reschedule SGI ([`irq::SGI_KICK`]); with nothing to run a CPU
 //! waits in WFI (interrupts masked at EL2; a pending one still wakes it).
-//! A guest's own WFI traps only while the machine is oversubscribed
-//! ([`VWFI_ADAPTIVE`], or Xen's `vwfi=trap|native`), and a trapped WFI
-//! waits in place, its vCPU loaded, while nothing is queued on its CPU
-//! ([`wait_in_place`]; such a CPU counts as idle to place a waking vCPU).
+//! A guest's own WFI traps only while the machine is oversubscribed or a
+//! destroyed domain's RAM waits to be scrubbed ([`VWFI_ADAPTIVE`], or Xen's
+//! `vwfi=trap|native`), and a trapped WFI waits in place, its vCPU loaded,
+//! while nothing is queued on its CPU ([`wait_in_place`]; such a CPU counts
+//! as idle to place a waking vCPU). A CPU that would wait (idle, or in
+//! place) scrubs that RAM first, 512 KiB at a time (`crate::mem`).
 //! A vCPU moves between CPUs with its whole state: its trap frame, EL1 and
 //! FP registers, GIC virtual-interface state (VMCR, APRs) and virtual timer
 //! are saved into its [`crate::domain::Vcpu`] when it leaves a CPU and
@@ -171,6 +173,30 @@ fn publish_oversubscribed(busy: bool) {
     }
 }
 
+/// Whether guests should trap WFI (with `vwfi` adaptive): while the machine
+/// is oversubscribed, and while a destroyed domain's RAM waits to be
+/// scrubbed (a CPU whose vCPU waits in place scrubs it meanwhile, see
+/// [`wait_in_place`]; with WFI untrapped, a CPU would never be idle).
+fn want_wfi_trap() -> bool {
+    OVERSUBSCRIBED.load(Ordering::SeqCst) || crate::mem::has_dirty()
+}
+
+/// A destroyed domain's RAM now waits to be scrubbed (`mem::free_dirty`,
+/// after it counted it): CPUs running a guest with WFI untrapped are
+/// kicked, so that they trap it again and scrub while their vCPU waits.
+/// (Sequentially consistent with [`set_wfi_trap`]'s announce-then-look.)
+pub fn memory_to_scrub() {
+    if VWFI.load(Ordering::Relaxed) != VWFI_ADAPTIVE {
+        return;
+    }
+    let me = this_cpu();
+    for (cpu, untrapped) in WFI_UNTRAPPED.iter().enumerate().take(nr_cpus()) {
+        if cpu != me && untrapped.load(Ordering::SeqCst) {
+            kick(cpu);
+        }
+    }
+}
+
 /// Set this CPU's WFI trap for the guest entry that follows (see
 /// [`VWFI_ADAPTIVE`]); HCR_EL2 is written only when the choice changes.
 fn set_wfi_trap(cpu: usize) {
@@ -179,14 +205,15 @@ fn set_wfi_trap(cpu: usize) {
     let now = match VWFI.load(Ordering::Relaxed) {
         VWFI_TRAP => false,
         VWFI_NATIVE => true,
-        _ if was => !OVERSUBSCRIBED.load(Ordering::SeqCst),
+        _ if was => !want_wfi_trap(),
         _ => {
-            if OVERSUBSCRIBED.load(Ordering::SeqCst) {
+            if want_wfi_trap() {
                 return;
             }
-            // Announce, then look again (publish_oversubscribed does the reverse).
+            // Announce, then look again (publish_oversubscribed and
+            // memory_to_scrub do the reverse).
             flag.store(true, Ordering::SeqCst);
-            !OVERSUBSCRIBED.load(Ordering::SeqCst)
+            !want_wfi_trap()
         }
     };
     if flag.load(Ordering::Relaxed) != now {
@@ -269,6 +296,14 @@ pub fn wait_in_place() -> bool {
     let resume = loop {
         if must_look() {
             break false;
+        }
+        // Idle time: scrub a piece of a destroyed domain's RAM, if some
+        // waits, then look at what arrived meanwhile.
+        if crate::mem::has_dirty() && crate::mem::scrub_some() {
+            if irq::handle_pending(cpu) != 0 {
+                break !must_look();
+            }
+            continue;
         }
         sysreg::dsb_sy();
         sysreg::wfi();
@@ -1046,15 +1081,18 @@ fn wake_expired_timers(g: &mut Global, cpu: usize, now: u64) {
     }
 }
 
-/// Nothing to run: sleep until an interrupt (or `deadline`, a counter
-/// value), then handle it.
+/// Nothing to run: scrub a piece of a destroyed domain's RAM if some waits
+/// (then look again), else sleep until an interrupt (or `deadline`, a
+/// counter value); then handle what arrived.
 fn idle_wait(cpu: usize, deadline: Option<u64>) {
     crate::domain::reap();
     match deadline {
         Some(t) => timer::arm_at(t),
         None => timer::disarm(),
     }
-    if !NEED_RESCHED[cpu].load(Ordering::Acquire) {
+    if crate::mem::has_dirty() && crate::mem::scrub_some() {
+        // Scrubbed a piece instead of sleeping: look for work again.
+    } else if !NEED_RESCHED[cpu].load(Ordering::Acquire) {
         sysreg::dsb_sy();
         sysreg::wfi();
     }

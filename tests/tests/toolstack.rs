@@ -21,7 +21,8 @@
 //! * GICv3, [`bad_input_and_cycles`]: malformed cfg, unknown key, missing kernel, too much
 //!   memory each fail with one error line and a non-zero status and leave nothing
 //!   (`xl list`, `/local/domain`, free_memory); then 20 create/destroy cycles leave
-//!   free_memory exactly as before.
+//!   free_memory exactly as before, and all their RAM scrubbed (oxen's `memory:` line,
+//!   `xl debug-keys x` read back with `xl dmesg`).
 //!
 //! Everything Dom0 prints is checked against Linux's and `/init`'s failure lines; DomU
 //! console output is read from `/var/log/xen/console/guest-<name>.log` (xenconsoled).
@@ -51,6 +52,28 @@ fn nothing_left(sh: &mut Shell<'_>, free: u64, b: &Budget) -> Result<(), Error> 
     assert_eq!(out.lines, ["0"], "xenstore nodes left over:\n{out}");
     assert_free_memory_back(sh, free, b)?;
     Ok(())
+}
+
+/// oxen's memory figures (debug key `x`, read back with `xl dmesg`): KiB of destroyed
+/// domains' RAM waiting to be scrubbed, and KiB scrubbed since boot.
+fn scrubbing(sh: &mut Shell<'_>, b: &Budget) -> Result<(u64, u64), Error> {
+    // The line also goes to the serial console, whose `(oxen)` lines the shell harness
+    // drops: xl's copy is read back with a prefix of its own.
+    let out = ok(
+        sh,
+        "xl debug-keys x && xl dmesg | grep -F '(oxen) memory: ' | tail -n 1 | sed 's/^/scrub: /'",
+        b,
+    )?;
+    let line = out
+        .value("scrub: (oxen) memory: ")
+        .unwrap_or_else(|| panic!("no memory line from xl debug-keys x:\n{out}"));
+    // "<n> KiB free, <n> KiB waiting to be scrubbed, <n> KiB scrubbed (<n> KiB when ...)"
+    let kib = |label: &str| -> u64 {
+        line.find(label)
+            .and_then(|i| line[..i].rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no number before '{label}' in {line:?}"))
+    };
+    Ok((kib(" KiB waiting to be scrubbed"), kib(" KiB scrubbed")))
 }
 
 /// Wait (in Dom0, up to `secs` s) until DomU `name`'s console log has `marker`; return the
@@ -268,7 +291,8 @@ fn bad_input_and_cycles(gic: u8) -> Result<(), Error> {
         nothing_left(&mut sh, free, &b)?;
     }
 
-    // 20 create/destroy cycles: every page comes back.
+    // 20 create/destroy cycles: every page comes back, scrubbed.
+    let (_, scrubbed_before) = scrubbing(&mut sh, &b)?;
     let cyc = domu_cfg(&mut sh, "cyc", "", &b)?;
     let out = sh.run(
         &format!(
@@ -282,6 +306,23 @@ fn bad_input_and_cycles(gic: u8) -> Result<(), Error> {
         "create/destroy cycles:\n{out}"
     );
     nothing_left(&mut sh, free, &b)?;
+    // Each DomU's 256 MiB were zeroed before reuse (a piece at a time by CPUs that wait,
+    // or by the next create that needed them), and soon none waits any more.
+    let mut now = scrubbing(&mut sh, &b)?;
+    for _ in 0..20 {
+        if now.0 == 0 {
+            break;
+        }
+        ok(&mut sh, "sleep 1", &b)?;
+        now = scrubbing(&mut sh, &b)?;
+    }
+    let (waiting, scrubbed) = now;
+    assert_eq!(waiting, 0, "KiB of destroyed DomUs' RAM still not scrubbed");
+    assert!(
+        scrubbed - scrubbed_before >= 20 * 256 * 1024,
+        "20 DomUs of 256 MiB destroyed, {} KiB scrubbed",
+        scrubbed - scrubbed_before
+    );
 
     power_off(&mut sh, &b)
 }

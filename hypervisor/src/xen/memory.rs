@@ -75,7 +75,7 @@ pub(crate) fn memory_op(
             if r.extent_order != 0 || r.mem_flags != 0 {
                 return Err(Errno::EINVAL);
             }
-            let free = FRAMES.lock().free_bytes() / PAGE_SIZE;
+            let free = crate::mem::free_bytes() / PAGE_SIZE;
             if r.nr_extents > free {
                 return Err(Errno::ENOMEM);
             }
@@ -485,7 +485,7 @@ fn new_ram(dom: &Arc<Domain>, x: &DomainXen, gfn: u64, pages: u64) -> bool {
         return false;
     }
     let size = pages * PAGE_SIZE;
-    let Ok(pa) = FRAMES.lock().alloc_top(size, size) else {
+    let Ok(pa) = crate::mem::alloc_scrubbing(|f| f.alloc_top(size, size)) else {
         return false;
     };
     let range = PhysRange::new(pa, size);

@@ -90,7 +90,7 @@ pub(super) unsafe fn copy(dst: u64, src: u64, len: usize) {
 
 /// A zeroed host page from `FRAMES`.
 pub(super) fn alloc_frame() -> Option<PhysAddr> {
-    let pa = FRAMES.lock().alloc(PAGE_SIZE, PAGE_SIZE).ok()?;
+    let pa = crate::mem::alloc_scrubbing(|f| f.alloc(PAGE_SIZE, PAGE_SIZE)).ok()?;
     // SAFETY: a page just taken from the allocator: nobody else uses it.
     unsafe { arch::zero_phys(pa.as_u64(), PAGE_SIZE as usize) };
     Some(pa)

@@ -205,11 +205,8 @@ pub(super) fn physinfo() -> PhysInfo {
     let n = sched::nr_cpus() as u32;
     let host = crate::domain_build::HOST.get();
     let (free, max_pa) = {
-        let f = FRAMES.lock();
-        (
-            f.free_bytes(),
-            f.ranges().map(|r| r.end()).max().unwrap_or(0),
-        )
+        let max_pa = FRAMES.lock().ranges().map(|r| r.end()).max().unwrap_or(0);
+        (crate::mem::free_bytes(), max_pa)
     };
     let total = host.map_or(0, |h| h.total_ram);
     PhysInfo {

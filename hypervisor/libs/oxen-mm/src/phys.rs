@@ -175,6 +175,20 @@ impl PhysAllocator {
         self.carve(i, s, e)
     }
 
+    /// Take up to `max` bytes (rounded down to whole pages, at least one
+    /// page) from the top of the highest free range, whatever its
+    /// alignment: for draining the allocator a piece at a time (the
+    /// hypervisor's list of RAM waiting to be scrubbed). `None` when nothing
+    /// is free.
+    pub fn take_top(&mut self, max: u64) -> Option<PhysRange> {
+        let i = self.len.checked_sub(1)?;
+        let (fs, fe) = self.free[i];
+        let size = (max & !(PAGE_SIZE - 1)).clamp(PAGE_SIZE, fe - fs);
+        // Carving the top of a range never splits it: cannot fail.
+        self.carve(i, fe - size, fe).ok()?;
+        Some(PhysRange::new(PhysAddr(fe - size), size))
+    }
+
     /// Give back `r` (page-aligned start and size), merging with free
     /// neighbours. Fails with [`AllocError::NotFree`] if any part of it is
     /// already free (double free).
@@ -367,6 +381,36 @@ mod tests {
         assert_eq!(a.alloc(0x1000, 0x3000), Err(AllocError::BadAlignment));
         assert_eq!(a.alloc(u64::MAX, 0x1000), Err(AllocError::Overflow));
         assert_eq!(a.alloc(8 * MIB, 0x1000), Err(AllocError::NoMemory));
+    }
+
+    #[test]
+    fn take_top_drains_from_the_top_in_pieces() {
+        let mut a = PhysAllocator::new();
+        a.add(PhysRange::new(PhysAddr(0x10_0000), 0x3000)).unwrap();
+        a.add(PhysRange::new(PhysAddr(0x40_0000), 0x5000)).unwrap();
+        // At most `max` (rounded down to pages) from the top of the highest range.
+        assert_eq!(
+            a.take_top(0x2fff),
+            Some(PhysRange::new(PhysAddr(0x40_3000), 0x2000))
+        );
+        // Less than a page still takes one; more than the range takes the range.
+        assert_eq!(
+            a.take_top(1),
+            Some(PhysRange::new(PhysAddr(0x40_2000), 0x1000))
+        );
+        assert_eq!(
+            a.take_top(u64::MAX),
+            Some(PhysRange::new(PhysAddr(0x40_0000), 0x2000))
+        );
+        assert_eq!(
+            a.take_top(0x10_0000),
+            Some(PhysRange::new(PhysAddr(0x10_0000), 0x3000))
+        );
+        assert_eq!(a.take_top(0x1000), None);
+        assert_eq!(a.free_bytes(), 0);
+        // What was taken can be given back whole.
+        a.free(PhysRange::new(PhysAddr(0x40_0000), 0x5000)).unwrap();
+        assert_eq!(a.free_bytes(), 0x5000);
     }
 
     #[test]
