@@ -23,7 +23,10 @@ const KEYS: &[(u8, &str)] = &[
         b'r',
         "run queues: what each physical CPU runs, queues and watches",
     ),
-    (b'q', "domains and their vCPUs: state, timer, virtual GIC"),
+    (
+        b'q',
+        "domains and their vCPUs: state, timer, virtual GIC; destroyed ones still referenced, by what",
+    ),
     (b'e', "event channels of every domain"),
     (b'x', "guest exit, scheduler and memory scrubbing counters"),
 ];
@@ -42,13 +45,31 @@ pub fn handle(c: u8) {
                 dump_domain(&d, &mut s);
             }
             // Destroyed domains something still references (their RAM is not back yet).
-            for z in domain::zombies() {
+            let zs = domain::zombies();
+            let all: alloc::vec::Vec<_> = domain::DOMAINS
+                .lock()
+                .iter()
+                .cloned()
+                .chain(zs.iter().cloned())
+                .collect();
+            for z in &zs {
+                let mut by = crate::sched::references(z);
+                for (id, n) in crate::xen::holders_of(z, &all) {
+                    by.push(alloc::format!("{id} maps x{n}"));
+                }
+                // Ours: `zs` and `all` (one each).
+                let left = alloc::sync::Arc::strong_count(z) - 2;
                 let _ = writeln!(
                     s,
-                    "d{} '{}': destroyed, {} references left",
+                    "d{} '{}': destroyed, {} references left, tracked: {}",
                     z.id.0,
                     z.name,
-                    alloc::sync::Arc::strong_count(&z) - 1
+                    left,
+                    if by.is_empty() {
+                        alloc::string::String::from("none")
+                    } else {
+                        by.join(", ")
+                    }
                 );
             }
         }

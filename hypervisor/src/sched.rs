@@ -1100,6 +1100,28 @@ fn idle_wait(cpu: usize, deadline: Option<u64>) {
     NEED_RESCHED[cpu].store(true, Ordering::Release);
 }
 
+/// Where the scheduler references `dom` (for the `q` debug key): "policy"
+/// while it is registered, "CPUn current" / "CPUn watched" per run queue.
+pub fn references(dom: &Domain) -> Vec<alloc::string::String> {
+    use alloc::format;
+    let mut r = Vec::new();
+    let is = |d: &Arc<Domain>| core::ptr::eq(Arc::as_ptr(d), dom);
+    if lock_sched().doms.values().any(is) {
+        r.push(alloc::string::String::from("policy"));
+    }
+    for (cpu, rq) in RQ.iter().enumerate().take(nr_cpus()) {
+        let rq = rq.lock();
+        if rq.current.as_ref().is_some_and(|(d, _)| is(d)) {
+            r.push(format!("CPU{cpu} current"));
+        }
+        let n = rq.blocked.iter().filter(|(d, _)| is(d)).count();
+        if n != 0 {
+            r.push(format!("CPU{cpu} watched x{n}"));
+        }
+    }
+    r
+}
+
 /// The scheduler as text, for the `r` debug key: per physical CPU the
 /// policy's run queue (Xen's format), then which blocked vCPUs' timers it
 /// watches; then counters.
@@ -1217,6 +1239,11 @@ pub fn run(cpu: usize) -> ! {
     NEED_RESCHED[cpu].store(true, Ordering::Release);
     let (dom, vcpu) = schedule(frame);
     crate::vgic::load_to_hw(&dom, vcpu);
+    // This function never returns: the reference `schedule` handed out must
+    // go now (the run queue keeps its own while the vCPU is current), or the
+    // first domain this CPU runs could never be freed (with Dom0 on fewer
+    // vCPUs than CPUs, that is a run-time DomU).
+    drop(dom);
     // SAFETY: `schedule` loaded a runnable vCPU (registers, EL1 state, stage 2)
     // into this CPU's frame slot.
     unsafe { crate::arch::head::enter_frame(slot) }

@@ -463,3 +463,17 @@ pub fn domain_destroyed(dom: &Arc<Domain>) {
     grant::unmap_all(dom);
     memory::unmap_all_foreign(dom);
 }
+
+/// The domains among `doms` that hold `dom` (map its RAM), with their
+/// number of mappings (for the `q` debug key). Takes each domain's Xen
+/// lock in turn, one at a time.
+pub fn holders_of(dom: &Domain, doms: &[Arc<Domain>]) -> alloc::vec::Vec<(DomId, u32)> {
+    doms.iter()
+        .filter_map(|d| {
+            let x = d.xen.lock();
+            x.holds
+                .get(&dom.id.0)
+                .and_then(|(h, n)| core::ptr::eq(Arc::as_ptr(h), dom).then_some((d.id, *n)))
+        })
+        .collect()
+}
