@@ -345,7 +345,9 @@ pub extern "C" fn secondary_main(cpu: u64) -> ! {
     }
     let cpu = cpu as usize;
     cpu_init(cpu);
-    CPUS_UP.fetch_add(1, Ordering::AcqRel);
+    // Say so before checking in: the boot CPU's "boot done" (and whatever
+    // the guests print) then comes after every "CPUn up" line.
     log::debug!("CPU{cpu} up (MPIDR {:#x})", arch::mpidr());
+    CPUS_UP.fetch_add(1, Ordering::AcqRel);
     sched::run(cpu)
 }
