@@ -80,7 +80,8 @@ pub fn scrub_some() -> bool {
 }
 
 /// Run `f` on [`FRAMES`]; if it fails while RAM waits to be scrubbed,
-/// scrub all of it and run `f` once more.
+/// scrub all of it and run `f` once more. Call with no lock `scrub_some`
+/// or `free_dirty` takes held (it may wait for another CPU's piece).
 pub fn alloc_scrubbing<T>(
     mut f: impl FnMut(&mut PhysAllocator) -> Result<T, AllocError>,
 ) -> Result<T, AllocError> {
@@ -89,7 +90,16 @@ pub fn alloc_scrubbing<T>(
         return r;
     }
     let before = SCRUBBED.load(Ordering::Relaxed);
-    while scrub_some() {}
+    loop {
+        if scrub_some() {
+            continue;
+        }
+        if !has_dirty() {
+            break;
+        }
+        // Another CPU is zeroing a piece, or adding a range: microseconds.
+        core::hint::spin_loop();
+    }
     let now = SCRUBBED.load(Ordering::Relaxed);
     SCRUBBED_ON_DEMAND.fetch_add(now.saturating_sub(before), Ordering::Relaxed);
     f(&mut FRAMES.lock())
