@@ -14,8 +14,8 @@
 #                   the toolstack
 #                   under Xen's names: /usr/sbin/{xl,xenstored,xenconsoled}, /usr/bin/xenstore
 #                   and its xenstore-* links, /etc/init.d/xencommons (qemu/dom0/xencommons),
-#                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg), /etc/xen/domu-io.cfg
-#                   (qemu/dom0/domu-io.cfg: the same DomU with a disk and a vif) and the
+#                   /etc/xen/domu.cfg (qemu/dom0/domu.cfg: the ready DomU, with a disk and
+#                   a vif), /etc/xen/domu-plain.cfg (the same DomU without devices) and the
 #                   ready DomU under /opt/domu/:
 #                   the same kernel Image and domu-initrd.gz
 #   domu-initrd.gz  the DomU's initramfs (also inside dom0-initrd.gz): busybox, /init
@@ -354,7 +354,7 @@ xenstore_links "$D"
 mkdir -p "$D"/etc/{init.d,xen} "$D"/var/lib/xen "$D"/var/log/xen/console "$D"/opt/domu
 install -m 0755 "$HERE/dom0/xencommons" "$D/etc/init.d/xencommons"
 install -m 0644 "$HERE/dom0/domu.cfg" "$D/etc/xen/domu.cfg"
-install -m 0644 "$HERE/dom0/domu-io.cfg" "$D/etc/xen/domu-io.cfg"
+install -m 0644 "$HERE/dom0/domu-plain.cfg" "$D/etc/xen/domu-plain.cfg"
 cp "$ROOT/boot/vmlinuz-$KVER" "$D/opt/domu/Image"
 cp "$WORK/domu-initrd.gz" "$D/opt/domu/domu-initrd.gz"
 

@@ -9,7 +9,7 @@
 #            image store (below), then an interactive busybox shell on the console;
 #            `poweroff` stops the machine
 # The DomU image store (shell, as Dom0): /var/lib/xen/images holds the ready DomU's disk
-# image domu.img (256 MiB, sparse; /etc/xen/domu-io.cfg). With a virtio disk /dev/vda
+# image domu.img (256 MiB, sparse; /etc/xen/domu.cfg). With a virtio disk /dev/vda
 # (`make run` gives one: .cache/run-disk.img) it is that disk's ext2 filesystem, made on
 # first use when the disk has no ext2/3/4 filesystem (never over another filesystem or
 # a partition table: then the store stays in RAM), so what a DomU writes survives its

@@ -46,7 +46,7 @@
 #         of /dev/xvda, `domu: readback done`, then powers off
 # oxen.domu= may list several of the scenarios that keep the domain up, comma-separated
 # (e.g. `tcp,evtchn`); they run in that order.
-# oxen.ip=ADDR/LEN (/etc/xen/domu-io.cfg: 192.0.2.2/24): eth0 gets that address and goes up
+# oxen.ip=ADDR/LEN (/etc/xen/domu.cfg: 192.0.2.2/24): eth0 gets that address and goes up
 # as soon as it appears (in the background, at most 30 s; `domu: eth0 ADDR up`).
 # Failures print one `domu: ... failed` line each and never stop the script: `check`
 # always ends in a power-off.

@@ -165,14 +165,14 @@ pub fn xl_list_dom0_vcpus(
     Ok(out.lines[1..].to_vec())
 }
 
-/// Write `/tmp/<name>.cfg`: the image's `/etc/xen/domu.cfg` renamed `name`, with `args`
+/// Write `/tmp/<name>.cfg`: the image's `/etc/xen/domu-plain.cfg` renamed `name`, with `args`
 /// added to the DomU's kernel command line; returns its path.
 pub fn domu_cfg(sh: &mut Shell<'_>, name: &str, args: &str, b: &Budget) -> Result<String, Error> {
     let path = format!("/tmp/{name}.cfg");
     ok(
         sh,
         &format!(
-            "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}"
+            "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu-plain.cfg > {path}"
         ),
         b,
     )?;

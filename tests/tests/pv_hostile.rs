@@ -5,8 +5,8 @@
 //! xencommons and the bridge `xenbr0`), on GICv3 with Dom0 on 2 vCPUs and on GICv2 with
 //! Dom0 on 1, the hypervisor at `loglvl=debug` so that it prints
 //! a line for each hypercall or grant operation it rejects. Dom0 starts:
-//! * `good`, from `/etc/xen/domu.cfg` with a vif (192.0.2.3 on `xenbr0`), a shell;
-//! * `evil`, from `/etc/xen/domu-io.cfg` with its disk on `/tmp/evil.img` and [`EVIL_VIFS`]
+//! * `good`, from `/etc/xen/domu-plain.cfg` with a vif (192.0.2.3 on `xenbr0`), a shell;
+//! * `evil`, from `/etc/xen/domu.cfg` with its disk on `/tmp/evil.img` and [`EVIL_VIFS`]
 //!   vifs instead of one (no address: nothing but front-hostile uses them). The DomU image
 //!   may lack the `xen-gntalloc` and `xen-evtchn` modules front-hostile needs, so Dom0 puts
 //!   its own copies in a tar archive at the start of the disk image; evil's shell (through
@@ -432,7 +432,7 @@ fn hostile_frontends(gic: u8, dom0_vcpus: u32) -> Result<(), Error> {
     ok(
         &mut sh,
         &format!(
-            "sed -e 's/^name = .*/name = \"evil\"/' -e 's|target=[^ ]*'\"'\"'|target={IMG}'\"'\"'|' /etc/xen/domu-io.cfg > /tmp/io.cfg && grep -q 'target={IMG}' /tmp/io.cfg"
+            "sed -e 's/^name = .*/name = \"evil\"/' -e 's|target=[^ ]*'\"'\"'|target={IMG}'\"'\"'|' /etc/xen/domu.cfg > /tmp/io.cfg && grep -q 'target={IMG}' /tmp/io.cfg"
         ),
         &b,
     )?;

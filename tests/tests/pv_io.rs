@@ -40,7 +40,7 @@ const LOG: &str = "/var/log/xen/console/guest-domu.log";
 const DISK_LINE: &str = "oxen-dom0-wrote-this";
 const MAC: &str = "00:16:3e:00:00:02";
 
-/// Writes `/tmp/<file>`: domu.cfg with `args` on the kernel command line and `devices` lines.
+/// Writes `/tmp/<file>`: domu-plain.cfg with `args` on the kernel command line and `devices` lines.
 fn cfg(
     sh: &mut Shell<'_>,
     file: &str,
@@ -49,7 +49,7 @@ fn cfg(
     b: &Budget,
 ) -> Result<String, Error> {
     let path = format!("/tmp/{file}");
-    let mut cmd = format!("sed -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}");
+    let mut cmd = format!("sed -e 's|rdinit=/init|& {args}|' /etc/xen/domu-plain.cfg > {path}");
     for d in devices {
         cmd.push_str(&format!(" && echo \"{d}\" >> {path}"));
     }

@@ -70,7 +70,7 @@ fn boot(gic: u8, b: &Budget) -> Result<Running, Error> {
     Ok(q)
 }
 
-/// Writes `/tmp/<name>.cfg`: domu.cfg named `name`, `args` on the kernel command line,
+/// Writes `/tmp/<name>.cfg`: domu-plain.cfg named `name`, `args` on the kernel command line,
 /// `devices` lines added; returns its path.
 fn cfg(
     sh: &mut Shell<'_>,
@@ -81,7 +81,7 @@ fn cfg(
 ) -> Result<String, Error> {
     let path = format!("/tmp/{name}.cfg");
     let mut cmd = format!(
-        "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > {path}"
+        "sed -e 's/^name = .*/name = \"{name}\"/' -e 's|rdinit=/init|& {args}|' /etc/xen/domu-plain.cfg > {path}"
     );
     for d in devices {
         cmd.push_str(&format!(" && echo \"{d}\" >> {path}"));

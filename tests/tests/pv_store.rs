@@ -1,12 +1,12 @@
 //! Dom0 storage that keeps data: the machine has a virtio disk (as `make run` gives it,
 //! `.cache/run-disk.img`), which oxen passes through to Dom0 as `/dev/vda`; Dom0's `/init`
 //! makes an ext2 filesystem on it the first time, mounts it on `/var/lib/xen/images` and
-//! keeps the ready DomU's disk image `domu.img` there; `/etc/xen/domu-io.cfg` gives that
+//! keeps the ready DomU's disk image `domu.img` there; `/etc/xen/domu.cfg` gives that
 //! DomU `xvda` (the image) and `eth0` on `xenbr0` as 192.0.2.2 (the "PV disk and network"
 //! issue, part 3).
 //!
 //! Two Dom0 boots (GICv3) on the same new, empty disk file:
-//! 1. Dom0 formats the disk; the DomU of `domu-io.cfg` (its `/init` scenario `persist`)
+//! 1. Dom0 formats the disk; the DomU of `domu.cfg` (its `/init` scenario `persist`)
 //!    finds no mark at 8 MiB into its `xvda` and writes `first`; Dom0 pings it at
 //!    192.0.2.2; `xl destroy`, created again: it reads `first` and writes `second`;
 //!    `poweroff`.
@@ -69,7 +69,7 @@ fn boot(disk: &Path, formatted: bool, b: &Budget) -> Result<Running, Error> {
     Ok(q)
 }
 
-/// Creates the DomU of `/etc/xen/domu-io.cfg` in its `persist` scenario (writing `mark`
+/// Creates the DomU of `/etc/xen/domu.cfg` in its `persist` scenario (writing `mark`
 /// when given) and returns the mark it found on its disk.
 fn persist(sh: &mut Shell<'_>, mark: Option<&str>, b: &Budget) -> Result<String, Error> {
     let args = match mark {
@@ -79,7 +79,7 @@ fn persist(sh: &mut Shell<'_>, mark: Option<&str>, b: &Budget) -> Result<String,
     ok(
         sh,
         &format!(
-            "sed -e 's|rdinit=/init|& {args}|' /etc/xen/domu-io.cfg > /tmp/p.cfg && rm -f {LOG} && xl create /tmp/p.cfg"
+            "sed -e 's|rdinit=/init|& {args}|' /etc/xen/domu.cfg > /tmp/p.cfg && rm -f {LOG} && xl create /tmp/p.cfg"
         ),
         b,
     )?;

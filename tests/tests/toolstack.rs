@@ -5,16 +5,18 @@
 //! Machine: as `dom0_linux.rs` (QEMU virt, `-smp 2`, 2048 MiB, Dom0 with 512 MiB), Dom0
 //! booted with `oxen.dom0=shell`, whose `/init` runs `/etc/init.d/xencommons start`
 //! (xenstored, Dom0's xenstore entries, xenconsoled `--log=guest`) before the shell. The
-//! DomU is the image's `/etc/xen/domu.cfg` (256 MiB, 1 vCPU, the same kernel, the initramfs
-//! of `qemu/domu/`), sometimes renamed or with `oxen.domu=check|facts` added to its
+//! DomU is the image's `/etc/xen/domu-plain.cfg` (256 MiB, 1 vCPU, the same kernel, the
+//! initramfs of `qemu/domu/`; `xl create -c` starts the ready `/etc/xen/domu.cfg`, the same
+//! with a disk and a vif), sometimes renamed or with `oxen.domu=check|facts` added to its
 //! command line, which makes its `/init` print `domu: name=...`, `domu: domid=...` (read
 //! by the DomU itself with `xenstore-read`) into its console log.
 //!
 //! Three Dom0 boots share the checks (each boot is a test):
 //! * GICv3 and GICv2, [`lifecycle`]: `xl list` columns; a DomU that checks itself and
 //!   powers off (console log shows `DOMU-INIT` and its own name, the domain is gone after);
-//!   `xl create -c` with typed input reaching the DomU's shell (`xenstore-read name`
-//!   answers `domu`) and Ctrl-] back to Dom0, `xl console` to the same shell again;
+//!   `xl create -c /etc/xen/domu.cfg` with typed input reaching the ready DomU's shell
+//!   (`xenstore-read name` answers `domu`, `/dev/xvda` is there, 3 pings of Dom0 over
+//!   `xenbr0` answered) and Ctrl-] back to Dom0, `xl console` to the same shell again;
 //!   `xl list` with Domain-0 and domu;
 //!   `xl shutdown -w`; two DomUs at once, each reading its own name; `xl destroy`; in the
 //!   end `xl list`, `/local/domain` and `xl info`'s free_memory are as before.
@@ -168,7 +170,7 @@ fn lifecycle(gic: u8) -> Result<(), Error> {
     wait_gone(&mut sh, "domu", 120, &b)?;
     nothing_left(&mut sh, free, &b)?;
 
-    // xl create -c: the DomU's shell on this console; typed input reaches it.
+    // xl create -c: the ready DomU's shell on this console; typed input reaches it.
     ok(
         &mut sh,
         &format!("rm -f {CONSOLE_LOG_DIR}/guest-domu.log"),
@@ -184,6 +186,11 @@ fn lifecycle(gic: u8) -> Result<(), Error> {
     q.expect_prompt(re(DOMU_PROMPT), b.step())?;
     q.send("echo domu-$((40+2))\r")?;
     q.expect(re(r"^(\x1b\[6n)?domu-42$"), b.step())?;
+    q.expect_prompt(re(DOMU_PROMPT), b.step())?;
+    // The ready DomU has its disk and its eth0 on Dom0's bridge.
+    q.send("[ -b /dev/xvda ] && echo has-xvda; ping -c 3 -W 5 192.0.2.1 | grep -o '[0-9]* packets received'\r")?;
+    q.expect(re(r"^(\x1b\[6n)?has-xvda$"), b.step())?;
+    q.expect(re(r"^3 packets received$"), b.step())?;
     q.expect_prompt(re(DOMU_PROMPT), b.step())?;
     q.send("\x1d")?; // Ctrl-]: back to Dom0, the DomU keeps running
     q.send("\r")?;
@@ -265,15 +272,15 @@ fn bad_input_and_cycles(gic: u8) -> Result<(), Error> {
         ),
         (
             "unknown key",
-            "sed 's/^memory = .*/memroy = 256/' /etc/xen/domu.cfg > /tmp/bad.cfg",
+            "sed 's/^memory = .*/memroy = 256/' /etc/xen/domu-plain.cfg > /tmp/bad.cfg",
         ),
         (
             "missing kernel",
-            "sed 's|^kernel = .*|kernel = \"/opt/domu/NoSuchImage\"|' /etc/xen/domu.cfg > /tmp/bad.cfg",
+            "sed 's|^kernel = .*|kernel = \"/opt/domu/NoSuchImage\"|' /etc/xen/domu-plain.cfg > /tmp/bad.cfg",
         ),
         (
             "too much memory",
-            "sed 's/^memory = .*/memory = 4096/' /etc/xen/domu.cfg > /tmp/bad.cfg",
+            "sed 's/^memory = .*/memory = 4096/' /etc/xen/domu-plain.cfg > /tmp/bad.cfg",
         ),
     ];
     for (what, make) in bad {

@@ -3,7 +3,7 @@
 //!
 //! Machine and Dom0 as `toolstack.rs` (QEMU virt, GICv3, `-smp 2`, 2048 MiB, Dom0 with
 //! 512 MiB booted with `oxen.dom0=shell`: xencommons, then the shell). Dom0 creates two
-//! DomUs from `/etc/xen/domu.cfg` at once:
+//! DomUs from `/etc/xen/domu-plain.cfg` at once:
 //! * `good` with `oxen.domu=facts`: it reads its own name and domid from xenstore;
 //! * `evil` with `oxen.domu=hostile`: its `/init` runs `xs-hostile`
 //!   (`dom0-backend/xenstore/src/bin/xs-hostile.rs`) over `/dev/xen/xenbus`: writes outside
