@@ -70,8 +70,13 @@ pub fn has_dirty() -> bool {
 }
 
 /// Zero one piece (at most [`SCRUB_PIECE`]) of the RAM waiting in
-/// [`DIRTY`] and make it allocatable. Returns false if there was none.
+/// [`DIRTY`] and make it allocatable. Returns false if there was none (at
+/// the cost of an atomic load while none waits: CPUs call it before they
+/// wait).
 pub fn scrub_some() -> bool {
+    if !has_dirty() {
+        return false;
+    }
     let Some(r) = DIRTY.lock().take_top(SCRUB_PIECE) else {
         return false;
     };

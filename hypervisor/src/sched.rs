@@ -165,6 +165,12 @@ fn publish_oversubscribed(busy: bool) {
     {
         return;
     }
+    kick_untrapped();
+}
+
+/// Kick the other CPUs running a guest with WFI untrapped, so that they
+/// look again at [`want_wfi_trap`] before they re-enter it.
+fn kick_untrapped() {
     let me = this_cpu();
     for (cpu, untrapped) in WFI_UNTRAPPED.iter().enumerate().take(nr_cpus()) {
         if cpu != me && untrapped.load(Ordering::SeqCst) {
@@ -186,14 +192,8 @@ fn want_wfi_trap() -> bool {
 /// kicked, so that they trap it again and scrub while their vCPU waits.
 /// (Sequentially consistent with [`set_wfi_trap`]'s announce-then-look.)
 pub fn memory_to_scrub() {
-    if VWFI.load(Ordering::Relaxed) != VWFI_ADAPTIVE {
-        return;
-    }
-    let me = this_cpu();
-    for (cpu, untrapped) in WFI_UNTRAPPED.iter().enumerate().take(nr_cpus()) {
-        if cpu != me && untrapped.load(Ordering::SeqCst) {
-            kick(cpu);
-        }
+    if VWFI.load(Ordering::Relaxed) == VWFI_ADAPTIVE {
+        kick_untrapped();
     }
 }
 
@@ -297,16 +297,12 @@ pub fn wait_in_place() -> bool {
         if must_look() {
             break false;
         }
-        // Idle time: scrub a piece of a destroyed domain's RAM, if some
-        // waits, then look at what arrived meanwhile.
-        if crate::mem::has_dirty() && crate::mem::scrub_some() {
-            if irq::handle_pending(cpu) != 0 {
-                break !must_look();
-            }
-            continue;
+        // Idle time: scrub a piece of a destroyed domain's RAM if some
+        // waits, else wait for an interrupt; then look at what arrived.
+        if !crate::mem::scrub_some() {
+            sysreg::dsb_sy();
+            sysreg::wfi();
         }
-        sysreg::dsb_sy();
-        sysreg::wfi();
         if irq::handle_pending(cpu) != 0 {
             break !must_look();
         }
@@ -1090,9 +1086,8 @@ fn idle_wait(cpu: usize, deadline: Option<u64>) {
         Some(t) => timer::arm_at(t),
         None => timer::disarm(),
     }
-    if crate::mem::has_dirty() && crate::mem::scrub_some() {
-        // Scrubbed a piece instead of sleeping: look for work again.
-    } else if !NEED_RESCHED[cpu].load(Ordering::Acquire) {
+    // Sleep, unless a piece was scrubbed instead (then look for work again).
+    if !crate::mem::scrub_some() && !NEED_RESCHED[cpu].load(Ordering::Acquire) {
         sysreg::dsb_sy();
         sysreg::wfi();
     }

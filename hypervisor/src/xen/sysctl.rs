@@ -204,10 +204,8 @@ fn elem(base: u64, i: u32, size: usize) -> Result<u64, Errno> {
 pub(super) fn physinfo() -> PhysInfo {
     let n = sched::nr_cpus() as u32;
     let host = crate::domain_build::HOST.get();
-    let (free, max_pa) = {
-        let max_pa = FRAMES.lock().ranges().map(|r| r.end()).max().unwrap_or(0);
-        (crate::mem::free_bytes(), max_pa)
-    };
+    let free = crate::mem::free_bytes();
+    let max_pa = FRAMES.lock().ranges().map(|r| r.end()).max().unwrap_or(0);
     let total = host.map_or(0, |h| h.total_ram);
     PhysInfo {
         // As Xen/Arm, which knows no CPU topology: one core per socket.
