@@ -54,6 +54,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// The counter written just before `label` in one of oxen's counter lines `<line>: <n>
+/// <label>, <n> <label>, ...` (`guest exits:`, `credit scheduler:`, `memory:`; debug key
+/// `x`, and at power-off), if `text` is that line.
+pub fn counter(text: &str, line: &str, label: &str) -> Option<u64> {
+    let rest = text.split_once(line)?.1;
+    let (before, _) = rest.split_once(label)?;
+    before
+        .rsplit([' ', ','])
+        .find(|w| !w.is_empty())?
+        .parse()
+        .ok()
+}
+
 /// Default time allowed for one expectation (before [`scaled`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -184,6 +197,33 @@ pub(crate) fn sanitize(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_reads_oxen_counter_lines() {
+        let exits =
+            "(oxen) guest exits: 12 hypercall/SMCCC, 34 WFI/WFE, 0 MMIO, 5 sysreg, 6 interrupt";
+        assert_eq!(
+            counter(exits, "guest exits: ", " hypercall/SMCCC"),
+            Some(12)
+        );
+        assert_eq!(counter(exits, "guest exits: ", " WFI/WFE"), Some(34));
+        let sched =
+            "credit scheduler: 9 switches, 2 vCPUs moved in, 7 WFIs waited in place, 3 steals";
+        assert_eq!(
+            counter(sched, "credit scheduler: ", " WFIs waited in place"),
+            Some(7)
+        );
+        assert_eq!(counter(sched, "credit scheduler: ", " steals"), Some(3));
+        assert_eq!(counter(sched, "guest exits: ", " steals"), None);
+        assert_eq!(counter(sched, "credit scheduler: ", " parks"), None);
+        let mem = "(oxen) memory: 1561512 KiB free, 0 KiB waiting to be scrubbed, \
+                   5243200 KiB scrubbed (0 KiB when an allocation needed it)";
+        assert_eq!(
+            counter(mem, "memory: ", " KiB waiting to be scrubbed"),
+            Some(0)
+        );
+        assert_eq!(counter(mem, "memory: ", " KiB scrubbed"), Some(5243200));
+    }
 
     #[test]
     fn sanitize_keeps_safe_chars_only() {

@@ -19,7 +19,7 @@
 //! wall-clock figure.
 
 use oxen_tests::dom0shell::{self, Budget, PROMPT, SHELL_ARGS};
-use oxen_tests::{Error, LinuxDom0, Output, Qemu, Running, Shell, re};
+use oxen_tests::{Error, LinuxDom0, Output, Qemu, Running, Shell, counter, re};
 use std::time::Duration;
 
 /// Time allowed for one whole test, before scaling.
@@ -686,36 +686,6 @@ fn f4_boost_wakes_an_io_guest_within_1_2_ms_beside_a_hog() -> Result<(), Error> 
         "without boost the hog's slice should show: max {plain_max} us"
     );
     Ok(())
-}
-
-/// The counter written just before `label` in one of oxen's counter lines `<line>: <n>
-/// <label>, <n> <label>, ...` (`guest exits:`, `credit scheduler:`), if `text` is that line.
-fn counter(text: &str, line: &str, label: &str) -> Option<u64> {
-    let rest = text.split_once(line)?.1;
-    let (before, _) = rest.split_once(label)?;
-    before
-        .rsplit([' ', ','])
-        .find(|w| !w.is_empty())?
-        .parse()
-        .ok()
-}
-
-#[test]
-fn counter_reads_oxen_counter_lines() {
-    let exits = "(oxen) guest exits: 12 hypercall/SMCCC, 34 WFI/WFE, 0 MMIO, 5 sysreg, 6 interrupt";
-    assert_eq!(
-        counter(exits, "guest exits: ", " hypercall/SMCCC"),
-        Some(12)
-    );
-    assert_eq!(counter(exits, "guest exits: ", " WFI/WFE"), Some(34));
-    let sched = "credit scheduler: 9 switches, 2 vCPUs moved in, 7 WFIs waited in place, 3 steals";
-    assert_eq!(
-        counter(sched, "credit scheduler: ", " WFIs waited in place"),
-        Some(7)
-    );
-    assert_eq!(counter(sched, "credit scheduler: ", " steals"), Some(3));
-    assert_eq!(counter(sched, "guest exits: ", " steals"), None);
-    assert_eq!(counter(sched, "credit scheduler: ", " parks"), None);
 }
 
 /// The counter before `label` in the first of `lines` that is oxen's `line` counter line.

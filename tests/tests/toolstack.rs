@@ -36,7 +36,7 @@ use oxen_tests::dom0shell::{
     Budget, CONSOLE_LOG_DIR, DOMU_PROMPT, PROMPT, assert_free_memory_back, boot, domu_cfg,
     free_memory, ok, power_off, wait_only_dom0_listed, xl_list,
 };
-use oxen_tests::{Error, Shell, re, scaled};
+use oxen_tests::{Error, Shell, counter, re, scaled};
 use std::time::Duration;
 
 /// Time allowed for one whole test, before scaling.
@@ -67,12 +67,10 @@ fn scrubbing(sh: &mut Shell<'_>, b: &Budget) -> Result<(u64, u64), Error> {
         b,
     )?;
     let line = out
-        .value("scrub: (oxen) memory: ")
+        .value("scrub: ")
         .unwrap_or_else(|| panic!("no memory line from xl debug-keys x:\n{out}"));
-    // "<n> KiB free, <n> KiB waiting to be scrubbed, <n> KiB scrubbed (<n> KiB when ...)"
     let kib = |label: &str| -> u64 {
-        line.find(label)
-            .and_then(|i| line[..i].rsplit(' ').next()?.parse().ok())
+        counter(line, "(oxen) memory: ", label)
             .unwrap_or_else(|| panic!("no number before '{label}' in {line:?}"))
     };
     Ok((kib(" KiB waiting to be scrubbed"), kib(" KiB scrubbed")))
