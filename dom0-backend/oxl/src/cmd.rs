@@ -1571,8 +1571,8 @@ pub fn debug_keys(hv: &dyn Hv, keys: &str) -> CmdResult {
 }
 
 /// `xl dmesg [-c]`: the hypervisor's console ring (its `(oxen) ...` lines and other domains'
-/// `(dN) ...` lines, oldest first) as the ring holds it; with `clear` the ring is emptied
-/// once read (Xen's "Read and clear Xen's message buffer"). On failure nothing is printed,
+/// `(dN) ...` lines, oldest first) as the ring holds it; with `clear` what was printed is
+/// cleared from the ring (Xen's "Read and clear Xen's message buffer"). On failure nothing is printed,
 /// and the line says why and what to do.
 pub fn dmesg(hv: &dyn Hv, clear: bool, out: &mut dyn Write) -> CmdResult {
     let text = hv.read_console(clear).map_err(|e| {

@@ -291,7 +291,7 @@ pub trait Hv {
     /// sysctl debug_keys: the hypervisor handles `keys` as if typed on its console.
     fn send_debug_keys(&self, keys: &[u8]) -> SysResult<()>;
     /// sysctl readconsole: the hypervisor's console ring, oldest byte first (read whole, as
-    /// libxl's console reader does); `clear` empties the ring once it has been read.
+    /// libxl's console reader does); `clear` then clears what was read.
     fn read_console(&self, clear: bool) -> SysResult<Vec<u8>>;
     fn unpause(&self, domid: u32) -> SysResult<()>;
     fn destroy(&self, domid: u32) -> SysResult<()>;

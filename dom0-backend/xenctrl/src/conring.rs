@@ -7,9 +7,11 @@
 //! Clearing: `readconsole` with `clear` forgets the ring up to where its copy stopped (oxen
 //! and Xen; an oxen before 2026-12-07 emptied the whole ring), so a read with `clear` is made
 //! only once the reads without it have found the end; it returns what was logged in between,
-//! and nothing is cleared that was not read, whatever the ring's size. Invariant: at most [`MAX_TOTAL`] bytes plus one last
-//! clearing read are collected, so a ring that fills as fast as it is read (or a hypervisor
-//! whose index does not advance) ends the loop.
+//! and nothing is cleared that was not read, whatever the ring's size.
+//!
+//! Invariant: at most [`MAX_TOTAL`] bytes plus one last clearing read are collected, so a ring
+//! that fills as fast as it is read (or a hypervisor whose index does not advance) ends the
+//! loop.
 
 /// Bytes one `readconsole` call asks for: Xen's default ring size, libxl's reader buffer.
 pub const READ_CHUNK: u32 = 16 * 1024;
@@ -21,8 +23,9 @@ pub const MAX_TOTAL: usize = 64 * READ_CHUNK as usize;
 /// The whole console ring, oldest byte first. `read(index, clear)` is one `readconsole`
 /// call with `incremental` set from `index`, returning the bytes copied (empty: nothing
 /// more) and the index to continue from. With `clear`, a last read with `clear` set clears
-/// the ring up to where it stopped, and its bytes are appended (see the module docs). The first error ends the
-/// reading and is returned (nothing cleared unless the clearing read itself failed after).
+/// the ring up to where it stopped, and its bytes are appended (see the module docs). The
+/// first error ends the reading and is returned (nothing cleared unless the clearing read
+/// itself failed after).
 pub fn read_ring<E>(
     mut read: impl FnMut(u32, bool) -> Result<(Vec<u8>, u32), E>,
     clear: bool,

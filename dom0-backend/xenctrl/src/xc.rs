@@ -828,7 +828,7 @@ impl Xc {
     /// The whole hypervisor console ring, oldest byte first (`xl dmesg`; libxl's console
     /// reader over `xc_readconsolering`): incremental reads of [`conring::READ_CHUNK`] bytes
     /// into one hypercall buffer until a read returns nothing ([`conring::read_ring`]);
-    /// `clear` empties the ring after it was read. Errors name `sysctl readconsole`.
+    /// `clear` then clears what was read. Errors name `sysctl readconsole`.
     pub fn read_console_ring(&self, clear: bool) -> Result<Vec<u8>> {
         let buf = self.hypercall_buf(conring::READ_CHUNK as usize)?;
         conring::read_ring(
